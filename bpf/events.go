@@ -1,0 +1,163 @@
+package bpf
+
+import (
+	"fmt"
+	"net/netip"
+	"unsafe"
+)
+
+// Direction of captured bytes, as seen by the traced process.
+type Direction uint8
+
+const (
+	Ingress Direction = 1 // read by the process
+	Egress  Direction = 2 // written by the process
+)
+
+// ConnEvent is bytes moved on, or the close of, a captured connection.
+type ConnEvent struct {
+	PID   uint32
+	FD    int32
+	Gen   uint64 // differs for every connection that used PID/FD
+	Seq   uint32 // per connection; a gap means lost events
+	Time  uint64 // kernel monotonic ns
+	Dir   Direction
+	Len   uint32 // bytes the syscall moved
+	Data  []byte // the captured prefix; only valid during the handler call
+	Peer  netip.AddrPort
+	Local netip.AddrPort
+}
+
+// ProcEvent is a process lifecycle event.
+type ProcEvent struct {
+	PID  uint32
+	PPID uint32 // the parent, for forks
+	Time uint64
+	Exe  string // the exec'd file, for execs
+}
+
+// Handler receives events on the reading goroutine.
+type Handler interface {
+	Data(ev ConnEvent)
+	Close(ev ConnEvent)
+	Exec(ev ProcEvent)
+	Fork(ev ProcEvent)
+	Exit(ev ProcEvent)
+}
+
+var (
+	connEventSize = int(unsafe.Sizeof(authprobeConnEvent{}))
+	procEventHead = int(unsafe.Offsetof(authprobeProcessEvent{}.Filename))
+)
+
+// dispatch decodes one ring buffer sample. The layouts come from bpf2go's
+// -type structs; samples are 8-byte aligned, so a cast is safe once the
+// length is checked.
+func dispatch(raw []byte, h Handler) error {
+	if len(raw) == 0 {
+		return fmt.Errorf("empty sample")
+	}
+	switch authprobeEventType(raw[0]) {
+	case authprobeEventTypeEVENT_DATA, authprobeEventTypeEVENT_CLOSE:
+		if len(raw) < connEventSize {
+			return fmt.Errorf("short connection event: %d bytes", len(raw))
+		}
+		hdr := (*authprobeConnEvent)(unsafe.Pointer(&raw[0]))
+		end := connEventSize + int(hdr.Cap)
+		if end > len(raw) {
+			return fmt.Errorf("connection event claims %d bytes, has %d", hdr.Cap, len(raw)-connEventSize)
+		}
+		ev := ConnEvent{
+			PID:   hdr.Tgid,
+			FD:    hdr.Fd,
+			Gen:   hdr.Gen,
+			Seq:   hdr.Seq,
+			Time:  hdr.Ts,
+			Dir:   Direction(hdr.Dir),
+			Len:   hdr.Len,
+			Data:  raw[connEventSize:end],
+			Peer:  addrPort(hdr.Peer.Addr, hdr.Peer.Port, hdr.Peer.Family),
+			Local: addrPort(hdr.Local.Addr, hdr.Local.Port, hdr.Local.Family),
+		}
+		if hdr.Type == uint8(authprobeEventTypeEVENT_DATA) {
+			h.Data(ev)
+		} else {
+			h.Close(ev)
+		}
+	case authprobeEventTypeEVENT_EXEC, authprobeEventTypeEVENT_EXIT, authprobeEventTypeEVENT_FORK:
+		if len(raw) < procEventHead {
+			return fmt.Errorf("short process event: %d bytes", len(raw))
+		}
+		pe := (*authprobeProcessEvent)(unsafe.Pointer(&raw[0]))
+		ev := ProcEvent{PID: pe.Pid, PPID: pe.Ppid, Time: pe.Ts}
+		switch authprobeEventType(raw[0]) {
+		case authprobeEventTypeEVENT_EXEC:
+			name := raw[procEventHead:min(len(raw), procEventHead+len(pe.Filename))]
+			for i, c := range name {
+				if c == 0 {
+					name = name[:i]
+					break
+				}
+			}
+			ev.Exe = string(name)
+			h.Exec(ev)
+		case authprobeEventTypeEVENT_FORK:
+			h.Fork(ev)
+		default:
+			h.Exit(ev)
+		}
+	default:
+		return fmt.Errorf("unknown event type %d", raw[0])
+	}
+	return nil
+}
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+func addrPort(a [16]uint8, port, family uint16) netip.AddrPort {
+	switch family {
+	case afInet:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), port)
+	case afInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+// Counter names, indexed by the C enum counter.
+var counterNames = [...]string{
+	authprobeCounterCNT_EVENTS_DATA:        "events_data",
+	authprobeCounterCNT_EVENTS_CLOSE:       "events_close",
+	authprobeCounterCNT_EVENTS_PROC:        "events_process",
+	authprobeCounterCNT_REQUESTS_MATCHED:   "requests_matched",
+	authprobeCounterCNT_REQUESTS_SKIPPED:   "requests_skipped",
+	authprobeCounterCNT_DROP_RINGBUF_FULL:  "drop_ringbuf_full",
+	authprobeCounterCNT_DROP_READ_FAULT:    "drop_read_fault",
+	authprobeCounterCNT_DROP_IOV_TRUNCATED: "drop_iov_truncated",
+	authprobeCounterCNT_TRUNC_REQUEST:      "truncated_request",
+	authprobeCounterCNT_TRUNC_RESPONSE:     "truncated_response",
+	authprobeCounterCNT_DROP_NOT_TCP:       "drop_not_tcp",
+	authprobeCounterCNT_DROP_CONN_STATE:    "drop_conn_state",
+}
+
+// Counters sums the kernel's per-CPU counters by name. Names starting
+// with "drop_" are losses; "truncated_" are captures cut at the limits.
+func (p *Probe) Counters() (map[string]uint64, error) {
+	out := make(map[string]uint64, len(counterNames))
+	var perCPU []uint64
+	for i, name := range counterNames {
+		if err := p.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("read counter %s: %w", name, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[name] = sum
+	}
+	return out, nil
+}
+

@@ -1,0 +1,178 @@
+// Package config is the agent's one configuration vocabulary: the YAML file
+// a user writes, decoded strictly (unknown keys are errors with file:line),
+// defaulted and validated. Every stage takes the part it needs explicitly.
+package config
+
+import (
+	"time"
+)
+
+// Route kinds.
+const (
+	KindLogin     = "login"
+	KindAuthorize = "authorize"
+	KindToken     = "token"
+	KindLogout    = "logout"
+	KindOther     = "other"
+)
+
+// Username privacy modes.
+const (
+	PrivacyHash  = "hash"
+	PrivacyPlain = "plain"
+	PrivacyDrop  = "drop"
+)
+
+// Exporter kinds.
+const (
+	ExporterStdout = "stdout"
+	ExporterOTLP   = "otlp"
+)
+
+// Limits the kernel side imposes on the capture sizes.
+const (
+	MaxCaptureBytes      = 16384
+	DefaultCaptureBytes  = 4096
+	DefaultResponseBytes = 1024
+)
+
+// Config is the whole agent configuration.
+type Config struct {
+	// ServiceName is the default service.name; the executable's base name
+	// when empty.
+	ServiceName string `yaml:"service_name"`
+	// CaptureBytes bounds what is captured of one request (head and start of
+	// the body). Default 4096, at most MaxCaptureBytes.
+	CaptureBytes int `yaml:"capture_bytes"`
+	// ResponseBytes bounds what is captured of one response (head and start
+	// of the body). Default 1024, at most MaxCaptureBytes.
+	ResponseBytes int `yaml:"response_bytes"`
+	// ResponseTimeout: a request without a response after this long becomes
+	// a span with auth.result=unknown, failure_reason=no_response. Default 30s.
+	ResponseTimeout Duration `yaml:"response_timeout"`
+
+	Targets  []Target `yaml:"targets"`
+	Routes   []Route  `yaml:"routes"`
+	Security Security `yaml:"security"`
+	Exporter Exporter `yaml:"exporter"`
+	Metrics  Metrics  `yaml:"metrics"`
+
+	// src locates keys in the file the config came from, so that Validate
+	// (run again after the CLI adds flag targets) still reports file:line.
+	src *source
+}
+
+// Target selects processes to watch; an entry matches when any of its set
+// fields matches (exactly one must be set).
+type Target struct {
+	PID  int    `yaml:"pid"`
+	Exe  string `yaml:"exe"`  // glob on the executable path (path.Match syntax)
+	Port int    `yaml:"port"` // processes listening on this TCP port
+	// ServiceName overrides service.name for processes this entry matches.
+	ServiceName string `yaml:"service_name"`
+}
+
+// Route is one configured auth route.
+type Route struct {
+	Name   string `yaml:"name"`   // span name, e.g. auth.login
+	Kind   string `yaml:"kind"`   // login | authorize | token | logout | other
+	Method string `yaml:"method"` // optional; any method when empty
+	// Path: exact ("/login"), "*" matches one segment, "{param}" matches one
+	// segment and names it, a trailing "/**" matches any rest (including none).
+	Path string `yaml:"path"`
+	// Results overrides the default status → result mapping for this route.
+	// Keys are a status code ("200") or class ("4xx"); values are
+	// "result" or "result/reason", e.g. "failure/invalid_credentials".
+	Results map[string]string `yaml:"results"`
+	// FailureMatchers refine auth.failure_reason from the response body
+	// (first captured bytes). The first matcher that matches wins.
+	FailureMatchers []BodyMatcher `yaml:"failure_matchers"`
+}
+
+// BodyMatcher matches the captured start of a response body.
+type BodyMatcher struct {
+	// JSONField is a dotted path into a JSON body (e.g. "error.code"); when
+	// set, Equals (if set) must equal the field's string value, else the
+	// field must merely exist.
+	JSONField string `yaml:"json_field"`
+	Equals    string `yaml:"equals"`
+	// Contains matches a substring of the captured body (used when JSONField
+	// is empty).
+	Contains string `yaml:"contains"`
+	// Reason is the auth.failure_reason to set, e.g. mfa_required.
+	Reason string `yaml:"reason"`
+	// Result optionally forces auth.result (failure | error); default failure.
+	Result string `yaml:"result"`
+}
+
+// Security configures the security attributes and privacy.
+type Security struct {
+	Username UsernameConfig `yaml:"username"`
+	APIKey   APIKeyConfig   `yaml:"api_key"`
+	// SessionCookies are cookie names that mean "a session": a request that
+	// carries one authenticated with auth.method=cookie; a response that
+	// sets one on a successful login issued a session.
+	SessionCookies []string  `yaml:"session_cookies"`
+	JWT            JWTConfig `yaml:"jwt"`
+	// TrustedProxies are CIDRs whose X-Forwarded-For / Forwarded headers are
+	// believed; client.address is then the right-most untrusted address.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ClientSubnet adds auth.client.subnet (/24 IPv4, /48 IPv6). Default true.
+	ClientSubnet *bool `yaml:"client_subnet"`
+	// StatusUnsetOn4xx leaves the span status unset for 4xx failures as HTTP
+	// server semconv does; default false (failures are Error, as the
+	// detection rules expect).
+	StatusUnsetOn4xx bool `yaml:"status_unset_on_4xx"`
+}
+
+// UsernameConfig says where usernames come from and how they are protected.
+type UsernameConfig struct {
+	// BodyFields are form field names or dotted JSON paths ("user.email").
+	// Default: username, user, email, login.
+	BodyFields []string `yaml:"body_fields"`
+	// Header is an optional request header carrying the username.
+	Header string `yaml:"header"`
+	// Privacy: hash (default), plain or drop.
+	Privacy string `yaml:"privacy"`
+	// KeyFile / KeyEnv name the HMAC key source for privacy=hash.
+	KeyFile string `yaml:"key_file"`
+	KeyEnv  string `yaml:"key_env"`
+	// RandomKey explicitly accepts a random per-run key (hashes then do not
+	// correlate across restarts or nodes); logged at start.
+	RandomKey bool `yaml:"random_key"`
+	// Lowercase lowercases usernames that look like emails before hashing.
+	// Default true.
+	Lowercase *bool `yaml:"lowercase"`
+}
+
+// APIKeyConfig names where API keys travel.
+type APIKeyConfig struct {
+	Headers     []string `yaml:"headers"`      // default: X-API-Key
+	QueryParams []string `yaml:"query_params"` // default: api_key
+}
+
+// JWTConfig configures bearer-token decoding.
+type JWTConfig struct {
+	// RolesClaim is a dotted claim path: roles, groups, scope,
+	// realm_access.roles. Default roles.
+	RolesClaim string `yaml:"roles_claim"`
+	// Leeway for the exp check. Default 0.
+	Leeway Duration `yaml:"leeway"`
+	// JWKSFile, when set, verifies signatures (auth.token.verified).
+	JWKSFile string `yaml:"jwks_file"`
+}
+
+// Exporter chooses where spans go.
+type Exporter struct {
+	Kind     string `yaml:"kind"`     // stdout (default) | otlp
+	Endpoint string `yaml:"endpoint"` // host:port; OTEL_EXPORTER_OTLP_* apply
+	Insecure *bool  `yaml:"insecure"` // default true for loopback endpoints
+}
+
+// Metrics configures the self-metrics endpoint.
+type Metrics struct {
+	Addr string `yaml:"addr"` // default 127.0.0.1:9464; "off" disables
+}
+
+// Duration is a time.Duration that decodes from "30s" style strings.
+type Duration time.Duration

@@ -1,0 +1,54 @@
+// Package spanbuilder turns decoder exchanges on configured auth routes into
+// auth spans: it matches the route, infers the result from the response,
+// adds the security attributes, and takes the caller's trace context from
+// the W3C traceparent header. It knows auth, not the kernel, and never logs.
+package spanbuilder
+
+import (
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Process is the traced process an exchange belongs to.
+type Process struct {
+	PID         uint32
+	Exe         string // executable path
+	ServiceName string // resolved service.name
+}
+
+// Span is one auth attempt, ready for an exporter. It holds no secret.
+type Span struct {
+	Name string
+	// Parent is the caller's span context from traceparent (remote); not
+	// valid when the request carried none (or a malformed one): the span
+	// then starts a new trace.
+	Parent        trace.SpanContext
+	Start, End    time.Time
+	StatusCode    codes.Code
+	StatusMessage string
+	Attributes    []attribute.KeyValue
+	Process       Process
+
+	// RouteKind is the configured route kind (login, authorize, ...).
+	RouteKind string
+	// Result and FailureReason repeat the auth.result / auth.failure_reason
+	// attributes for consumers that aggregate (detection metrics).
+	Result        string
+	FailureReason string
+	// ClientSubnet is the client's /24 (IPv4) or /48 (IPv6), "" if unknown.
+	ClientSubnet string
+	// UserKey identifies the username for in-agent aggregation (a keyed
+	// hash, whatever the privacy mode; 0 when no username). Never exported.
+	UserKey uint64
+}
+
+// Results.
+const (
+	ResultSuccess = "success"
+	ResultFailure = "failure"
+	ResultError   = "error"
+	ResultUnknown = "unknown"
+)
