@@ -201,7 +201,7 @@ static __always_inline bool route_match(const void *buf, __u64 n)
 
 /* emit sends one chunk of a captured connection. The per-connection seq
  * advances even when the ring buffer is full, so user space sees the gap. */
-static __noinline int emit(void *ctx, struct conn_key *key, struct conn_state *st,
+static __noinline int emit(struct conn_key *key, struct conn_state *st,
 			   __u8 dir, const void *buf, __u64 len)
 {
 	__u32 zero = 0;
@@ -261,12 +261,12 @@ static __always_inline void emit_close(struct conn_key *key, struct conn_state *
 /* on_ingress handles bytes the process read: a request, on a server.
  * A request head is checked against the routes when the connection is
  * not in the middle of capturing one; only a match creates work. */
-static __always_inline void on_ingress(void *ctx, struct conn_key *key,
+static __always_inline void on_ingress(struct conn_key *key,
 				       const void *buf, __u64 len)
 {
 	struct conn_state *st = bpf_map_lookup_elem(&conns, key);
 	if (st && st->phase == PHASE_REQUEST) {
-		emit(ctx, key, st, DIR_INGRESS, buf, len);
+		emit(key, st, DIR_INGRESS, buf, len);
 		return;
 	}
 	if (!route_match(buf, len)) {
@@ -285,12 +285,12 @@ static __always_inline void on_ingress(void *ctx, struct conn_key *key,
 	count(CNT_REQUESTS_MATCHED);
 	st->phase = PHASE_REQUEST;
 	st->budget = capture_bytes;
-	emit(ctx, key, st, DIR_INGRESS, buf, len);
+	emit(key, st, DIR_INGRESS, buf, len);
 }
 
 /* on_egress handles bytes the process wrote: the response to a captured
  * request. Writes on other connections were filtered at syscall enter. */
-static __always_inline void on_egress(void *ctx, struct conn_key *key,
+static __always_inline void on_egress(struct conn_key *key,
 				      const void *buf, __u64 len)
 {
 	struct conn_state *st = bpf_map_lookup_elem(&conns, key);
@@ -302,16 +302,16 @@ static __always_inline void on_egress(void *ctx, struct conn_key *key,
 	}
 	if (st->phase != PHASE_RESPONSE)
 		return;
-	emit(ctx, key, st, DIR_EGRESS, buf, len);
+	emit(key, st, DIR_EGRESS, buf, len);
 }
 
-static __noinline void handle(void *ctx, struct conn_key *key, __u8 dir,
+static __noinline void handle(struct conn_key *key, __u8 dir,
 				   const void *buf, __u64 len)
 {
 	if (dir == DIR_INGRESS)
-		on_ingress(ctx, key, buf, len);
+		on_ingress(key, buf, len);
 	else
-		on_egress(ctx, key, buf, len);
+		on_egress(key, buf, len);
 }
 
 /* ---- syscall enter: keep the arguments for the exit ---- */
@@ -414,42 +414,72 @@ int authprobe_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 
 /* ---- syscall exit: the bytes are there now ---- */
 
-static __always_inline int finish(void *ctx, long ret, __u8 dir)
+/* take returns the arguments kept at enter, or false. */
+static __always_inline bool take(struct syscall_args *out)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct syscall_args *a = bpf_map_lookup_elem(&inflight, &id);
 	if (!a)
-		return 0;
-	struct syscall_args args = *a;
+		return false;
+	*out = *a;
 	bpf_map_delete_elem(&inflight, &id);
-	if (ret <= 0)
-		return 0;
+	return true;
+}
 
-	struct conn_key key = {.tgid = id >> 32, .fd = args.fd};
-	if (!args.iov) {
-		handle(ctx, &key, dir, (void *)args.buf, ret);
+static __always_inline int finish(long ret, __u8 dir)
+{
+	struct syscall_args args;
+	if (!take(&args) || ret <= 0)
 		return 0;
-	}
+	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd};
+	handle(&key, dir, (void *)args.buf, ret);
+	return 0;
+}
 
-	/* One event per iovec keeps every copy at offset 0 of the scratch
-	 * buffer, which the verifier can bound; the decoder joins them. */
-	__u64 left = ret;
-	struct iovec *iov = (struct iovec *)args.buf;
-	for (int i = 0; i < MAX_IOV; i++) {
-		if (left == 0 || i >= args.count)
-			return 0;
-		struct iovec v = {};
-		if (bpf_probe_read_user(&v, sizeof(v), &iov[i])) {
-			count(CNT_DROP_READ_FAULT);
-			return 0;
-		}
-		__u64 n = v.iov_len < left ? v.iov_len : left;
-		if (n == 0)
-			continue;
-		handle(ctx, &key, dir, v.iov_base, n);
-		left -= n;
+struct iov_walk {
+	struct conn_key key;
+	struct iovec *iov;
+	__u64 count;
+	__u64 left;
+	__u8 dir;
+	__u8 _pad[7];
+};
+
+/* iov_step handles one iovec. One event per iovec keeps every copy at
+ * offset 0 of the scratch buffer, which the verifier can bound; the
+ * decoder joins them. Run through bpf_loop, so it is verified once. */
+static long iov_step(__u32 i, void *data)
+{
+	struct iov_walk *w = data;
+	if (w->left == 0 || i >= w->count)
+		return 1;
+	struct iovec v = {};
+	if (bpf_probe_read_user(&v, sizeof(v), &w->iov[i])) {
+		count(CNT_DROP_READ_FAULT);
+		return 1;
 	}
-	if (left > 0)
+	__u64 n = v.iov_len < w->left ? v.iov_len : w->left;
+	if (n > 0) {
+		handle(&w->key, w->dir, v.iov_base, n);
+		w->left -= n;
+	}
+	return 0;
+}
+
+static __always_inline int finish_iov(long ret, __u8 dir)
+{
+	struct syscall_args args;
+	if (!take(&args) || ret <= 0)
+		return 0;
+	struct iov_walk w = {
+		.key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd},
+		.iov = (struct iovec *)args.buf,
+		.count = args.count,
+		.left = ret,
+		.dir = dir,
+	};
+	bpf_loop(MAX_IOV, iov_step, &w, 0);
+	if (w.left > 0)
 		count(CNT_DROP_IOV_TRUNCATED);
 	return 0;
 }
@@ -457,49 +487,49 @@ static __always_inline int finish(void *ctx, long ret, __u8 dir)
 SEC("tracepoint/syscalls/sys_exit_read")
 int authprobe_exit_read(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_INGRESS);
+	return finish(ctx->ret, DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvfrom")
 int authprobe_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_INGRESS);
+	return finish(ctx->ret, DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_readv")
 int authprobe_exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_INGRESS);
+	return finish_iov(ctx->ret, DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int authprobe_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_INGRESS);
+	return finish_iov(ctx->ret, DIR_INGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
 int authprobe_exit_write(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_EGRESS);
+	return finish(ctx->ret, DIR_EGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendto")
 int authprobe_exit_sendto(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_EGRESS);
+	return finish(ctx->ret, DIR_EGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_writev")
 int authprobe_exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_EGRESS);
+	return finish_iov(ctx->ret, DIR_EGRESS);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int authprobe_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish(ctx, ctx->ret, DIR_EGRESS);
+	return finish_iov(ctx->ret, DIR_EGRESS);
 }
 
 /* ---- connection lifecycle ---- */

@@ -160,4 +160,3 @@ func (p *Probe) Counters() (map[string]uint64, error) {
 	}
 	return out, nil
 }
-

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -220,20 +221,31 @@ func (p *Probe) Watched() ([]uint32, error) {
 }
 
 // Run reads events until ctx is done or the probe is closed, handing each
-// to h on this goroutine. Data slices are only valid during the call.
-func (p *Probe) Run(ctx context.Context, h Handler) error {
+// to h on this goroutine, and calls tick at least every tickEvery. One
+// goroutine does all the work, so the stages behind h need no locks. Data
+// slices are only valid during the call.
+func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tick func()) error {
 	stop := context.AfterFunc(ctx, func() { p.reader.Close() })
 	defer stop()
 	var rec ringbuf.Record
+	next := time.Now().Add(tickEvery)
 	for {
-		if err := p.reader.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return nil
+		p.reader.SetDeadline(next)
+		err := p.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := dispatch(rec.RawSample, h); err != nil {
+				p.log.Warn("bad event", "error", err)
 			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			return nil
+		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
-		if err := dispatch(rec.RawSample, h); err != nil {
-			p.log.Warn("bad event", "error", err)
+		if now := time.Now(); !now.Before(next) {
+			tick()
+			next = now.Add(tickEvery)
 		}
 	}
 }

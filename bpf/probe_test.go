@@ -85,7 +85,7 @@ func mustRun(tb testing.TB, p *Probe) *recorder {
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, rec) }()
+	go func() { done <- p.Run(ctx, rec, 100*time.Millisecond, func() {}) }()
 	tb.Cleanup(func() {
 		cancel()
 		require.NoError(tb, <-done)
@@ -97,7 +97,7 @@ func TestCaptureLoginOnly(t *testing.T) {
 	p := mustLoad(t, Config{
 		CaptureBytes:  4096,
 		ResponseBytes: 1024,
-		Routes:        []RoutePrefix{{Method: "POST", Prefix: "/login"}},
+		Routes: []RoutePrefix{{Method: "POST", Prefix: "/login"}, {Prefix: "/api/"}, {Method: "POST", Prefix: "/oauth/token"}, {Method: "POST", Prefix: "/logout"}},
 	})
 	rec := mustRun(t, p)
 	pid, addr := mustStartServer(t)

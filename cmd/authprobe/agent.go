@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
+	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/detect"
+	"github.com/authprobe/authprobe/export"
+	"github.com/authprobe/authprobe/spanbuilder"
+)
+
+// runAgent is `authprobe run`: load, attach, watch, export until a signal.
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	flags, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, flags.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadRunConfig(flags)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		log.Warn("not running as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (see `authprobe check`)")
+	}
+	if err := ensureTracefs(); err != nil {
+		return err
+	}
+
+	clock, err := bpf.NewKernelClock()
+	if err != nil {
+		return fmt.Errorf("read kernel clock: %w", err)
+	}
+	builder, err := spanbuilder.New(spanbuilder.Config{
+		Routes:      cfg.Routes,
+		Security:    cfg.Security,
+		ServiceName: cfg.ServiceName,
+		ToWall:      clock.Wall,
+	})
+	if err != nil {
+		return fmt.Errorf("span builder: %w", err)
+	}
+	if cfg.Security.Username.Privacy == config.PrivacyHash && cfg.Security.Username.RandomKey {
+		log.Warn("username hashes use a random per-run key: they will not correlate across restarts or nodes (set security.username.key_file or key_env)")
+	}
+
+	host, _ := os.Hostname()
+	exp, err := export.New(ctx, export.Config{
+		Kind:     cfg.Exporter.Kind,
+		Endpoint: cfg.Exporter.Endpoint,
+		Insecure: cfg.Exporter.Insecure != nil && *cfg.Exporter.Insecure,
+		Stdout:   stdout,
+		HostName: host,
+		OnExportError: func(err error, spans int) {
+			log.Warn("span export failed", "component", "export", "spans", spans, "error", err)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("exporter: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := exp.Shutdown(sctx); err != nil {
+			log.Warn("flush spans", "component", "export", "error", err)
+		}
+		st := exp.Stats()
+		log.Info("spans flushed", "component", "export", "exported", st.Exported, "dropped", st.Dropped())
+	}()
+
+	det, err := detect.New(detect.Config{})
+	if err != nil {
+		return fmt.Errorf("detector: %w", err)
+	}
+	if cfg.Exporter.Kind == config.ExporterOTLP {
+		shutdown, err := startOTLPMetrics(ctx, cfg, det)
+		if err != nil {
+			return err
+		}
+		defer shutdown()
+	}
+
+	probe, err := bpf.Load(bpf.Config{
+		CaptureBytes:  uint32(cfg.CaptureBytes),
+		ResponseBytes: uint32(cfg.ResponseBytes),
+		Routes:        routePrefixes(cfg.Routes),
+		Logger:        log,
+	})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("load eBPF programs: %w (run as root or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)", err)
+		}
+		return fmt.Errorf("load eBPF programs: %w", err)
+	}
+	defer func() {
+		if err := probe.Close(); err != nil {
+			log.Warn("detach", "component", "bpf", "error", err)
+		}
+	}()
+
+	dec := decoder.New(decoder.Config{
+		MaxRequestBody:  cfg.CaptureBytes,
+		MaxResponseBody: cfg.ResponseBytes,
+		ResponseTimeout: uint64(time.Duration(cfg.ResponseTimeout).Nanoseconds()),
+	})
+	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc")
+	pipe := newPipeline(log.With("component", "pipeline"), probe, dec, builder, clock, matcher,
+		exp.Emit, det.Observe)
+
+	// Named PIDs must exist: a typo should not look like a quiet service.
+	for _, pid := range flags.pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return fmt.Errorf("--pid %d: no such process", pid)
+		}
+	}
+	pipe.scan(matcher.HasPortTargets())
+
+	var srv *http.Server
+	if cfg.Metrics.Addr != "off" {
+		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	pipe.ready.Store(true)
+	log.Info("authprobe running", "routes", len(cfg.Routes), "watched", pipe.stats().Watched,
+		"exporter", cfg.Exporter.Kind, "metrics", cfg.Metrics.Addr)
+
+	if err := probe.Run(ctx, pipe, 100*time.Millisecond, pipe.tick); err != nil {
+		return err
+	}
+	log.Info("shutting down")
+	return nil
+}
+
+// loadRunConfig reads the file and applies the command line on top.
+func loadRunConfig(f runFlags) (*config.Config, error) {
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		return nil, err
+	}
+	for _, pid := range f.pids {
+		cfg.Targets = append(cfg.Targets, config.Target{PID: pid})
+	}
+	if f.otlpEndpoint != "" {
+		cfg.Exporter.Kind = config.ExporterOTLP
+		cfg.Exporter.Endpoint = f.otlpEndpoint
+		if cfg.Exporter.Insecure == nil {
+			insecure := isLoopback(f.otlpEndpoint)
+			cfg.Exporter.Insecure = &insecure
+		}
+	}
+	if f.exporter != "" {
+		cfg.Exporter.Kind = f.exporter
+	}
+	if f.metricsAddr != "" {
+		cfg.Metrics.Addr = f.metricsAddr
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func routePrefixes(routes []config.Route) []bpf.RoutePrefix {
+	out := make([]bpf.RoutePrefix, 0, len(routes))
+	for _, r := range routes {
+		out = append(out, bpf.RoutePrefix{Method: r.Method, Prefix: bpf.PrefixOf(r.Path)})
+	}
+	return out
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

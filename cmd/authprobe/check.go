@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/config"
+)
+
+// runCheck is `authprobe check`: the config, then the kernel, then a real
+// load of the programs. It reports in plain words and says whether `run`
+// can work here; ok is false when it cannot.
+func runCheck(ctx context.Context, args []string, w io.Writer) (bool, error) {
+	path, err := parseCheckFlags(args, w)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+
+	fmt.Fprintf(w, "config %s:\n", path)
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		ok = false
+		fmt.Fprintf(w, "  INVALID\n%s\n", indent(err.Error()))
+	} else {
+		fmt.Fprintf(w, "  valid: %d routes, %d targets, exporter %s\n",
+			len(cfg.Routes), len(cfg.Targets), cfg.Exporter.Kind)
+	}
+
+	fmt.Fprintln(w, "kernel:")
+	kernelOK := true
+	for _, f := range kernelFeatures() {
+		mark := "yes"
+		if !f.ok {
+			mark = "no "
+			if f.required {
+				kernelOK = false
+			}
+		}
+		fmt.Fprintf(w, "  %-24s %s  %s\n", f.name, mark, f.detail)
+	}
+
+	if kernelOK {
+		routes := []bpf.RoutePrefix{{Method: "POST", Prefix: "/login"}}
+		if cfg != nil && len(cfg.Routes) > 0 {
+			routes = routePrefixes(cfg.Routes)
+		}
+		probe, err := bpf.Load(bpf.Config{CaptureBytes: 4096, ResponseBytes: 1024, Routes: routes})
+		if err != nil {
+			kernelOK = false
+			fmt.Fprintf(w, "  %-24s no   %v\n", "load and attach", err)
+		} else {
+			fmt.Fprintf(w, "  %-24s yes  every program verified and attached, then detached\n", "load and attach")
+			_ = probe.Close()
+		}
+	}
+	ok = ok && kernelOK
+
+	if ok {
+		fmt.Fprintln(w, "verdict: authprobe run can work here.")
+	} else if !kernelOK {
+		fmt.Fprintln(w, "verdict: authprobe run cannot work on this machine as it is (see the \"no\" lines above).")
+	} else {
+		fmt.Fprintln(w, "verdict: fix the config; the kernel can run authprobe.")
+	}
+	return ok, nil
+}
+
+func indent(s string) string {
+	out := "    "
+	for _, c := range s {
+		out += string(c)
+		if c == '\n' {
+			out += "    "
+		}
+	}
+	return out
+}

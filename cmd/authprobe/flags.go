@@ -1,0 +1,79 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// pidList is a repeatable --pid flag.
+type pidList []int
+
+func (p *pidList) String() string {
+	s := make([]string, len(*p))
+	for i, v := range *p {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *pidList) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("%q is not a process id", v)
+	}
+	*p = append(*p, n)
+	return nil
+}
+
+// runFlags are the flags of `authprobe run`.
+type runFlags struct {
+	config       string
+	pids         pidList
+	exporter     string
+	otlpEndpoint string
+	metricsAddr  string
+	logLevel     string
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "config file (YAML)")
+	fs.Var(&f.pids, "pid", "also watch this process id (repeatable)")
+	fs.StringVar(&f.exporter, "exporter", "", "stdout or otlp (overrides the config)")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector HOST:PORT (implies --exporter otlp)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "self-metrics and health address (default 127.0.0.1:9464; \"off\" disables)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return f, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if f.config == "" {
+		return f, fmt.Errorf("%w: --config FILE is required (see deploy/authprobe.yaml)", errUsage)
+	}
+	switch f.exporter {
+	case "", "stdout", "otlp":
+	default:
+		return f, fmt.Errorf("%w: --exporter %q: want stdout or otlp", errUsage, f.exporter)
+	}
+	return f, nil
+}
+
+func parseCheckFlags(args []string, w io.Writer) (string, error) {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(w)
+	config := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return "", fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *config == "" {
+		return "", fmt.Errorf("%w: --config FILE is required", errUsage)
+	}
+	return *config, nil
+}

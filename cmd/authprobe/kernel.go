@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+const tracefsDir = "/sys/kernel/tracing"
+
+// ensureTracefs mounts tracefs where the tracepoint IDs are read from,
+// when nothing mounted it yet (minimal images and fresh VMs).
+func ensureTracefs() error {
+	if _, err := os.Stat(tracefsDir + "/events"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/sys/kernel/debug/tracing/events"); err == nil {
+		return nil
+	}
+	if err := unix.Mount("tracefs", tracefsDir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w (mount -t tracefs nodev %s)",
+			tracefsDir, err, tracefsDir)
+	}
+	return nil
+}
+
+// feature is one line of `authprobe check`'s kernel report.
+type feature struct {
+	name     string
+	ok       bool
+	detail   string
+	required bool
+}
+
+// kernelFeatures probes what this kernel offers, in the words of the
+// check report.
+func kernelFeatures() []feature {
+	var fs []feature
+	add := func(name string, ok bool, required bool, detail string) {
+		fs = append(fs, feature{name: name, ok: ok, required: required, detail: detail})
+	}
+
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	add("kernel", true, false, unix.ByteSliceToString(uts.Release[:]))
+
+	_, err := os.Stat("/sys/kernel/btf/vmlinux")
+	add("BTF", err == nil, true, pick(err == nil,
+		"/sys/kernel/btf/vmlinux present (CO-RE relocations work)",
+		"/sys/kernel/btf/vmlinux missing: the kernel was built without CONFIG_DEBUG_INFO_BTF"))
+
+	tpErr := ensureTracefs()
+	_, err = os.Stat(tracefsDir + "/events/syscalls/sys_enter_read")
+	if err != nil {
+		_, err = os.Stat("/sys/kernel/debug/tracing/events/syscalls/sys_enter_read")
+	}
+	tpOK := tpErr == nil && err == nil
+	add("syscall tracepoints", tpOK, true, pick(tpOK,
+		"syscalls/sys_enter_* and sys_exit_* available",
+		fmt.Sprintf("not available (%v): needs CONFIG_FTRACE_SYSCALLS and tracefs", errors.Join(tpErr, err))))
+
+	err = features.HaveProgramType(ebpf.TracePoint)
+	add("tracepoint programs", err == nil, true, errWords(err, "loadable"))
+	err = features.HaveProgramType(ebpf.RawTracepoint)
+	add("raw tracepoint programs", err == nil, true, errWords(err, "loadable (process fork discovery)"))
+	err = features.HaveMapType(ebpf.RingBuf)
+	add("ring buffer", err == nil, true, errWords(err, "BPF_MAP_TYPE_RINGBUF available (kernel 5.8+)"))
+	err = features.HaveMapType(ebpf.LPMTrie)
+	add("LPM trie", err == nil, true, errWords(err, "available (in-kernel route filter)"))
+
+	_, err = os.Stat("/sys/bus/event_source/devices/uprobe")
+	add("uprobes", err == nil, false, pick(err == nil,
+		"available (TLS library hooks)", "not available: TLS library hooks cannot work"))
+	_, err = os.Stat("/sys/bus/event_source/devices/kprobe")
+	add("kprobes", err == nil, false, pick(err == nil,
+		"available (not needed by authprobe)", "not available (CONFIG_KPROBES unset) — not needed: authprobe uses tracepoints"))
+
+	lockdown := "none"
+	if b, err := os.ReadFile("/sys/kernel/security/lockdown"); err == nil {
+		s := string(b)
+		if i, j := strings.Index(s, "["), strings.Index(s, "]"); i >= 0 && j > i {
+			lockdown = s[i+1 : j]
+		}
+	}
+	add("lockdown", lockdown != "confidentiality", true, pick(lockdown != "confidentiality",
+		lockdown+" (reading process memory from BPF is allowed; authprobe never writes it)",
+		"confidentiality: BPF may not read kernel or process memory"))
+
+	privOK, privDetail := privileges()
+	add("privileges", privOK, true, privDetail)
+	return fs
+}
+
+// privileges reports whether this process has what loading needs.
+func privileges() (bool, string) {
+	if os.Geteuid() == 0 {
+		return true, "running as root"
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false, fmt.Sprintf("cannot read capabilities: %v", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	var missing []string
+	for _, c := range []struct {
+		bit  uint
+		name string
+	}{{unix.CAP_BPF, "CAP_BPF"}, {unix.CAP_PERFMON, "CAP_PERFMON"}, {unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}} {
+		if !has(c.bit) {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) > 0 {
+		return false, "missing " + strings.Join(missing, ", ") + " (run as root or grant them)"
+	}
+	return true, "CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE present"
+}
+
+func pick(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
+
+func errWords(err error, ok string) string {
+	switch {
+	case err == nil:
+		return ok
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return "not supported by this kernel"
+	default:
+		return err.Error()
+	}
+}

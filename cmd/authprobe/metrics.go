@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/detect"
+	"github.com/authprobe/authprobe/export"
+)
+
+// counterSource is the kernel side's counters.
+type counterSource interface {
+	Counters() (map[string]uint64, error)
+}
+
+// selfMetrics reads every stage's counters at scrape time, so the hot
+// path pays nothing for them.
+type selfMetrics struct {
+	kernel counterSource
+	pipe   *pipeline
+	exp    *export.Exporter
+
+	events, drops, truncated, requests, spans, spansExported, spansDropped,
+	exportErrors, watched, traceparent, decoderExchanges, unknownPID *prometheus.Desc
+}
+
+func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Detector) *prometheus.Registry {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("authprobe_"+name, help, labels, nil)
+	}
+	m := &selfMetrics{
+		kernel:           k,
+		pipe:             p,
+		exp:              e,
+		events:           desc("events_total", "Events the kernel side sent, by type.", "type"),
+		drops:            desc("drops_total", "Captured data lost, by reason.", "reason"),
+		truncated:        desc("truncated_total", "Messages cut at the capture limits.", "what"),
+		requests:         desc("requests_total", "Request heads the in-kernel route filter saw.", "filter"),
+		spans:            desc("spans_total", "Auth spans built."),
+		spansExported:    desc("spans_exported_total", "Spans the exporter accepted."),
+		spansDropped:     desc("spans_dropped_total", "Spans not exported, by reason.", "reason"),
+		exportErrors:     desc("export_errors_total", "Failed export calls."),
+		watched:          desc("watched_processes", "Processes watched now."),
+		traceparent:      desc("traceparent_malformed_total", "Malformed traceparent headers ignored."),
+		decoderExchanges: desc("exchanges_total", "HTTP exchanges decoded."),
+		unknownPID:       desc("unknown_process_exchanges_total", "Exchanges of processes the agent had no record of."),
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, d, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func (m *selfMetrics) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(m, ch)
+}
+
+func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if kc, err := m.kernel.Counters(); err == nil {
+		for name, v := range kc {
+			switch {
+			case strings.HasPrefix(name, "events_"):
+				counter(m.events, v, strings.TrimPrefix(name, "events_"))
+			case strings.HasPrefix(name, "drop_"):
+				counter(m.drops, v, strings.TrimPrefix(name, "drop_"))
+			case strings.HasPrefix(name, "truncated_"):
+				counter(m.truncated, v, strings.TrimPrefix(name, "truncated_"))
+			case strings.HasPrefix(name, "requests_"):
+				counter(m.requests, v, strings.TrimPrefix(name, "requests_"))
+			}
+		}
+	}
+	ps := m.pipe.stats()
+	counter(m.drops, ps.Decoder.SeqGaps, "seq_gap")
+	counter(m.drops, ps.Decoder.ParseErrors, "parse_error")
+	counter(m.drops, ps.Decoder.Evicted, "conn_evicted")
+	counter(m.drops, ps.Decoder.Orphans, "orphan_response")
+	counter(m.drops, ps.WatchFailures, "watch_failed")
+	counter(m.decoderExchanges, ps.Decoder.Exchanges)
+	counter(m.spans, ps.Spans)
+	counter(m.traceparent, ps.Builder.MalformedTraceparent)
+	counter(m.unknownPID, ps.UnknownPID)
+	ch <- prometheus.MustNewConstMetric(m.watched, prometheus.GaugeValue, float64(ps.Watched))
+
+	es := m.exp.Stats()
+	counter(m.spansExported, es.Exported)
+	counter(m.spansDropped, es.DroppedQueueFull, "queue_full")
+	counter(m.spansDropped, es.DroppedClosed, "shutdown")
+	counter(m.spansDropped, es.ExportFailed, "export_failed")
+	counter(m.exportErrors, es.ExportErrors)
+}
+
+// serveMetrics serves /metrics, /healthz (the event loop is alive) and
+// /readyz (attached and watching) on addr.
+func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		last := p.stats().LastTick
+		if p.ready.Load() && time.Since(last) > 10*time.Second {
+			http.Error(w, "event loop stalled", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not attached yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics endpoint %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "component", "metrics", "error", err)
+		}
+	}()
+	return srv, nil
+}
+
+// startOTLPMetrics exports the detection metrics as OTLP metrics to the
+// traces' collector.
+func startOTLPMetrics(ctx context.Context, cfg *config.Config, d *detect.Detector) (func(), error) {
+	insecure := cfg.Exporter.Insecure != nil && *cfg.Exporter.Insecure
+	mp, err := detect.NewOTLPMeterProvider(ctx, cfg.Exporter.Endpoint, insecure, 15*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("otlp metrics: %w", err)
+	}
+	if err := d.RegisterOTel(mp.Meter("github.com/authprobe/authprobe/detect")); err != nil {
+		return nil, fmt.Errorf("otlp metrics: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = mp.Shutdown(sctx)
+	}, nil
+}
+
+func isLoopback(endpoint string) bool {
+	host := endpoint
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}

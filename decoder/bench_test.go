@@ -1,0 +1,57 @@
+package decoder
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// BenchmarkFeedLoginExchange feeds a browser-like form login and its
+// response, one syscall each, on a keep-alive connection; allocs/op are
+// per exchange.
+func BenchmarkFeedLoginExchange(b *testing.B) {
+	req := []byte("POST /login HTTP/1.1\r\n" +
+		"Host: app.example.com\r\n" +
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n" +
+		"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n" +
+		"Accept-Language: en-US,en;q=0.5\r\n" +
+		"Accept-Encoding: gzip, deflate, br\r\n" +
+		"Content-Type: application/x-www-form-urlencoded\r\n" +
+		"Content-Length: 45\r\n" +
+		"Origin: https://app.example.com\r\n" +
+		"Connection: keep-alive\r\n" +
+		"Referer: https://app.example.com/login\r\n" +
+		"Cookie: csrftoken=Yk3nQb8dXw; _ga=GA1.2.3.4\r\n" +
+		"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n" +
+		"\r\n" +
+		"username=alice%40example.com&password=hunter2")
+	resp := []byte("HTTP/1.1 302 Found\r\n" +
+		"Server: nginx\r\n" +
+		"Date: Sat, 28 Nov 2026 06:46:48 GMT\r\n" +
+		"Content-Type: text/html; charset=utf-8\r\n" +
+		"Content-Length: 0\r\n" +
+		"Connection: keep-alive\r\n" +
+		"Location: /dashboard\r\n" +
+		"Set-Cookie: sessionid=0f1e2d3c4b5a69788796a5b4c3d2e1f0; HttpOnly; Secure; SameSite=Lax\r\n" +
+		"Set-Cookie: csrftoken=Zz9y8x7w6v; Secure\r\n" +
+		"\r\n")
+	d := New(Config{})
+	info := ConnInfo{
+		Key:   ConnKey{PID: 1, FD: 7, Gen: 1},
+		Peer:  netip.MustParseAddrPort("10.0.0.1:40000"),
+		Local: netip.MustParseAddrPort("10.0.0.2:8080"),
+	}
+	var seq uint32
+	var t uint64
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req) + len(resp)))
+	for b.Loop() {
+		seq++
+		t += 1000
+		d.Feed(Chunk{Conn: info, Dir: Ingress, Seq: seq, Time: t, Len: uint32(len(req)), Data: req})
+		seq++
+		t += 1000
+		if out := d.Feed(Chunk{Conn: info, Dir: Egress, Seq: seq, Time: t, Len: uint32(len(resp)), Data: resp}); len(out) != 1 {
+			b.Fatalf("got %d exchanges, want 1", len(out))
+		}
+	}
+}
