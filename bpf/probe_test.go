@@ -97,7 +97,7 @@ func TestCaptureLoginOnly(t *testing.T) {
 	p := mustLoad(t, Config{
 		CaptureBytes:  4096,
 		ResponseBytes: 1024,
-		Routes: []RoutePrefix{{Method: "POST", Prefix: "/login"}, {Prefix: "/api/"}, {Method: "POST", Prefix: "/oauth/token"}, {Method: "POST", Prefix: "/logout"}},
+		Routes:        []RoutePrefix{{Method: "POST", Prefix: "/login"}, {Prefix: "/api/"}, {Method: "POST", Prefix: "/oauth/token"}, {Method: "POST", Prefix: "/logout"}},
 	})
 	rec := mustRun(t, p)
 	pid, addr := mustStartServer(t)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
 	"github.com/authprobe/authprobe/config"
@@ -40,6 +42,12 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	// The OTel SDK reports partial export failures through a global
+	// handler; send them to our log rather than its default stderr print.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry", "component", "export", "error", err)
+	}))
+
 	clock, err := bpf.NewKernelClock()
 	if err != nil {
 		return fmt.Errorf("read kernel clock: %w", err)
@@ -53,7 +61,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("span builder: %w", err)
 	}
-	if cfg.Security.Username.Privacy == config.PrivacyHash && cfg.Security.Username.RandomKey {
+	if builder.RandomKeyInUse() {
 		log.Warn("username hashes use a random per-run key: they will not correlate across restarts or nodes (set security.username.key_file or key_env)")
 	}
 

@@ -1,0 +1,472 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// noEnv is an empty environment.
+func noEnv(string) (string, bool) { return "", false }
+
+// envOf is an environment holding kv.
+func envOf(kv map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := kv[k]; return v, ok }
+}
+
+// mustLoad loads a fixture and fails the test on error.
+func mustLoad(tb testing.TB, path string, env Env) *Config {
+	tb.Helper()
+	c, err := LoadEnv(path, env)
+	if err != nil {
+		tb.Fatalf("load %s: %v", path, err)
+	}
+	return c
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // every error line, in order
+	}{
+		{"bad_kind.yaml", []string{
+			`testdata/bad_kind.yaml:6: routes[1].kind: "logn" is not one of login, authorize, token, logout, other`,
+		}},
+		{"unknown_key.yaml", []string{
+			`testdata/unknown_key.yaml:4: routes[0].pth: unknown key; accepted here: name, kind, method, path, results, failure_matchers`,
+			`testdata/unknown_key.yaml:8: security.username.salt: unknown key; accepted here: body_fields, header, privacy, key_file, key_env, random_key, lowercase`,
+		}},
+		{"bad_types.yaml", []string{
+			`testdata/bad_types.yaml:1: capture_bytes: "lots" is not an integer`,
+			`testdata/bad_types.yaml:2: response_timeout: "30" is not a duration; use a number with a unit such as 500ms, 30s, 2m`,
+			`testdata/bad_types.yaml:8: security.client_subnet: "maybe" is not a boolean (true or false)`,
+		}},
+		{"bad_routes.yaml", []string{
+			`testdata/bad_routes.yaml:2: routes[0].name: missing; it is the span name, e.g. auth.login`,
+			`testdata/bad_routes.yaml:3: routes[0].path: "login" does not start with "/"`,
+			`testdata/bad_routes.yaml:4: routes[1].name: "auth token" must be at most 128 bytes without spaces or control characters`,
+			`testdata/bad_routes.yaml:6: routes[1].method: "GET POST" is not an HTTP method (a token such as GET or POST); leave it out for any method`,
+			`testdata/bad_routes.yaml:7: routes[1].path: "/oauth/**/token": "/**" is only accepted at the end`,
+			`testdata/bad_routes.yaml:10: routes[2].path: "/api/{id}/{id}": parameter {id} appears twice`,
+			`testdata/bad_routes.yaml:13: routes[3].path: "/x*y": "*" must be a whole segment ("/*/" or a final "/**")`,
+			`testdata/bad_routes.yaml:16: routes[4].path: "/a//b" has an empty segment ("//")`,
+			`testdata/bad_routes.yaml:19: routes[5].path: "/q?x=1" contains '?'; a route path has no query or fragment`,
+			`testdata/bad_routes.yaml:23: routes[7]: routes[6] (auth.e) already matches GET /api/**, so this route never matches`,
+		}},
+		{"bad_results.yaml", []string{
+			`testdata/bad_results.yaml:6: routes[0].results.200: "succes" is not one of success, failure, error, unknown (optionally with /reason, e.g. failure/invalid_credentials)`,
+			`testdata/bad_results.yaml:9: routes[0].results.302: "success/redirect": success takes no reason`,
+			`testdata/bad_results.yaml:8: routes[0].results.401: "failure/Bad-Reason": reason "Bad-Reason" is not snake_case (a-z, 0-9, _)`,
+			`testdata/bad_results.yaml:7: routes[0].results.6xx: "6xx" is not a status code (100..599) or class (1xx..5xx)`,
+			`testdata/bad_results.yaml:12: routes[0].failure_matchers[0]: set json_field or contains`,
+			`testdata/bad_results.yaml:13: routes[0].failure_matchers[1]: set json_field or contains, not both`,
+			`testdata/bad_results.yaml:13: routes[0].failure_matchers[1].json_field: "a..b" is not a dotted path such as error.code`,
+			`testdata/bad_results.yaml:17: routes[0].failure_matchers[2].equals: only applies with json_field; use contains for a substring`,
+			`testdata/bad_results.yaml:18: routes[0].failure_matchers[2].reason: "Locked" is not snake_case (a-z, 0-9, _)`,
+			`testdata/bad_results.yaml:19: routes[0].failure_matchers[2].result: "success" is not one of failure, error`,
+		}},
+		{"bad_targets.yaml", []string{
+			`testdata/bad_targets.yaml:1: capture_bytes: 32 is not in 64..16384`,
+			`testdata/bad_targets.yaml:2: response_bytes: 20000 is not in 64..16384`,
+			`testdata/bad_targets.yaml:4: targets[0]: set exactly one of pid, exe, port (2 set)`,
+			`testdata/bad_targets.yaml:6: targets[1].exe: "python3" is not absolute; it is matched against the whole executable path, e.g. /usr/bin/python3*`,
+			`testdata/bad_targets.yaml:7: targets[2].exe: "/usr/bin/[" is not a valid glob (path.Match syntax: *, ?, [a-z])`,
+			`testdata/bad_targets.yaml:8: targets[3].port: 70000 is not in 1..65535`,
+			`testdata/bad_targets.yaml:9: targets[4]: set exactly one of pid, exe, port (0 set)`,
+		}},
+		{"bad_security.yaml", []string{
+			`testdata/bad_security.yaml:7: security.username.privacy: "md5" is not one of hash, plain, drop`,
+			`testdata/bad_security.yaml:9: security.username.body_fields[0]: "" is not a field name or dotted path such as user.email`,
+			`testdata/bad_security.yaml:9: security.username.body_fields[1]: "user..name" is not a field name or dotted path such as user.email`,
+			`testdata/bad_security.yaml:8: security.username.header: "X User" is not a header name`,
+			`testdata/bad_security.yaml:11: security.api_key.headers[0]: "X:Key" is not a header name`,
+			`testdata/bad_security.yaml:12: security.api_key.query_params[0]: "a=b" is not a query parameter name`,
+			`testdata/bad_security.yaml:13: security.session_cookies[0]: "my cookie" is not a cookie name`,
+			`testdata/bad_security.yaml:15: security.jwt.roles_claim: ".roles" is not a claim name or dotted path such as realm_access.roles`,
+			`testdata/bad_security.yaml:16: security.jwt.leeway: -1s is negative`,
+			`testdata/bad_security.yaml:17: security.trusted_proxies[0]: "10.0.0.0/33" is not a CIDR such as 10.0.0.0/8 or 10.1.2.3/32`,
+			`testdata/bad_security.yaml:17: security.trusted_proxies[1]: "10.1.2.3" is not a CIDR such as 10.0.0.0/8 or 10.1.2.3/32`,
+			`testdata/bad_security.yaml:17: security.trusted_proxies[2]: "proxy.local" is not a CIDR such as 10.0.0.0/8 or 10.1.2.3/32`,
+			`testdata/bad_security.yaml:19: exporter.kind: "kafka" is not one of stdout, otlp`,
+			`testdata/bad_security.yaml:21: metrics.addr: "localhost": not host:port; accepted: host:port or off`,
+		}},
+		{"hash_no_key.yaml", []string{
+			`testdata/hash_no_key.yaml: security.username: privacy hash needs a key: set key_env or key_file, or random_key: true to accept a per-run key`,
+		}},
+		{"two_keys.yaml", []string{
+			`testdata/two_keys.yaml:6: security.username: set only one of key_env, key_file, random_key`,
+		}},
+		{"stdout_endpoint.yaml", []string{
+			`testdata/stdout_endpoint.yaml:10: exporter.endpoint: is set but kind is stdout; remove one`,
+			`testdata/stdout_endpoint.yaml:10: exporter.endpoint: "http://" is not host:port or an http(s):// URL`,
+		}},
+		{"no_routes.yaml", []string{
+			`testdata/no_routes.yaml:2: routes: no route; add at least one (name, kind, path)`,
+		}},
+		{"duplicate_key.yaml", []string{
+			`testdata/duplicate_key.yaml:5: routes[0].path: mapping key "path" already defined at line 4`,
+		}},
+		{"syntax.yaml", []string{
+			`testdata/syntax.yaml:2: invalid YAML: did not find expected ',' or ']'`,
+		}},
+		{"two_docs.yaml", []string{
+			`testdata/two_docs.yaml:8: has a second YAML document; only one is accepted`,
+		}},
+		{"empty.yaml", []string{
+			`testdata/empty.yaml: is empty; it needs at least routes`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			c, err := LoadEnv(filepath.Join("testdata", tt.file), noEnv)
+			if err == nil {
+				t.Fatalf("loaded %+v, want errors", c)
+			}
+			got := strings.Split(err.Error(), "\n")
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", err, strings.Join(tt.want, "\n"))
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("error %T is not a *config.Error", err)
+			}
+		})
+	}
+}
+
+func TestLoadFull(t *testing.T) {
+	got := mustLoad(t, "testdata/full.yaml", noEnv)
+	got.src = nil
+	want := &Config{
+		ServiceName:     "shop",
+		CaptureBytes:    8192,
+		ResponseBytes:   512,
+		ResponseTimeout: Duration(500 * time.Millisecond),
+		Targets: []Target{
+			{PID: 4242},
+			{Exe: "/usr/local/bin/node*", ServiceName: "web"},
+			{Port: 8080},
+		},
+		Routes: []Route{
+			{
+				Name: "auth.login", Kind: KindLogin, Method: "POST", Path: "/login",
+				Results: map[string]string{"200": "success", "4xx": "failure/invalid_credentials"},
+				FailureMatchers: []BodyMatcher{
+					{JSONField: "error.code", Equals: "mfa", Reason: "mfa_required"},
+					{Contains: "locked", Reason: "locked", Result: "failure"},
+				},
+			},
+			{Name: "auth.authorize", Kind: KindAuthorize, Method: "", Path: "/api/{tenant}/*/**"},
+		},
+		Security: Security{
+			Username: UsernameConfig{
+				BodyFields: []string{"user.email"}, Header: "X-User", Privacy: PrivacyPlain,
+				Lowercase: boolPtr(false),
+			},
+			APIKey:         APIKeyConfig{Headers: []string{"X-Token"}, QueryParams: []string{"key"}},
+			SessionCookies: []string{"sid"},
+			JWT: JWTConfig{RolesClaim: "realm_access.roles", Leeway: Duration(5 * time.Second),
+				JWKSFile: "/etc/authprobe/jwks.json"},
+			TrustedProxies:   []string{"10.0.0.0/8", "::1/128"},
+			ClientSubnet:     boolPtr(false),
+			StatusUnsetOn4xx: true,
+		},
+		// An endpoint makes OTLP the default; not loopback, so TLS.
+		Exporter: Exporter{Kind: ExporterOTLP, Endpoint: "collector.example:4317", Insecure: boolPtr(false)},
+		Metrics:  Metrics{Addr: "off"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%+v\nwant\n%+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	tests := []struct {
+		name         string
+		env          map[string]string
+		wantExporter Exporter
+	}{
+		{"no env", nil, Exporter{Kind: ExporterStdout}},
+		{"endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, Exporter{Kind: ExporterOTLP}},
+		{"traces endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4317"}, Exporter{Kind: ExporterOTLP}},
+		{"empty env value", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, Exporter{Kind: ExporterStdout}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustLoad(t, "testdata/minimal.yaml", envOf(tt.env))
+			if !reflect.DeepEqual(c.Exporter, tt.wantExporter) {
+				t.Errorf("exporter %+v, want %+v", c.Exporter, tt.wantExporter)
+			}
+			checks := []struct {
+				what      string
+				got, want any
+			}{
+				{"capture_bytes", c.CaptureBytes, 4096},
+				{"response_bytes", c.ResponseBytes, 1024},
+				{"response_timeout", c.ResponseTimeout, Duration(30 * time.Second)},
+				{"metrics.addr", c.Metrics.Addr, "127.0.0.1:9464"},
+				{"privacy", c.Security.Username.Privacy, PrivacyHash},
+				{"lowercase", *c.Security.Username.Lowercase, true},
+				{"client_subnet", *c.Security.ClientSubnet, true},
+				{"api_key.headers", c.Security.APIKey.Headers, []string{"X-API-Key"}},
+				{"api_key.query_params", c.Security.APIKey.QueryParams, []string{"api_key"}},
+				{"body_fields", c.Security.Username.BodyFields, []string{"username", "user", "email", "login"}},
+				{"roles_claim", c.Security.JWT.RolesClaim, "roles"},
+				{"method upper-cased", c.Routes[0].Method, "POST"},
+			}
+			for _, ck := range checks {
+				if !reflect.DeepEqual(ck.got, ck.want) {
+					t.Errorf("%s = %v, want %v", ck.what, ck.got, ck.want)
+				}
+			}
+		})
+	}
+}
+
+func TestInsecureDefault(t *testing.T) {
+	for ep, want := range map[string]bool{
+		"127.0.0.1:4317":        true,
+		"localhost:4317":        true,
+		"[::1]:4317":            true,
+		"http://127.0.0.1:4317": true,
+		"collector:4317":        false,
+		"https://10.0.0.1:4317": false,
+	} {
+		data := "routes: [{name: a, kind: login, path: /l}]\nsecurity: {username: {random_key: true}}\nexporter: {endpoint: \"" + ep + "\"}\n"
+		c, err := ParseEnv("t.yaml", []byte(data), noEnv)
+		if err != nil {
+			t.Fatalf("%s: %v", ep, err)
+		}
+		if c.Exporter.Kind != ExporterOTLP || *c.Exporter.Insecure != want {
+			t.Errorf("%s: kind %s insecure %v, want otlp %v", ep, c.Exporter.Kind, *c.Exporter.Insecure, want)
+		}
+	}
+}
+
+// The CLI adds --pid targets after Load and validates again.
+func TestValidateTargets(t *testing.T) {
+	c := mustLoad(t, "testdata/minimal.yaml", noEnv)
+	err := c.Validate()
+	want := "testdata/minimal.yaml: targets: no target; add one (pid, exe or port) here or with --pid"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Validate = %v, want %q", err, want)
+	}
+	c.Targets = append(c.Targets, Target{PID: 1234})
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate with a pid target: %v", err)
+	}
+	// A later change still reports the file line it came from.
+	c.Routes[0].Kind = "nope"
+	want = `testdata/minimal.yaml:3: routes[0].kind: "nope" is not one of login, authorize, token, logout, other`
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Fatalf("Validate = %v, want %q", err, want)
+	}
+}
+
+// A Config built in code (no file) reports paths only.
+func TestValidateNoSource(t *testing.T) {
+	c := &Config{}
+	c.applyDefaults(noEnv)
+	err := c.Validate()
+	want := "targets: no target; add one (pid, exe or port) here or with --pid\n" +
+		"routes: no route; add at least one (name, kind, path)\n" +
+		"security.username: privacy hash needs a key: set key_env or key_file, or random_key: true to accept a per-run key"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Validate =\n%v\nwant\n%s", err, want)
+	}
+}
+
+func TestDeployExample(t *testing.T) {
+	c := mustLoad(t, "../deploy/authprobe.yaml", noEnv)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	var names []string
+	for _, r := range c.Routes {
+		names = append(names, r.Method+" "+r.Path+" "+r.Name+"/"+r.Kind)
+	}
+	want := []string{
+		"POST /login auth.login/login",
+		" /api/** auth.authorize/authorize",
+		"POST /oauth/token auth.token/token",
+		"POST /logout auth.logout/logout",
+	}
+	if !reflect.DeepEqual(names, want) {
+		t.Errorf("routes %q, want %q", names, want)
+	}
+	if !c.Security.Username.RandomKey || c.Security.Username.Privacy != PrivacyHash {
+		t.Errorf("username config %+v", c.Security.Username)
+	}
+	if len(c.Targets) != 3 || c.CaptureBytes != 4096 || c.ServiceName == "" {
+		t.Errorf("targets %+v capture %d service %q", c.Targets, c.CaptureBytes, c.ServiceName)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{"30s", 30 * time.Second, ""},
+		{"500ms", 500 * time.Millisecond, ""},
+		{"1m30s", 90 * time.Second, ""},
+		{"30", 0, `line 1: "30" is not a duration`},
+		{"soon", 0, `line 1: "soon" is not a duration`},
+		{"[1s]", 0, `is not a duration`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var d Duration
+			err := yaml.Unmarshal([]byte(tt.in), &d)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || time.Duration(d) != tt.want {
+				t.Fatalf("got %v, %v; want %v", d, err, tt.want)
+			}
+			out, err := yaml.Marshal(d)
+			if err != nil || strings.TrimSpace(string(out)) != tt.want.String() {
+				t.Errorf("marshal %q %v", out, err)
+			}
+		})
+	}
+}
+
+func TestParsePathPattern(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    PathPattern
+		wantErr bool
+	}{
+		{"/", PathPattern{}, false},
+		{"/**", PathPattern{Rest: true}, false},
+		{"/login", PathPattern{Segments: []PathSegment{{Literal: "login"}}}, false},
+		{"/login/", PathPattern{Segments: []PathSegment{{Literal: "login"}}}, false},
+		{"/users/{id}/*", PathPattern{Segments: []PathSegment{{Literal: "users"}, {Wild: true, Param: "id"}, {Wild: true}}}, false},
+		{"/api/**", PathPattern{Segments: []PathSegment{{Literal: "api"}}, Rest: true}, false},
+		{"", PathPattern{}, true},
+		{"login", PathPattern{}, true},
+		{"/a/../b", PathPattern{}, true},
+		{"/a/./b", PathPattern{}, true},
+		{"/a**", PathPattern{}, true},
+		{"/{}", PathPattern{}, true},
+		{"/{1a}", PathPattern{}, true},
+		{"/a{b}", PathPattern{}, true},
+		{"/a b", PathPattern{}, true},
+		{"/a#b", PathPattern{}, true},
+		{"/**/", PathPattern{Rest: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParsePathPattern(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseResult(t *testing.T) {
+	keys := map[string][2]int{"200": {200, 0}, "401": {401, 0}, "4xx": {0, 4}, "1xx": {0, 1}, "599": {599, 0}}
+	for k, want := range keys {
+		code, class, err := ParseResultKey(k)
+		if err != nil || code != want[0] || class != want[1] {
+			t.Errorf("ParseResultKey(%q) = %d, %d, %v", k, code, class, err)
+		}
+	}
+	for _, k := range []string{"", "600", "6xx", "20", "2000", "4XX", "x00", "0xx"} {
+		if _, _, err := ParseResultKey(k); err == nil {
+			t.Errorf("ParseResultKey(%q) accepted", k)
+		}
+	}
+	values := map[string][2]string{
+		"success": {"success", ""}, "failure": {"failure", ""}, "error/server_error": {"error", "server_error"},
+		"unknown/no_response": {"unknown", "no_response"}, "failure/mfa_required": {"failure", "mfa_required"},
+	}
+	for v, want := range values {
+		r, reason, err := ParseResultValue(v)
+		if err != nil || r != want[0] || reason != want[1] {
+			t.Errorf("ParseResultValue(%q) = %q, %q, %v", v, r, reason, err)
+		}
+	}
+	for _, v := range []string{"", "ok", "success/x", "failure/", "failure/A", "failure/a b", "Failure"} {
+		if _, _, err := ParseResultValue(v); err == nil {
+			t.Errorf("ParseResultValue(%q) accepted", v)
+		}
+	}
+}
+
+// FuzzParse checks that no input panics, that every error names the file,
+// and that Parse and Validate agree on what they both check.
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range append(files, "../deploy/authprobe.yaml") {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseEnv("f.yaml", data, noEnv)
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "f.yaml") && !strings.HasPrefix(line, "  ") {
+					t.Fatalf("error line without file: %q", line)
+				}
+			}
+			return
+		}
+		c.Targets = append(c.Targets, Target{PID: 1})
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted what Validate rejects: %v", err)
+		}
+	})
+}
+
+// An alias bomb is refused quickly rather than expanded.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < 12; i++ {
+		b.WriteString("a" + string(rune('0'+i%10)) + string(rune('a'+i)) + ": &a" + strings.Repeat("z", i) + " [")
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			if i == 1 {
+				b.WriteString("*a0")
+			} else {
+				b.WriteString("*a" + strings.Repeat("z", i-1))
+			}
+		}
+		b.WriteString("]\n")
+	}
+	b.WriteString("routes: *a" + strings.Repeat("z", 11) + "\n")
+	start := time.Now()
+	if _, err := ParseEnv("bomb.yaml", []byte(b.String()), noEnv); err == nil {
+		t.Fatal("alias bomb accepted")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}

@@ -1,0 +1,330 @@
+package spanbuilder
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
+	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/spanbuilder/secattr"
+)
+
+// Config is what a Builder needs.
+type Config struct {
+	// Routes are the configured auth routes; the first that matches wins.
+	Routes   []config.Route
+	Security config.Security
+	// SecAttr passes the process-level inputs (environment, randomness) to
+	// the security attribute extractor; zero means the process's own.
+	SecAttr secattr.Options
+	// ServiceName is service.name for processes that have none resolved;
+	// the executable's base name when empty too.
+	ServiceName string
+	// ToWall converts a kernel monotonic timestamp (ns) to wall-clock time.
+	ToWall func(ktimeNS uint64) time.Time
+}
+
+// Stats counts what the Builder saw.
+type Stats struct {
+	Matched   uint64 // exchanges on a configured route: spans built
+	Unmatched uint64 // exchanges on no configured route, or without a request path
+	// Joined counts spans that joined the caller's trace via traceparent.
+	Joined uint64
+	// MalformedTraceparent counts invalid or repeated traceparent headers;
+	// those spans start a new trace.
+	MalformedTraceparent uint64
+	// DroppedTracestate counts tracestate headers dropped as invalid or too long.
+	DroppedTracestate uint64
+}
+
+// Builder turns exchanges into auth spans. It is safe for concurrent use.
+type Builder struct {
+	router      *router
+	sec         *secattr.Extractor
+	security    config.Security
+	serviceName string
+	toWall      func(uint64) time.Time
+
+	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
+}
+
+// New compiles the routes and builds the security attribute extractor.
+func New(cfg Config) (*Builder, error) {
+	if cfg.ToWall == nil {
+		return nil, errors.New("spanbuilder: ToWall is required")
+	}
+	if len(cfg.Routes) == 0 {
+		return nil, errors.New("spanbuilder: no routes")
+	}
+	r, err := newRouter(cfg.Routes)
+	if err != nil {
+		return nil, fmt.Errorf("spanbuilder: %w", err)
+	}
+	sec, err := secattr.NewWithOptions(cfg.Security, cfg.SecAttr)
+	if err != nil {
+		return nil, fmt.Errorf("spanbuilder: security attributes: %w", err)
+	}
+	return &Builder{
+		router:      r,
+		sec:         sec,
+		security:    cfg.Security,
+		serviceName: cfg.ServiceName,
+		toWall:      cfg.ToWall,
+	}, nil
+}
+
+// RandomKeyInUse reports that usernames are hashed with a per-run key, so
+// hashes do not correlate across restarts; the caller should say so.
+func (b *Builder) RandomKeyInUse() bool { return b.sec.RandomKeyInUse() }
+
+// Stats returns the counters so far.
+func (b *Builder) Stats() Stats {
+	return Stats{
+		Matched:              b.matched.Load(),
+		Unmatched:            b.unmatched.Load(),
+		Joined:               b.joined.Load(),
+		MalformedTraceparent: b.badTraceparent.Load(),
+		DroppedTracestate:    b.droppedTracestate.Load(),
+	}
+}
+
+// Attribute keys the builder sets itself.
+const (
+	attrResult        = "auth.result"
+	attrFailureReason = "auth.failure_reason"
+	attrNetPeerIP     = "net.peer.ip"
+	attrClientAddress = "client.address"
+	attrPeerAddress   = "network.peer.address"
+	attrPeerPort      = "network.peer.port"
+	attrAuthUA        = "auth.user_agent"
+	attrUserAgent     = "user_agent.original"
+	attrHTTPTarget    = "http.target"
+	attrURLPath       = "url.path"
+	attrHTTPRoute     = "http.route"
+	attrMethod        = "http.request.method"
+	attrStatusCode    = "http.response.status_code"
+	attrServerPort    = "server.port"
+	attrResource      = "auth.resource"
+	attrRouteKind     = "auth.route.kind"
+)
+
+// Build makes the span of one exchange; false when the request is on no
+// configured route (the kernel filters by prefix only, so such requests do
+// arrive) or has no path.
+//
+// http.target is the raw request-target WITHOUT its query string and
+// fragment: query strings carry secrets (api_key=..., OAuth codes and
+// tokens) and never leave the agent. url.path and auth.resource are the
+// normalised path routes were matched on (see normalizePath).
+func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
+	if ex == nil || ex.Request == nil {
+		b.unmatched.Add(1)
+		return Span{}, false
+	}
+	req := ex.Request
+	rawPath, ok := splitTarget(req.Target)
+	if !ok {
+		b.unmatched.Add(1)
+		return Span{}, false
+	}
+	urlPath := normalizePath(rawPath)
+	rt := b.router.match(req.Method, urlPath)
+	if rt == nil {
+		b.unmatched.Add(1)
+		return Span{}, false
+	}
+	b.matched.Add(1)
+
+	start := b.toWall(ex.RequestStart)
+	end := b.toWall(ex.RequestEnd)
+	if ex.Response != nil && ex.ResponseEnd != 0 {
+		end = b.toWall(ex.ResponseEnd)
+	}
+	if end.Before(start) {
+		end = start
+	}
+
+	oc := inferResult(rt, ex)
+	peer := ex.Conn.Peer.Addr().Unmap()
+	out := b.sec.Extract(secattr.Input{
+		Route:       rt.cfg,
+		Request:     req,
+		Response:    ex.Response,
+		Peer:        peer,
+		RequestTime: start,
+		Result:      oc.result,
+	})
+	oc = mergeOutcome(oc, out)
+
+	tc := extractTraceContext(req.Header)
+	switch {
+	case tc.malformed:
+		b.badTraceparent.Add(1)
+	case tc.parent.IsValid():
+		b.joined.Add(1)
+	}
+	if tc.tracestateDropped {
+		b.droppedTracestate.Add(1)
+	}
+
+	client := out.ClientAddr.Unmap()
+	if !client.IsValid() {
+		client = peer
+	}
+	attrs := make([]attribute.KeyValue, 0, 20+len(out.Attributes))
+	attrs = append(attrs, attribute.String(attrResult, oc.result))
+	if oc.result != ResultSuccess && oc.reason != "" {
+		attrs = append(attrs, attribute.String(attrFailureReason, wireString(oc.reason)))
+	}
+	if client.IsValid() {
+		c := client.String()
+		attrs = append(attrs, attribute.String(attrNetPeerIP, c), attribute.String(attrClientAddress, c))
+	}
+	if peer.IsValid() {
+		attrs = append(attrs,
+			attribute.String(attrPeerAddress, peer.String()),
+			attribute.Int(attrPeerPort, int(ex.Conn.Peer.Port())))
+	}
+	if ua := headerGet(req.Header, "User-Agent"); ua != "" {
+		ua = wireString(ua)
+		attrs = append(attrs, attribute.String(attrAuthUA, ua), attribute.String(attrUserAgent, ua))
+	}
+	resource := wireString(urlPath)
+	attrs = append(attrs,
+		attribute.String(attrHTTPTarget, wireString(targetWithoutQuery(req.Target))),
+		attribute.String(attrURLPath, resource),
+		attribute.String(attrHTTPRoute, rt.cfg.Path),
+		attribute.String(attrMethod, wireString(req.Method)),
+	)
+	if ex.Response != nil {
+		attrs = append(attrs, attribute.Int(attrStatusCode, ex.Response.StatusCode))
+	}
+	if port := ex.Conn.Local.Port(); port != 0 {
+		attrs = append(attrs, attribute.Int(attrServerPort, int(port)))
+	}
+	attrs = append(attrs,
+		attribute.String(attrResource, resource),
+		attribute.String(attrRouteKind, rt.cfg.Kind),
+	)
+	own := len(attrs)
+	for _, kv := range out.Attributes {
+		if hasKey(attrs[:own], kv.Key) {
+			continue // ours are authoritative; no duplicate keys
+		}
+		attrs = append(attrs, cleanAttr(kv))
+	}
+
+	s := Span{
+		Name:          rt.cfg.Name,
+		Parent:        tc.parent,
+		Start:         start,
+		End:           end,
+		Attributes:    attrs,
+		Process:       b.process(p),
+		RouteKind:     rt.cfg.Kind,
+		Result:        oc.result,
+		FailureReason: oc.reason,
+		ClientSubnet:  out.ClientSubnet,
+		UserKey:       out.UserKey,
+	}
+	if oc.result == ResultSuccess {
+		s.FailureReason = ""
+	}
+	s.StatusCode, s.StatusMessage = b.status(rt.cfg.Kind, oc, ex.Response)
+	return s, true
+}
+
+// mergeOutcome lets what the extractor found in the body (failure
+// matchers, OAuth2 errors) refine or override the status-based outcome.
+func mergeOutcome(oc outcome, out secattr.Output) outcome {
+	switch {
+	case out.Result != "":
+		reason := out.FailureReason
+		if reason == "" && out.Result == oc.result {
+			reason = oc.reason
+		}
+		oc = outcome{out.Result, reason}
+	case out.FailureReason != "" && oc.result != ResultSuccess:
+		oc.reason = out.FailureReason
+	}
+	if oc.result == ResultSuccess {
+		oc.reason = ""
+	}
+	return oc
+}
+
+// status is Error for failure and error, as the detection rules expect,
+// unless configured to leave 4xx unset as HTTP server semconv does.
+func (b *Builder) status(kind string, oc outcome, resp *decoder.Response) (codes.Code, string) {
+	if oc.result != ResultFailure && oc.result != ResultError {
+		return codes.Unset, ""
+	}
+	if b.security.StatusUnsetOn4xx && resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		return codes.Unset, ""
+	}
+	what := "authentication"
+	if kind == config.KindAuthorize {
+		what = "authorization"
+	}
+	msg := what + " failed"
+	if oc.result == ResultError {
+		msg = what + " error"
+	}
+	if oc.reason != "" {
+		msg += ": " + oc.reason
+	}
+	return codes.Error, msg
+}
+
+func (b *Builder) process(p Process) Process {
+	if p.ServiceName == "" {
+		p.ServiceName = b.serviceName
+	}
+	if p.ServiceName == "" && p.Exe != "" {
+		p.ServiceName = path.Base(p.Exe)
+	}
+	return p
+}
+
+// targetWithoutQuery drops the query and fragment of a request-target.
+func targetWithoutQuery(t string) string {
+	for i := 0; i < len(t); i++ {
+		if t[i] == '?' || t[i] == '#' {
+			return t[:i]
+		}
+	}
+	return t
+}
+
+func hasKey(kvs []attribute.KeyValue, k attribute.Key) bool {
+	for _, kv := range kvs {
+		if kv.Key == k {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanAttr passes the extractor's string values through wireString too:
+// they are derived from the wire.
+func cleanAttr(kv attribute.KeyValue) attribute.KeyValue {
+	switch kv.Value.Type() {
+	case attribute.STRING:
+		if v := kv.Value.AsString(); !isPlainASCII(v) {
+			return attribute.String(string(kv.Key), wireString(v))
+		}
+	case attribute.STRINGSLICE:
+		vals := kv.Value.AsStringSlice()
+		for i, v := range vals {
+			vals[i] = wireString(v)
+		}
+		return attribute.StringSlice(string(kv.Key), vals)
+	}
+	return kv
+}

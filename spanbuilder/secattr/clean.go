@@ -1,0 +1,70 @@
+package secattr
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxValueLen caps every string attribute value this package emits, in bytes.
+const MaxValueLen = 256
+
+// maxCleanScan bounds how much of a hostile value clean looks at.
+const maxCleanScan = 64 << 10
+
+// clean makes s safe for an attribute: it drops invalid UTF-8, control
+// characters and invisible/bidi formatting runes (they enable log and
+// terminal injection), trims spaces and caps the result at max bytes (at most
+// MaxValueLen) on a rune boundary. The result is always a fresh string, so
+// nothing derived from it keeps the captured request alive.
+func clean(s string, max int) string {
+	if max <= 0 || max > MaxValueLen {
+		max = MaxValueLen
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxCleanScan {
+		s = s[:maxCleanScan]
+	}
+	var b strings.Builder
+	b.Grow(min(len(s), max))
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if (r == utf8.RuneError && size <= 1) || unwantedRune(r) {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > max {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// unwantedRune reports control and invisible formatting runes.
+func unwantedRune(r rune) bool {
+	switch {
+	case unicode.IsControl(r):
+		return true
+	case r >= 0x200B && r <= 0x200F, // zero-width, LRM, RLM
+		r >= 0x202A && r <= 0x202E, // bidi embeddings and overrides
+		r >= 0x2066 && r <= 0x2069, // bidi isolates
+		r == 0x2028, r == 0x2029, r == 0xFEFF:
+		return true
+	}
+	return false
+}
+
+// cleanList cleans each value, drops empty ones and keeps at most n.
+func cleanList(vals []string, max, n int) []string {
+	out := make([]string, 0, min(len(vals), n))
+	for _, v := range vals {
+		if len(out) == n {
+			break
+		}
+		if c := clean(v, max); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package secattr
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/authprobe/authprobe/config"
+)
+
+// MinKeyLen is the shortest accepted HMAC key, in bytes.
+const MinKeyLen = 16
+
+// HashPrefix starts every hashed auth.username value: "hmac:" followed by
+// the first 16 bytes (32 hex digits) of HMAC-SHA256(key, normalised
+// username). 128 bits keep collisions out of reach while staying short.
+const HashPrefix = "hmac:"
+
+const (
+	maxKeyFile  = 4 << 10
+	maxUsername = 1 << 10 // longer values are not usernames
+	// userKeyContext separates the in-agent UserKey from the exported hash,
+	// so the two never share bits.
+	userKeyContext = "authprobe/userkey/v1\x00"
+)
+
+// loadKey resolves the HMAC key. Privacy=hash needs a configured source
+// unless RandomKey accepts a per-run key; plain and drop only need a key for
+// UserKey, so they fall back to a random one silently (it never leaves the
+// agent). random reports whether hashes use a random key.
+func loadKey(cfg config.UsernameConfig, privacy string, env func(string) string, rnd io.Reader) (key []byte, random bool, err error) {
+	switch {
+	case cfg.KeyFile != "" && cfg.KeyEnv != "":
+		return nil, false, errors.New("username: set only one of key_file and key_env")
+	case cfg.KeyFile != "":
+		key, err = readKeyFile(cfg.KeyFile)
+		if err != nil {
+			return nil, false, err
+		}
+	case cfg.KeyEnv != "":
+		if env == nil {
+			env = os.Getenv
+		}
+		v := strings.TrimSpace(env(cfg.KeyEnv))
+		if v == "" {
+			return nil, false, fmt.Errorf("username: key_env %s is empty or unset", cfg.KeyEnv)
+		}
+		key = []byte(v)
+	default:
+		if privacy == config.PrivacyHash && !cfg.RandomKey {
+			return nil, false, errors.New("username: privacy hash needs key_file or key_env (or random_key: true for a per-run key)")
+		}
+		key = make([]byte, 32)
+		if _, err := io.ReadFull(rnd, key); err != nil {
+			return nil, false, fmt.Errorf("username: random key: %w", err)
+		}
+		return key, privacy == config.PrivacyHash, nil
+	}
+	if len(key) < MinKeyLen {
+		// The length only: the key itself never goes into an error.
+		return nil, false, fmt.Errorf("username: key is %d bytes, need at least %d", len(key), MinKeyLen)
+	}
+	return key, false, nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("username: key_file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("username: read key_file %s: %w", path, err)
+	}
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("username: key_file %s is larger than %d bytes", path, maxKeyFile)
+	}
+	return []byte(strings.TrimSpace(string(b))), nil
+}
+
+// username picks the username from, in order: the configured header, Basic
+// credentials, the configured body fields, the username of an OAuth2
+// password grant. It returns it normalised, "" when none.
+func (e *Extractor) username(in Input, a authInfo, body fields) string {
+	var raw string
+	if e.userHeader != "" && in.Request != nil {
+		raw = headerGet(in.Request.Header, e.userHeader)
+	}
+	if strings.TrimSpace(raw) == "" {
+		raw = a.basicUser
+	}
+	if strings.TrimSpace(raw) == "" {
+		for _, name := range e.bodyFields {
+			if v, ok := body.str(name); ok && strings.TrimSpace(v) != "" {
+				raw = v
+				break
+			}
+		}
+	}
+	if strings.TrimSpace(raw) == "" {
+		raw = a.grantUser
+	}
+	return e.normaliseUsername(raw)
+}
+
+// normaliseUsername trims and, when configured, lowercases email-looking
+// usernames (the domain part is case-insensitive and users mix case). Other
+// usernames keep their case: systems differ on whether it matters.
+func (e *Extractor) normaliseUsername(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" || len(s) > maxUsername {
+		return ""
+	}
+	if e.lowercase && looksLikeEmail(s) {
+		s = strings.ToLower(s)
+	}
+	return s
+}
+
+func looksLikeEmail(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t")
+}
+
+// usernameValue is the exported auth.username for privacy hash or plain.
+func (e *Extractor) usernameValue(u string) string {
+	switch e.privacy {
+	case config.PrivacyPlain:
+		return clean(u, MaxValueLen)
+	case config.PrivacyHash:
+		m := hmac.New(sha256.New, e.key)
+		m.Write([]byte(u))
+		sum := m.Sum(nil)
+		return HashPrefix + hex.EncodeToString(sum[:16])
+	}
+	return ""
+}
+
+// userKey is the in-agent aggregation key of a username (never 0).
+func (e *Extractor) userKey(u string) uint64 {
+	m := hmac.New(sha256.New, e.key)
+	m.Write([]byte(userKeyContext))
+	m.Write([]byte(u))
+	k := binary.BigEndian.Uint64(m.Sum(nil))
+	if k == 0 {
+		k = 1
+	}
+	return k
+}
