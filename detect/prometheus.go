@@ -1,0 +1,51 @@
+package detect
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Prometheus metric names; the OpenTelemetry instruments in otel.go
+// translate to the same names.
+const (
+	promAttempts        = "authprobe_auth_attempts_total"
+	promFailedUsernames = "authprobe_auth_failed_usernames"
+	promSourcesTracked  = "authprobe_detect_sources_tracked"
+	promSourcesEvicted  = "authprobe_detect_sources_evicted_total"
+)
+
+// promDescs builds the Prometheus descriptions, once per Detector.
+func promDescs() (attempts, failed, tracked, evicted *prometheus.Desc) {
+	attempts = prometheus.NewDesc(promAttempts,
+		"Auth attempts seen by the agent, by route (span name), result and failure reason.",
+		[]string{"route", "result", "failure_reason"}, nil)
+	failed = prometheus.NewDesc(promFailedUsernames,
+		"Estimated distinct usernames that failed to authenticate from this client subnet over the detection window (top sources only).",
+		[]string{"client_subnet"}, nil)
+	tracked = prometheus.NewDesc(promSourcesTracked,
+		"Client subnets with failures in the detection window that the detector tracks.", nil, nil)
+	evicted = prometheus.NewDesc(promSourcesEvicted,
+		"Client subnets dropped because the tracked set was full (lowest estimate first).", nil, nil)
+	return attempts, failed, tracked, evicted
+}
+
+// Describe implements prometheus.Collector.
+func (d *Detector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- d.attemptsDesc
+	ch <- d.failedDesc
+	ch <- d.trackedDesc
+	ch <- d.evictedDesc
+}
+
+// Collect implements prometheus.Collector.
+func (d *Detector) Collect(ch chan<- prometheus.Metric) {
+	a, f, t, e := d.attemptsDesc, d.failedDesc, d.trackedDesc, d.evictedDesc
+	snap := d.snapshot()
+	for _, c := range snap.attempts {
+		ch <- prometheus.MustNewConstMetric(a, prometheus.CounterValue, float64(c.n), c.route, c.result, c.reason)
+	}
+	for _, s := range snap.top {
+		ch <- prometheus.MustNewConstMetric(f, prometheus.GaugeValue, float64(s.distinct), s.subnet)
+	}
+	ch <- prometheus.MustNewConstMetric(t, prometheus.GaugeValue, float64(snap.tracked))
+	ch <- prometheus.MustNewConstMetric(e, prometheus.CounterValue, float64(snap.evicted))
+}
