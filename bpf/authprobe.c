@@ -27,6 +27,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFSOCK 0140000
 #define IPPROTO_TCP 6
 #define SOCK_STREAM 1
+/* Reads shorter than this that hold only the start of a request line
+ * ("POST /") are captured; the verifier pays for every byte checked. */
+#define PARTIAL_LINE_MAX 16
 
 /* Knobs set from Go before load. */
 volatile const __u32 capture_bytes = 4096;
@@ -183,20 +186,55 @@ static __always_inline struct conn_state *new_conn(struct conn_key *key)
 	return bpf_map_lookup_elem(&conns, key);
 }
 
+/* partial_request_line reports whether a short read holds only the start
+ * of a request line ("POST /lo"): a method-like token, maybe a space and a
+ * path start, and no line end yet. Such a read may still become an auth
+ * request, so it is captured and the decoder decides. */
+static __always_inline bool partial_request_line(const __u8 *d, __u64 len)
+{
+	bool in_method = true;
+	for (int i = 0; i < PARTIAL_LINE_MAX; i++) {
+		if (i >= len)
+			return true;
+		__u8 c = d[i];
+		if (c == '\n' || c == '\r')
+			return false;
+		if (in_method) {
+			if (c == ' ' && i > 0)
+				in_method = false;
+			else if (c < 'A' || c > 'Z')
+				return false;
+		}
+	}
+	return false;
+}
+
 /* route_match reports whether buf starts with a configured
- * "METHOD /prefix". It reads at most ROUTE_KEY_LEN bytes. */
+ * "METHOD /prefix", or is too short to tell yet. It reads at most
+ * ROUTE_KEY_LEN bytes. */
 static __always_inline bool route_match(const void *buf, __u64 n)
 {
 	struct route_key key = {};
 	__u64 len = clamp(n, ROUTE_KEY_LEN);
-	if (len < 5)
+	if (len == 0)
 		return false;
 	if (bpf_probe_read_user(key.data, len, buf)) {
 		count(CNT_DROP_READ_FAULT);
 		return false;
 	}
 	key.prefixlen = len * 8;
-	return bpf_map_lookup_elem(&routes, &key) != NULL;
+	if (bpf_map_lookup_elem(&routes, &key))
+		return true;
+	return n < PARTIAL_LINE_MAX && partial_request_line(key.data, len);
+}
+
+/* starts_response reports whether a write begins a response head. */
+static __always_inline bool starts_response(const void *buf, __u64 n)
+{
+	char head[5] = {};
+	if (n < sizeof(head) || bpf_probe_read_user(head, sizeof(head), buf))
+		return false;
+	return head[0] == 'H' && head[1] == 'T' && head[2] == 'T' && head[3] == 'P' && head[4] == '/';
 }
 
 /* emit sends one chunk of a captured connection. The per-connection seq
@@ -299,9 +337,12 @@ static __always_inline void on_egress(struct conn_key *key,
 	if (st->phase == PHASE_REQUEST) {
 		st->phase = PHASE_RESPONSE;
 		st->budget = response_bytes;
-	}
-	if (st->phase != PHASE_RESPONSE)
+	} else if (st->phase != PHASE_RESPONSE) {
 		return;
+	} else if (starts_response(buf, len)) {
+		/* Pipelined responses: each gets its own budget. */
+		st->budget = response_bytes;
+	}
 	emit(key, st, DIR_EGRESS, buf, len);
 }
 
@@ -414,22 +455,37 @@ int authprobe_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 
 /* ---- syscall exit: the bytes are there now ---- */
 
-/* take returns the arguments kept at enter, or false. */
-static __always_inline bool take(struct syscall_args *out)
+/* take returns the arguments kept at enter. A read that was already
+ * blocked when the programs were attached (a keep-alive connection of a
+ * thread-per-connection server) has none kept: its arguments are still in
+ * the task's saved user registers, so take them from there. Writes never
+ * need this: their enter filter is what decided they matter. */
+static __always_inline bool take(struct syscall_args *out, bool from_regs_ok, __u8 iov)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct syscall_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (!a)
+	if (a) {
+		*out = *a;
+		bpf_map_delete_elem(&inflight, &id);
+		return true;
+	}
+	if (!from_regs_ok || !is_watched(id >> 32))
 		return false;
-	*out = *a;
-	bpf_map_delete_elem(&inflight, &id);
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (!regs)
+		return false;
+	out->fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	out->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	out->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	out->iov = iov;
+	count(CNT_ARGS_FROM_REGS);
 	return true;
 }
 
 static __always_inline int finish(long ret, __u8 dir)
 {
-	struct syscall_args args;
-	if (!take(&args) || ret <= 0)
+	struct syscall_args args = {};
+	if (!take(&args, ret > 0 && dir == DIR_INGRESS, 0) || ret <= 0)
 		return 0;
 	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd};
 	handle(&key, dir, (void *)args.buf, ret);
@@ -466,10 +522,12 @@ static long iov_step(__u32 i, void *data)
 	return 0;
 }
 
-static __always_inline int finish_iov(long ret, __u8 dir)
+static __always_inline int finish_iov(long ret, __u8 dir, bool regs_ok)
 {
-	struct syscall_args args;
-	if (!take(&args) || ret <= 0)
+	struct syscall_args args = {};
+	/* recvmsg's second argument is a msghdr, not an iovec array: only
+	 * readv can use the saved registers as they are. */
+	if (!take(&args, ret > 0 && regs_ok, 1) || ret <= 0)
 		return 0;
 	struct iov_walk w = {
 		.key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd},
@@ -499,13 +557,13 @@ int authprobe_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_readv")
 int authprobe_exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_INGRESS);
+	return finish_iov(ctx->ret, DIR_INGRESS, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int authprobe_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_INGRESS);
+	return finish_iov(ctx->ret, DIR_INGRESS, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -523,13 +581,13 @@ int authprobe_exit_sendto(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_writev")
 int authprobe_exit_writev(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_EGRESS);
+	return finish_iov(ctx->ret, DIR_EGRESS, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int authprobe_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_EGRESS);
+	return finish_iov(ctx->ret, DIR_EGRESS, false);
 }
 
 /* ---- connection lifecycle ---- */

@@ -42,6 +42,7 @@ enum counter {
 	CNT_TRUNC_RESPONSE,      /* response bytes beyond response_bytes */
 	CNT_DROP_NOT_TCP,        /* a request-looking read on a non-TCP fd */
 	CNT_DROP_CONN_STATE,     /* connection state could not be stored */
+	CNT_ARGS_FROM_REGS,      /* a read in flight at attach, recovered */
 	CNT_MAX,
 };
 
