@@ -16,11 +16,15 @@ const tracefsDir = "/sys/kernel/tracing"
 // ensureTracefs mounts tracefs where the tracepoint IDs are read from,
 // when nothing mounted it yet (minimal images and fresh VMs).
 func ensureTracefs() error {
-	if _, err := os.Stat(tracefsDir + "/events"); err == nil {
-		return nil
+	if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil {
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "tracefs" {
+				return nil
+			}
+		}
 	}
-	if _, err := os.Stat("/sys/kernel/debug/tracing/events"); err == nil {
-		return nil
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("tracefs is not mounted and only root can mount it (mount -t tracefs nodev %s)", tracefsDir)
 	}
 	if err := unix.Mount("tracefs", tracefsDir, "tracefs", 0, ""); err != nil {
 		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %w (mount -t tracefs nodev %s)",
