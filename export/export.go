@@ -36,7 +36,7 @@ const (
 const (
 	DefaultStdoutBatchTimeout = 200 * time.Millisecond
 	DefaultOTLPBatchTimeout   = time.Second
-	DefaultMaxQueueSize       = 2048
+	DefaultMaxQueueSize       = 8192
 	DefaultMaxExportBatchSize = 512
 	DefaultMaxProcesses       = 256
 )

@@ -138,7 +138,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var srv *http.Server
 	if cfg.Metrics.Addr != "off" {
-		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, log)
+		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, log, flags.pprof)
 		if err != nil {
 			return err
 		}

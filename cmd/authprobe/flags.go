@@ -36,6 +36,7 @@ type runFlags struct {
 	otlpEndpoint string
 	metricsAddr  string
 	logLevel     string
+	pprof        bool
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
@@ -48,6 +49,7 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector HOST:PORT (implies --exporter otlp)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "self-metrics and health address (default 127.0.0.1:9464; \"off\" disables)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	if err := fs.Parse(args); err != nil {
 		return f, fmt.Errorf("%w: %v", errUsage, err)
 	}

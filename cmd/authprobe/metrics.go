@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -105,8 +106,12 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 
 // serveMetrics serves /metrics, /healthz (the event loop is alive) and
 // /readyz (attached and watching) on addr.
-func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.Logger) (*http.Server, error) {
+func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.Logger, withPprof bool) (*http.Server, error) {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		last := p.stats().LastTick

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -31,6 +32,7 @@ type Extractor struct {
 	lowercase      bool
 	randomKey      bool
 	key            []byte
+	macs           sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 	bodyFields     []string
 	userHeader     string
 	apiHeaders     []string

@@ -1,0 +1,269 @@
+// Command bench measures what the authprobe agent costs a real login
+// service and whether it keeps every auth attempt: `make bench`.
+//
+// It takes the agent binary and gives a markdown table on stdout (and
+// optionally a JSON or markdown file). As root, on loopback only, it starts
+// the Go login server of test/servers/goserver and drives it with wrk in
+// two workloads (every request a login; 1 in 100 a login), each measured
+// without and with a fresh agent attached, interleaved as baseline, agent,
+// baseline, agent so that drift on a shared machine cancels in the mean.
+// A last run sends logins at a fixed rate with hey and compares the
+// requests sent with the spans the agent wrote.
+//
+// Timings are measured, never asserted: the exit status is non-zero only
+// when the harness itself fails (a tool missing, a process that would not
+// start, output that does not parse).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// options are the command line.
+type options struct {
+	agent       string
+	duration    time.Duration
+	warmup      time.Duration
+	connections int
+	threads     int
+	rate        int
+	rateWorkers int
+	out         string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.agent, "agent", "./bin/authprobe", "authprobe binary to measure")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured run")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured wrk run before each workload (0 skips it)")
+	flag.IntVar(&o.connections, "connections", 50, "wrk connections")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.rate, "rate", 10000, "requests/s of the fixed-rate run (0 skips it)")
+	// Each hey worker waits for its answer before the next request, so the
+	// rate holds only while latency stays under workers/rate seconds.
+	flag.IntVar(&o.rateWorkers, "rate-workers", 50, "hey workers (keep-alive connections) of the fixed-rate run")
+	flag.StringVar(&o.out, "out", "", "also write the results here: JSON when the name ends in .json, else markdown")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+		if ctx.Err() != nil {
+			// The children got the signal too or were stopped on the way out.
+			fmt.Fprintln(os.Stderr, "bench: interrupted; every process it started is stopped")
+			os.Exit(130)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, stdout, progress io.Writer) error {
+	if err := checkSetup(o); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "authprobe-bench-")
+	if err != nil {
+		return fmt.Errorf("temp dir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(progress, "bench: "+format+"\n", args...)
+	}
+	agentCfg := filepath.Join(tmp, "authprobe.yaml")
+	if err := os.WriteFile(agentCfg, []byte(agentConfig), 0o600); err != nil {
+		return fmt.Errorf("write agent config: %w", err)
+	}
+
+	logf("building test/servers/goserver")
+	serverBin := filepath.Join(tmp, "goserver")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", serverBin,
+		"github.com/authprobe/authprobe/test/servers/goserver").CombinedOutput(); err != nil {
+		return fmt.Errorf("build goserver: %w\n%s", err, out)
+	}
+	srv, err := startServer(ctx, serverBin)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	logf("goserver pid %d on %s", srv.pid(), srv.url)
+
+	res := results{
+		Started:     time.Now().UTC(),
+		Duration:    o.duration.String(),
+		Connections: o.connections,
+		Threads:     o.threads,
+		CPUs:        numCPU(),
+		Kernel:      kernelRelease(),
+		LoadBefore:  loadAvg(),
+	}
+	for _, w := range workloads() {
+		script := filepath.Join(tmp, w.key+".lua")
+		if err := os.WriteFile(script, []byte(w.script()), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", script, err)
+		}
+		wl := wrkLoad{threads: o.threads, connections: o.connections, script: script, url: srv.url}
+		if o.warmup > 0 {
+			logf("%s: warm-up %s", w.name, o.warmup)
+			if _, err := wl.run(ctx, o.warmup); err != nil {
+				return err
+			}
+		}
+		for i := 1; i <= 2; i++ {
+			for _, withAgent := range []bool{false, true} {
+				r, err := measureWrk(ctx, o, agentCfg, srv, wl, withAgent)
+				if err != nil {
+					return fmt.Errorf("%s run %d: %w", w.name, i, err)
+				}
+				r.Workload, r.Iteration = w.key, i
+				logf("%s", r.progressLine(w.name))
+				res.Runs = append(res.Runs, r)
+			}
+		}
+	}
+
+	if o.rate > 0 {
+		logf("fixed rate: %d logins/s for %s with hey, agent attached", o.rate, o.duration)
+		fr, err := measureFixedRate(ctx, o, agentCfg, srv)
+		if err != nil {
+			return fmt.Errorf("fixed-rate run: %w", err)
+		}
+		res.FixedRate = &fr
+	}
+
+	res.LoadAfter = loadAvg()
+	res.summarize()
+	table := res.markdown()
+	fmt.Fprint(stdout, table)
+	if o.out != "" {
+		if err := res.write(o.out, table); err != nil {
+			return err
+		}
+		logf("results written to %s", o.out)
+	}
+	return nil
+}
+
+// checkSetup fails early, in plain words, on what would fail later.
+func checkSetup(o options) error {
+	var problems []string
+	if os.Geteuid() != 0 {
+		problems = append(problems, "run as root: the agent loads eBPF programs")
+	}
+	if _, err := os.Stat(o.agent); err != nil {
+		problems = append(problems, fmt.Sprintf("agent %s: %v (run `make build`)", o.agent, err))
+	}
+	for _, tool := range []string{"wrk", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			problems = append(problems, fmt.Sprintf("%s not found (apt-get install wrk)", tool))
+		}
+	}
+	if o.rate > 0 {
+		if _, err := exec.LookPath("hey"); err != nil {
+			problems = append(problems, "hey not found (apt-get install hey, or -rate 0 to skip the fixed-rate run)")
+		}
+	}
+	if o.duration < time.Second || o.connections < 1 || o.threads < 1 || o.connections < o.threads {
+		problems = append(problems, "want -duration ≥ 1s and -connections ≥ -threads ≥ 1")
+	}
+	if o.rate > 0 && (o.rateWorkers < 1 || o.rate%o.rateWorkers != 0) {
+		problems = append(problems, "want -rate a multiple of -rate-workers (hey rate-limits per worker)")
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// agentConfig watches nothing by itself (the PID comes from --pid) and
+// hashes usernames with a per-run key, so no username reaches stdout.
+const agentConfig = `routes:
+  - {name: auth.login, kind: login, method: POST, path: /login}
+security:
+  username: {privacy: hash, random_key: true}
+exporter:
+  kind: stdout
+`
+
+// measureWrk is one measured wrk run, with a fresh agent when withAgent.
+func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl wrkLoad, withAgent bool) (runResult, error) {
+	r := runResult{Mode: "baseline", OtherAgents: otherAgents()}
+	if !withAgent {
+		w, err := wl.run(ctx, o.duration)
+		r.Wrk = w
+		return r, err
+	}
+	r.Mode = "agent"
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid())
+	if err != nil {
+		return r, err
+	}
+	defer a.kill()
+	before, err := a.sample()
+	if err != nil {
+		return r, err
+	}
+	w, err := wl.run(ctx, o.duration)
+	if err != nil {
+		return r, err
+	}
+	r.Wrk = w
+	a.settle(ctx, w.AuthSent)
+	after, err := a.sample()
+	if err != nil {
+		return r, err
+	}
+	spans, err := a.stop()
+	if err != nil {
+		return r, err
+	}
+	r.fillAgent(before, after, spans)
+	return r, nil
+}
+
+// measureFixedRate sends logins at o.rate with hey, the agent attached.
+func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *server) (fixedRateResult, error) {
+	fr := fixedRateResult{Rate: o.rate, Duration: o.duration.String(), Workers: o.rateWorkers,
+		OtherAgents: otherAgents()}
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid())
+	if err != nil {
+		return fr, err
+	}
+	defer a.kill()
+	before, err := a.sample()
+	if err != nil {
+		return fr, err
+	}
+	h, err := runHey(ctx, srv.url+"/login", o.rate, o.rateWorkers, o.duration)
+	if err != nil {
+		return fr, err
+	}
+	fr.Hey = h
+	a.settle(ctx, h.Sent())
+	after, err := a.sample()
+	if err != nil {
+		return fr, err
+	}
+	spans, err := a.stop()
+	if err != nil {
+		return fr, err
+	}
+	fr.Spans = spans
+	fr.AgentCPUSeconds = after.cpu - before.cpu
+	fr.Stages = after.stages.sub(before.stages)
+	fr.Drops = after.drops.sub(before.drops)
+	fr.SpanDrops = after.spanDrops.sub(before.spanDrops)
+	return fr, nil
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// runResult is one measured wrk run; the agent fields are zero for a
+// baseline run.
+type runResult struct {
+	Workload        string      `json:"workload"`
+	Iteration       int         `json:"iteration"`
+	Mode            string      `json:"mode"`
+	OtherAgents     int         `json:"other_agents"`
+	Wrk             wrkResult   `json:"wrk"`
+	Spans           uint64      `json:"spans,omitempty"`
+	Stages          stageCounts `json:"stages"`
+	AgentCPUSeconds float64     `json:"agent_cpu_seconds,omitempty"`
+	Drops           labelCounts `json:"drops,omitempty"`
+	SpanDrops       labelCounts `json:"span_drops,omitempty"`
+}
+
+func (r *runResult) fillAgent(before, after agentSample, spans uint64) {
+	r.Spans = spans
+	r.Stages = after.stages.sub(before.stages)
+	r.AgentCPUSeconds = after.cpu - before.cpu
+	r.Drops = after.drops.sub(before.drops)
+	r.SpanDrops = after.spanDrops.sub(before.spanDrops)
+}
+
+func (r runResult) progressLine(name string) string {
+	s := fmt.Sprintf("%s run %d %-8s %9.0f req/s  p50 %s  p99 %s  logins %d",
+		name, r.Iteration, r.Mode, r.Wrk.ReqPerSec, fmtDur(r.Wrk.P50), fmtDur(r.Wrk.P99), r.Wrk.AuthSent)
+	if r.Mode == "agent" {
+		s += fmt.Sprintf("  spans %d  agent cpu %.2fs  drops %s", r.Spans, r.AgentCPUSeconds, r.Drops)
+	}
+	return s
+}
+
+// workloadSummary is the mean of a workload's baseline runs against the
+// mean of its agent runs; counts are summed over the agent runs.
+type workloadSummary struct {
+	Workload           string        `json:"workload"`
+	Name               string        `json:"name"`
+	BaselineReqPerSec  float64       `json:"baseline_req_per_sec"`
+	AgentReqPerSec     float64       `json:"agent_req_per_sec"`
+	Ratio              float64       `json:"ratio"`
+	Target             float64       `json:"target_ratio"`
+	Met                bool          `json:"target_met"`
+	BaselineP50        time.Duration `json:"baseline_p50_ns"`
+	AgentP50           time.Duration `json:"agent_p50_ns"`
+	BaselineP99        time.Duration `json:"baseline_p99_ns"`
+	AgentP99           time.Duration `json:"agent_p99_ns"`
+	CPUPer10kRequests  float64       `json:"agent_cpu_seconds_per_10k_requests"`
+	CPUPer10kLogins    float64       `json:"agent_cpu_seconds_per_10k_logins"`
+	AuthSent           uint64        `json:"auth_sent"`
+	Spans              uint64        `json:"spans"`
+	Stages             stageCounts   `json:"stages"`
+	Drops              labelCounts   `json:"drops"`
+	SpanDrops          labelCounts   `json:"span_drops"`
+	BaselineSocketErrs uint64        `json:"baseline_socket_errors"`
+	AgentSocketErrs    uint64        `json:"agent_socket_errors"`
+}
+
+// fixedRateResult is the hey run at a fixed rate with the agent attached.
+type fixedRateResult struct {
+	Rate            int         `json:"target_rate"`
+	Duration        string      `json:"duration"`
+	Workers         int         `json:"workers"`
+	OtherAgents     int         `json:"other_agents"`
+	Hey             heyResult   `json:"hey"`
+	Spans           uint64      `json:"spans"`
+	Stages          stageCounts `json:"stages"`
+	Lost            int64       `json:"lost"`
+	AgentCPUSeconds float64     `json:"agent_cpu_seconds"`
+	Drops           labelCounts `json:"drops"`
+	SpanDrops       labelCounts `json:"span_drops"`
+	Met             bool        `json:"no_event_lost"`
+}
+
+// results is everything one bench invocation measured.
+type results struct {
+	Started     time.Time         `json:"started"`
+	Duration    string            `json:"duration_per_run"`
+	Connections int               `json:"connections"`
+	Threads     int               `json:"threads"`
+	CPUs        int               `json:"cpus"`
+	Kernel      string            `json:"kernel"`
+	LoadBefore  string            `json:"loadavg_before"`
+	LoadAfter   string            `json:"loadavg_after"`
+	Runs        []runResult       `json:"runs"`
+	Summary     []workloadSummary `json:"summary"`
+	FixedRate   *fixedRateResult  `json:"fixed_rate,omitempty"`
+}
+
+func (res *results) summarize() {
+	res.Summary = nil
+	for _, w := range workloads() {
+		s := workloadSummary{Workload: w.key, Name: w.name, Target: w.target,
+			Drops: labelCounts{}, SpanDrops: labelCounts{}}
+		var nb, na int
+		var cpu float64
+		var requests uint64
+		for _, r := range res.Runs {
+			if r.Workload != w.key {
+				continue
+			}
+			if r.Mode == "baseline" {
+				nb++
+				s.BaselineReqPerSec += r.Wrk.ReqPerSec
+				s.BaselineP50 += r.Wrk.P50
+				s.BaselineP99 += r.Wrk.P99
+				s.BaselineSocketErrs += r.Wrk.SocketErrors
+				continue
+			}
+			na++
+			s.AgentReqPerSec += r.Wrk.ReqPerSec
+			s.AgentP50 += r.Wrk.P50
+			s.AgentP99 += r.Wrk.P99
+			s.AgentSocketErrs += r.Wrk.SocketErrors
+			cpu += r.AgentCPUSeconds
+			requests += r.Wrk.Completed
+			s.AuthSent += r.Wrk.AuthSent
+			s.Spans += r.Spans
+			s.Stages = s.Stages.add(r.Stages)
+			s.Drops = s.Drops.add(r.Drops)
+			s.SpanDrops = s.SpanDrops.add(r.SpanDrops)
+		}
+		if nb == 0 || na == 0 {
+			continue
+		}
+		s.BaselineReqPerSec /= float64(nb)
+		s.BaselineP50 /= time.Duration(nb)
+		s.BaselineP99 /= time.Duration(nb)
+		s.AgentReqPerSec /= float64(na)
+		s.AgentP50 /= time.Duration(na)
+		s.AgentP99 /= time.Duration(na)
+		if s.BaselineReqPerSec > 0 {
+			s.Ratio = s.AgentReqPerSec / s.BaselineReqPerSec
+		}
+		s.Met = s.Ratio >= s.Target
+		if requests > 0 {
+			s.CPUPer10kRequests = cpu / float64(requests) * 1e4
+		}
+		if s.AuthSent > 0 {
+			s.CPUPer10kLogins = cpu / float64(s.AuthSent) * 1e4
+		}
+		res.Summary = append(res.Summary, s)
+	}
+	if fr := res.FixedRate; fr != nil {
+		fr.Lost = int64(fr.Hey.Sent()) - int64(fr.Spans)
+		fr.Met = fr.Lost == 0
+	}
+}
+
+func (res *results) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+
+	p("## authprobe bench")
+	p("")
+	p("%s · %d CPUs · kernel %s · wrk -t%d -c%d, %s per run · loadavg %s before, %s after",
+		res.Started.Format("2006-01-02 15:04 UTC"), res.CPUs, res.Kernel, res.Threads, res.Connections,
+		res.Duration, res.LoadBefore, res.LoadAfter)
+	p("")
+	p("### Overhead (mean of 2 baseline and 2 agent runs, interleaved)")
+	p("")
+	p("| workload | baseline req/s | agent req/s | ratio | target | p50 baseline → agent | p99 baseline → agent | agent CPU s / 10k req | agent CPU s / 10k logins |")
+	p("|---|--:|--:|--:|---|--:|--:|--:|--:|")
+	for _, s := range res.Summary {
+		p("| %s | %.0f | %.0f | %.3f | ≥ %.2f %s | %s → %s | %s → %s | %.3f | %.3f |",
+			s.Name, s.BaselineReqPerSec, s.AgentReqPerSec, s.Ratio, s.Target, metWord(s.Met),
+			fmtDur(s.BaselineP50), fmtDur(s.AgentP50), fmtDur(s.BaselineP99), fmtDur(s.AgentP99),
+			s.CPUPer10kRequests, s.CPUPer10kLogins)
+	}
+	p("")
+	p("### Spans against logins sent (both agent runs)")
+	p("")
+	p("| workload | logins sent | span lines | spans / sent | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped by exporter | wrk socket errors |")
+	p("|---|--:|--:|--:|--:|---|---|--:|")
+	for _, s := range res.Summary {
+		p("| %s | %d | %d | %s | %s | %s | %s | %d |", s.Name, s.AuthSent, s.Spans,
+			fmtRatio(s.Spans, s.AuthSent), s.Stages, s.Drops, s.SpanDrops, s.BaselineSocketErrs+s.AgentSocketErrs)
+	}
+	p("")
+	p("Span lines are the JSON lines on the agent's stdout. The agent's own counters follow a login through it: " +
+		"request heads the in-kernel route filter matched, HTTP exchanges decoded, spans built, spans the exporter accepted.")
+	if fr := res.FixedRate; fr != nil {
+		p("")
+		p("### Fixed rate: hey, %d workers × %d req/s, %s of wrong-password logins, agent attached (%d other agents running)",
+			fr.Workers, fr.Rate/fr.Workers, fr.Duration, fr.OtherAgents)
+		p("")
+		p("| target req/s | achieved req/s | logins sent | span lines | lost | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped | p50 | p99 | agent CPU s | no event lost |")
+		p("|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|")
+		p("| %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %.2f | %s |", fr.Rate, fr.Hey.ReqPerSec,
+			fr.Hey.Sent(), fr.Spans, fr.Lost, fr.Stages, fr.Drops, fr.SpanDrops, fmtDur(fr.Hey.P50), fmtDur(fr.Hey.P99),
+			fr.AgentCPUSeconds, metWord(fr.Met))
+		if fr.Hey.ReqPerSec < 0.95*float64(fr.Rate) {
+			p("")
+			p("hey reached %.0f req/s, short of %d: the loss check holds at the rate reached.", fr.Hey.ReqPerSec, fr.Rate)
+		}
+	}
+	p("")
+	p("### Runs in the order they ran")
+	p("")
+	p("| workload | # | mode | req/s | p50 | p99 | requests | logins sent | spans | agent CPU s | drops | other engineers' agents |")
+	p("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|")
+	for _, r := range res.Runs {
+		spans, cpu, drops := "", "", ""
+		if r.Mode == "agent" {
+			spans, cpu, drops = fmt.Sprint(r.Spans), fmt.Sprintf("%.2f", r.AgentCPUSeconds), r.Drops.String()
+		}
+		p("| %s | %d | %s | %.0f | %s | %s | %d | %d | %s | %s | %s | %d |", r.Workload, r.Iteration, r.Mode,
+			r.Wrk.ReqPerSec, fmtDur(r.Wrk.P50), fmtDur(r.Wrk.P99), r.Wrk.Completed, r.Wrk.AuthSent, spans, cpu, drops,
+			r.OtherAgents)
+	}
+	p("")
+	p("Targets (measured, not asserted):")
+	for _, s := range res.Summary {
+		p("- %s: throughput ratio %.3f, target ≥ %.2f: %s", s.Name, s.Ratio, s.Target, metWord(s.Met))
+	}
+	if fr := res.FixedRate; fr != nil {
+		p("- no login lost at %d req/s: %s (%d sent, %d spans)", fr.Rate, metWord(fr.Met), fr.Hey.Sent(), fr.Spans)
+	}
+	return b.String()
+}
+
+// write saves the results as JSON (name ends in .json) or markdown.
+func (res *results) write(path, table string) error {
+	data := []byte(table)
+	if strings.HasSuffix(path, ".json") {
+		var err error
+		if data, err = json.MarshalIndent(res, "", "  "); err != nil {
+			return fmt.Errorf("encode results: %w", err)
+		}
+		data = append(data, '\n')
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
+}
+
+func metWord(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+func fmtRatio(a, b uint64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.4f", float64(a)/float64(b))
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "–"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	}
+}
