@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -70,19 +69,27 @@ func appendHex(b []byte, id []byte) []byte {
 // appendAttributes writes an object with sorted keys; a repeated key keeps
 // its last value, as a map would.
 func appendAttributes(b []byte, kvs []attribute.KeyValue) []byte {
-	sorted := slices.Clone(kvs)
-	// An insertion sort: stable (a repeated key keeps its last value),
-	// and for the few dozen attributes of a span faster than the generic
-	// sorts with their comparison closures.
-	for i := 1; i < len(sorted); i++ {
-		for j := i; j > 0 && sorted[j].Key < sorted[j-1].Key; j-- {
-			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
+	// Sort positions, not the KeyValues: moving those (pointers inside)
+	// costs write barriers. An insertion sort is stable, so a repeated key
+	// keeps its last value, and is quick for the few dozen of a span.
+	var small [64]uint16
+	order := small[:0]
+	if len(kvs) > len(small) {
+		order = make([]uint16, 0, len(kvs))
+	}
+	for i := range kvs {
+		order = append(order, uint16(i))
+	}
+	for i := 1; i < len(order); i++ {
+		for j := i; j > 0 && kvs[order[j]].Key < kvs[order[j-1]].Key; j-- {
+			order[j], order[j-1] = order[j-1], order[j]
 		}
 	}
 	b = append(b, '{')
 	first := true
-	for i, kv := range sorted {
-		if i+1 < len(sorted) && sorted[i+1].Key == kv.Key {
+	for i, at := range order {
+		kv := kvs[at]
+		if i+1 < len(order) && kvs[order[i+1]].Key == kv.Key {
 			continue
 		}
 		if !first {

@@ -147,7 +147,7 @@ func (e *Extractor) Extract(in Input) Output {
 	}
 
 	var respBody fields
-	if in.Response != nil {
+	if in.Response != nil && needsResponseBody(in) {
 		respBody = parseBody(in.Response.Header, in.Response.Body)
 	}
 	var oauthErr string
@@ -164,6 +164,20 @@ func (e *Extractor) Extract(in Input) Output {
 	}
 	out.Attributes = attrs
 	return out
+}
+
+// needsResponseBody tells whether anything reads the response body:
+// failure matchers, OAuth2 errors (token and authorize routes) and session
+// issuance (successes). A failed login — what an attack is made of — skips
+// the parse.
+func needsResponseBody(in Input) bool {
+	switch {
+	case len(in.Route.FailureMatchers) > 0:
+		return true
+	case in.Route.Kind == config.KindToken, in.Route.Kind == config.KindAuthorize:
+		return true
+	}
+	return in.Result == "success"
 }
 
 // parseTrusted reads trusted proxy CIDRs; a bare address is its own /32 or
