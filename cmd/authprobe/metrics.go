@@ -90,6 +90,7 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.drops, ps.Decoder.Evicted, "conn_evicted")
 	counter(m.drops, ps.Decoder.Orphans, "orphan_response")
 	counter(m.drops, ps.WatchFailures, "watch_failed")
+	counter(m.drops, ps.Panics, "internal_error")
 	counter(m.decoderExchanges, ps.Decoder.Exchanges)
 	counter(m.spans, ps.Spans)
 	counter(m.traceparent, ps.Builder.MalformedTraceparent)

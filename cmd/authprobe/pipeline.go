@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -56,6 +57,7 @@ type pipelineStats struct {
 	Watched       int
 	LastTick      time.Time
 	WatchFailures uint64
+	Panics        uint64
 }
 
 func newPipeline(log *slog.Logger, w watcher, dec *decoder.Decoder, b *spanbuilder.Builder,
@@ -86,7 +88,18 @@ func (p *pipeline) counting(f func(*pipelineStats)) {
 	p.mu.Unlock()
 }
 
+// survive keeps one bad event from taking the agent down: a bug in a stage
+// costs that event (counted, logged without its bytes), not the node's
+// visibility.
+func (p *pipeline) survive(what string) {
+	if r := recover(); r != nil {
+		p.counting(func(s *pipelineStats) { s.Panics++ })
+		p.log.Error("internal error; event dropped", "stage", what, "panic", fmt.Sprint(r))
+	}
+}
+
 func (p *pipeline) Data(ev bpf.ConnEvent) {
+	defer p.survive("data")
 	p.counting(func(s *pipelineStats) { s.EventsRead++ })
 	p.finish(p.dec.Feed(decoder.Chunk{
 		Conn: connInfo(ev),
@@ -99,6 +112,7 @@ func (p *pipeline) Data(ev bpf.ConnEvent) {
 }
 
 func (p *pipeline) Close(ev bpf.ConnEvent) {
+	defer p.survive("close")
 	p.counting(func(s *pipelineStats) { s.EventsRead++ })
 	p.finish(p.dec.Close(connInfo(ev).Key, ev.Time))
 }
@@ -213,6 +227,7 @@ func (p *pipeline) finish(exs []decoder.Exchange) {
 // tick runs on the reading goroutine between events: timeouts, discovery
 // and the stats snapshot.
 func (p *pipeline) tick() {
+	defer p.survive("tick")
 	p.finish(p.dec.Expire(p.clock.Now()))
 	now := time.Now()
 	if p.matcher.HasPortTargets() && !now.Before(p.nextPortScan) {
