@@ -51,13 +51,6 @@ struct {
 } conns SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct syscall_args);
-} inflight SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1024);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -355,140 +348,52 @@ static __noinline void handle(struct conn_key *key, __u8 dir,
 		on_egress(key, buf, len);
 }
 
-/* ---- syscall enter: keep the arguments for the exit ---- */
+/* ---- syscall exit: the bytes are there now ----
+ *
+ * Only exits are hooked for data. The syscall's arguments are still in the
+ * task's saved user registers when sys_exit fires (the return value goes
+ * to its own register), so no enter program has to keep them: that halves
+ * the programs every syscall runs, needs no per-thread map, and also sees
+ * reads that were already blocked when the agent attached (a keep-alive
+ * connection of a thread-per-connection server). */
 
-static __always_inline int stash(int fd, __u64 buf, __u64 count_, __u8 iov)
+struct args {
+	__u64 fd;
+	__u64 buf;   /* buffer, iovec array or msghdr */
+	__u64 count; /* length or iovec count */
+};
+
+static __always_inline void syscall_args(struct args *a)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-	if (!is_watched(tgid))
-		return 0;
-	struct syscall_args a = {.buf = buf, .count = count_, .fd = fd, .iov = iov};
-	bpf_map_update_elem(&inflight, &id, &a, BPF_ANY);
-	return 0;
-}
-
-/* Writes only matter on connections that are capturing; checking here
- * spares every other write the enter/exit bookkeeping. */
-static __always_inline int stash_write(int fd, __u64 buf, __u64 count_, __u8 iov)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key = {.tgid = id >> 32, .fd = fd};
-	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
-	if (!st || (st->phase != PHASE_REQUEST && st->phase != PHASE_RESPONSE))
-		return 0;
-	struct syscall_args a = {.buf = buf, .count = count_, .fd = fd, .iov = iov};
-	bpf_map_update_elem(&inflight, &id, &a, BPF_ANY);
-	return 0;
-}
-
-static __always_inline int msg_iov(__u64 msgp, __u64 *iov, __u64 *cnt)
-{
-	struct user_msghdr msg = {};
-	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)msgp))
-		return -1;
-	*iov = (__u64)msg.msg_iov;
-	*cnt = msg.msg_iovlen;
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int authprobe_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash(ctx->args[0], ctx->args[1], ctx->args[2], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int authprobe_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash(ctx->args[0], ctx->args[1], ctx->args[2], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int authprobe_enter_readv(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash(ctx->args[0], ctx->args[1], ctx->args[2], 1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int authprobe_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	if (!is_watched(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	__u64 iov = 0, cnt = 0;
-	if (msg_iov(ctx->args[1], &iov, &cnt))
-		return 0;
-	return stash(ctx->args[0], iov, cnt, 1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int authprobe_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash_write(ctx->args[0], ctx->args[1], ctx->args[2], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int authprobe_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash_write(ctx->args[0], ctx->args[1], ctx->args[2], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int authprobe_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	return stash_write(ctx->args[0], ctx->args[1], ctx->args[2], 1);
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int authprobe_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct conn_key key = {.tgid = id >> 32, .fd = ctx->args[0]};
-	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
-	if (!st || (st->phase != PHASE_REQUEST && st->phase != PHASE_RESPONSE))
-		return 0;
-	__u64 iov = 0, cnt = 0;
-	if (msg_iov(ctx->args[1], &iov, &cnt))
-		return 0;
-	return stash_write(ctx->args[0], iov, cnt, 1);
-}
-
-/* ---- syscall exit: the bytes are there now ---- */
-
-/* take returns the arguments kept at enter. A read that was already
- * blocked when the programs were attached (a keep-alive connection of a
- * thread-per-connection server) has none kept: its arguments are still in
- * the task's saved user registers, so take them from there. Writes never
- * need this: their enter filter is what decided they matter. */
-static __always_inline bool take(struct syscall_args *out, bool from_regs_ok, __u8 iov)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct syscall_args *a = bpf_map_lookup_elem(&inflight, &id);
-	if (a) {
-		*out = *a;
-		bpf_map_delete_elem(&inflight, &id);
-		return true;
-	}
-	if (!from_regs_ok || !is_watched(id >> 32))
-		return false;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (!regs)
-		return false;
-	out->fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
-	out->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	out->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
-	out->iov = iov;
-	count(CNT_ARGS_FROM_REGS);
-	return true;
+	a->fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	a->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	a->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+}
+
+/* interested says whether bytes moved on fd matter: reads of a watched
+ * process (a request may start), writes on a connection capturing. */
+static __always_inline bool interested(struct conn_key *key, __u8 dir)
+{
+	if (dir == DIR_INGRESS)
+		return is_watched(key->tgid);
+	struct conn_state *st = bpf_map_lookup_elem(&conns, key);
+	return st && (st->phase == PHASE_REQUEST || st->phase == PHASE_RESPONSE);
 }
 
 static __always_inline int finish(long ret, __u8 dir)
 {
-	struct syscall_args args = {};
-	if (!take(&args, ret > 0 && dir == DIR_INGRESS, 0) || ret <= 0)
+	if (ret <= 0)
 		return 0;
-	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd};
-	handle(&key, dir, (void *)args.buf, ret);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (dir == DIR_INGRESS && !is_watched(tgid))
+		return 0;
+	struct args a;
+	syscall_args(&a);
+	struct conn_key key = {.tgid = tgid, .fd = a.fd};
+	if (dir == DIR_EGRESS && !interested(&key, dir))
+		return 0;
+	handle(&key, dir, (void *)a.buf, ret);
 	return 0;
 }
 
@@ -522,20 +427,35 @@ static long iov_step(__u32 i, void *data)
 	return 0;
 }
 
-static __always_inline int finish_iov(long ret, __u8 dir, bool regs_ok)
+/* finish_iov walks the iovecs of readv/writev (msg = false) or of the
+ * msghdr of recvmsg/sendmsg (msg = true). */
+static __always_inline int finish_iov(long ret, __u8 dir, bool msg)
 {
-	struct syscall_args args = {};
-	/* recvmsg's second argument is a msghdr, not an iovec array: only
-	 * readv can use the saved registers as they are. */
-	if (!take(&args, ret > 0 && regs_ok, 1) || ret <= 0)
+	if (ret <= 0)
 		return 0;
 	struct iov_walk w = {
-		.key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = args.fd},
-		.iov = (struct iovec *)args.buf,
-		.count = args.count,
+		.key = {.tgid = bpf_get_current_pid_tgid() >> 32},
 		.left = ret,
 		.dir = dir,
 	};
+	if (dir == DIR_INGRESS && !is_watched(w.key.tgid))
+		return 0;
+	struct args a;
+	syscall_args(&a);
+	w.key.fd = a.fd;
+	if (dir == DIR_EGRESS && !interested(&w.key, dir))
+		return 0;
+	w.iov = (struct iovec *)a.buf;
+	w.count = a.count;
+	if (msg) {
+		struct user_msghdr m = {};
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a.buf)) {
+			count(CNT_DROP_READ_FAULT);
+			return 0;
+		}
+		w.iov = m.msg_iov;
+		w.count = m.msg_iovlen;
+	}
 	bpf_loop(MAX_IOV, iov_step, &w, 0);
 	if (w.left > 0)
 		count(CNT_DROP_IOV_TRUNCATED);
@@ -557,13 +477,13 @@ int authprobe_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_readv")
 int authprobe_exit_readv(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_INGRESS, true);
+	return finish_iov(ctx->ret, DIR_INGRESS, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_recvmsg")
 int authprobe_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_INGRESS, false);
+	return finish_iov(ctx->ret, DIR_INGRESS, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_write")
@@ -587,7 +507,7 @@ int authprobe_exit_writev(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_exit_sendmsg")
 int authprobe_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
 {
-	return finish_iov(ctx->ret, DIR_EGRESS, false);
+	return finish_iov(ctx->ret, DIR_EGRESS, true);
 }
 
 /* ---- connection lifecycle ---- */

@@ -83,8 +83,7 @@ const (
 	authprobeCounterCNT_TRUNC_RESPONSE     authprobeCounter = 9
 	authprobeCounterCNT_DROP_NOT_TCP       authprobeCounter = 10
 	authprobeCounterCNT_DROP_CONN_STATE    authprobeCounter = 11
-	authprobeCounterCNT_ARGS_FROM_REGS     authprobeCounter = 12
-	authprobeCounterCNT_MAX                authprobeCounter = 13
+	authprobeCounterCNT_MAX                authprobeCounter = 12
 )
 
 type authprobeDataEvent struct {
@@ -120,60 +119,42 @@ type authprobeRouteKey struct {
 	Data      [64]uint8
 }
 
-type authprobeSyscallArgs struct {
-	_     structs.HostLayout
-	Buf   uint64
-	Count uint64
-	Fd    int32
-	Iov   uint8
-	Pad   [3]uint8
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	authprobeMapConns                   = "conns"
-	authprobeMapCounters                = "counters"
-	authprobeMapEvents                  = "events"
-	authprobeMapInflight                = "inflight"
-	authprobeMapProcScratch             = "proc_scratch"
-	authprobeMapRoutes                  = "routes"
-	authprobeMapScratch                 = "scratch"
-	authprobeMapWatched                 = "watched"
-	authprobeProgAuthprobeEnterClose    = "authprobe_enter_close"
-	authprobeProgAuthprobeEnterConnect  = "authprobe_enter_connect"
-	authprobeProgAuthprobeEnterRead     = "authprobe_enter_read"
-	authprobeProgAuthprobeEnterReadv    = "authprobe_enter_readv"
-	authprobeProgAuthprobeEnterRecvfrom = "authprobe_enter_recvfrom"
-	authprobeProgAuthprobeEnterRecvmsg  = "authprobe_enter_recvmsg"
-	authprobeProgAuthprobeEnterSendmsg  = "authprobe_enter_sendmsg"
-	authprobeProgAuthprobeEnterSendto   = "authprobe_enter_sendto"
-	authprobeProgAuthprobeEnterWrite    = "authprobe_enter_write"
-	authprobeProgAuthprobeEnterWritev   = "authprobe_enter_writev"
-	authprobeProgAuthprobeExitAccept    = "authprobe_exit_accept"
-	authprobeProgAuthprobeExitAccept4   = "authprobe_exit_accept4"
-	authprobeProgAuthprobeExitRead      = "authprobe_exit_read"
-	authprobeProgAuthprobeExitReadv     = "authprobe_exit_readv"
-	authprobeProgAuthprobeExitRecvfrom  = "authprobe_exit_recvfrom"
-	authprobeProgAuthprobeExitRecvmsg   = "authprobe_exit_recvmsg"
-	authprobeProgAuthprobeExitSendmsg   = "authprobe_exit_sendmsg"
-	authprobeProgAuthprobeExitSendto    = "authprobe_exit_sendto"
-	authprobeProgAuthprobeExitWrite     = "authprobe_exit_write"
-	authprobeProgAuthprobeExitWritev    = "authprobe_exit_writev"
-	authprobeProgAuthprobeSchedExec     = "authprobe_sched_exec"
-	authprobeProgAuthprobeSchedExit     = "authprobe_sched_exit"
-	authprobeProgAuthprobeSchedFork     = "authprobe_sched_fork"
-	authprobeVarAgentTgid               = "agent_tgid"
-	authprobeVarCaptureBytes            = "capture_bytes"
-	authprobeVarResponseBytes           = "response_bytes"
-	authprobeVarUnusedConnEvent         = "unused_conn_event"
-	authprobeVarUnusedConnState         = "unused_conn_state"
-	authprobeVarUnusedCounter           = "unused_counter"
-	authprobeVarUnusedDataEvent         = "unused_data_event"
-	authprobeVarUnusedEventType         = "unused_event_type"
-	authprobeVarUnusedProcessEvent      = "unused_process_event"
-	authprobeVarUnusedRouteKey          = "unused_route_key"
+	authprobeMapConns                  = "conns"
+	authprobeMapCounters               = "counters"
+	authprobeMapEvents                 = "events"
+	authprobeMapProcScratch            = "proc_scratch"
+	authprobeMapRoutes                 = "routes"
+	authprobeMapScratch                = "scratch"
+	authprobeMapWatched                = "watched"
+	authprobeProgAuthprobeEnterClose   = "authprobe_enter_close"
+	authprobeProgAuthprobeEnterConnect = "authprobe_enter_connect"
+	authprobeProgAuthprobeExitAccept   = "authprobe_exit_accept"
+	authprobeProgAuthprobeExitAccept4  = "authprobe_exit_accept4"
+	authprobeProgAuthprobeExitRead     = "authprobe_exit_read"
+	authprobeProgAuthprobeExitReadv    = "authprobe_exit_readv"
+	authprobeProgAuthprobeExitRecvfrom = "authprobe_exit_recvfrom"
+	authprobeProgAuthprobeExitRecvmsg  = "authprobe_exit_recvmsg"
+	authprobeProgAuthprobeExitSendmsg  = "authprobe_exit_sendmsg"
+	authprobeProgAuthprobeExitSendto   = "authprobe_exit_sendto"
+	authprobeProgAuthprobeExitWrite    = "authprobe_exit_write"
+	authprobeProgAuthprobeExitWritev   = "authprobe_exit_writev"
+	authprobeProgAuthprobeSchedExec    = "authprobe_sched_exec"
+	authprobeProgAuthprobeSchedExit    = "authprobe_sched_exit"
+	authprobeProgAuthprobeSchedFork    = "authprobe_sched_fork"
+	authprobeVarAgentTgid              = "agent_tgid"
+	authprobeVarCaptureBytes           = "capture_bytes"
+	authprobeVarResponseBytes          = "response_bytes"
+	authprobeVarUnusedConnEvent        = "unused_conn_event"
+	authprobeVarUnusedConnState        = "unused_conn_state"
+	authprobeVarUnusedCounter          = "unused_counter"
+	authprobeVarUnusedDataEvent        = "unused_data_event"
+	authprobeVarUnusedEventType        = "unused_event_type"
+	authprobeVarUnusedProcessEvent     = "unused_process_event"
+	authprobeVarUnusedRouteKey         = "unused_route_key"
 )
 
 // loadAuthprobe returns the embedded CollectionSpec for authprobe.
@@ -218,29 +199,21 @@ type authprobeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type authprobeProgramSpecs struct {
-	AuthprobeEnterClose    *ebpf.ProgramSpec `ebpf:"authprobe_enter_close"`
-	AuthprobeEnterConnect  *ebpf.ProgramSpec `ebpf:"authprobe_enter_connect"`
-	AuthprobeEnterRead     *ebpf.ProgramSpec `ebpf:"authprobe_enter_read"`
-	AuthprobeEnterReadv    *ebpf.ProgramSpec `ebpf:"authprobe_enter_readv"`
-	AuthprobeEnterRecvfrom *ebpf.ProgramSpec `ebpf:"authprobe_enter_recvfrom"`
-	AuthprobeEnterRecvmsg  *ebpf.ProgramSpec `ebpf:"authprobe_enter_recvmsg"`
-	AuthprobeEnterSendmsg  *ebpf.ProgramSpec `ebpf:"authprobe_enter_sendmsg"`
-	AuthprobeEnterSendto   *ebpf.ProgramSpec `ebpf:"authprobe_enter_sendto"`
-	AuthprobeEnterWrite    *ebpf.ProgramSpec `ebpf:"authprobe_enter_write"`
-	AuthprobeEnterWritev   *ebpf.ProgramSpec `ebpf:"authprobe_enter_writev"`
-	AuthprobeExitAccept    *ebpf.ProgramSpec `ebpf:"authprobe_exit_accept"`
-	AuthprobeExitAccept4   *ebpf.ProgramSpec `ebpf:"authprobe_exit_accept4"`
-	AuthprobeExitRead      *ebpf.ProgramSpec `ebpf:"authprobe_exit_read"`
-	AuthprobeExitReadv     *ebpf.ProgramSpec `ebpf:"authprobe_exit_readv"`
-	AuthprobeExitRecvfrom  *ebpf.ProgramSpec `ebpf:"authprobe_exit_recvfrom"`
-	AuthprobeExitRecvmsg   *ebpf.ProgramSpec `ebpf:"authprobe_exit_recvmsg"`
-	AuthprobeExitSendmsg   *ebpf.ProgramSpec `ebpf:"authprobe_exit_sendmsg"`
-	AuthprobeExitSendto    *ebpf.ProgramSpec `ebpf:"authprobe_exit_sendto"`
-	AuthprobeExitWrite     *ebpf.ProgramSpec `ebpf:"authprobe_exit_write"`
-	AuthprobeExitWritev    *ebpf.ProgramSpec `ebpf:"authprobe_exit_writev"`
-	AuthprobeSchedExec     *ebpf.ProgramSpec `ebpf:"authprobe_sched_exec"`
-	AuthprobeSchedExit     *ebpf.ProgramSpec `ebpf:"authprobe_sched_exit"`
-	AuthprobeSchedFork     *ebpf.ProgramSpec `ebpf:"authprobe_sched_fork"`
+	AuthprobeEnterClose   *ebpf.ProgramSpec `ebpf:"authprobe_enter_close"`
+	AuthprobeEnterConnect *ebpf.ProgramSpec `ebpf:"authprobe_enter_connect"`
+	AuthprobeExitAccept   *ebpf.ProgramSpec `ebpf:"authprobe_exit_accept"`
+	AuthprobeExitAccept4  *ebpf.ProgramSpec `ebpf:"authprobe_exit_accept4"`
+	AuthprobeExitRead     *ebpf.ProgramSpec `ebpf:"authprobe_exit_read"`
+	AuthprobeExitReadv    *ebpf.ProgramSpec `ebpf:"authprobe_exit_readv"`
+	AuthprobeExitRecvfrom *ebpf.ProgramSpec `ebpf:"authprobe_exit_recvfrom"`
+	AuthprobeExitRecvmsg  *ebpf.ProgramSpec `ebpf:"authprobe_exit_recvmsg"`
+	AuthprobeExitSendmsg  *ebpf.ProgramSpec `ebpf:"authprobe_exit_sendmsg"`
+	AuthprobeExitSendto   *ebpf.ProgramSpec `ebpf:"authprobe_exit_sendto"`
+	AuthprobeExitWrite    *ebpf.ProgramSpec `ebpf:"authprobe_exit_write"`
+	AuthprobeExitWritev   *ebpf.ProgramSpec `ebpf:"authprobe_exit_writev"`
+	AuthprobeSchedExec    *ebpf.ProgramSpec `ebpf:"authprobe_sched_exec"`
+	AuthprobeSchedExit    *ebpf.ProgramSpec `ebpf:"authprobe_sched_exit"`
+	AuthprobeSchedFork    *ebpf.ProgramSpec `ebpf:"authprobe_sched_fork"`
 }
 
 // authprobeMapSpecs contains maps before they are loaded into the kernel.
@@ -250,7 +223,6 @@ type authprobeMapSpecs struct {
 	Conns       *ebpf.MapSpec `ebpf:"conns"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
-	Inflight    *ebpf.MapSpec `ebpf:"inflight"`
 	ProcScratch *ebpf.MapSpec `ebpf:"proc_scratch"`
 	Routes      *ebpf.MapSpec `ebpf:"routes"`
 	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
@@ -296,7 +268,6 @@ type authprobeMaps struct {
 	Conns       *ebpf.Map `ebpf:"conns"`
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Events      *ebpf.Map `ebpf:"events"`
-	Inflight    *ebpf.Map `ebpf:"inflight"`
 	ProcScratch *ebpf.Map `ebpf:"proc_scratch"`
 	Routes      *ebpf.Map `ebpf:"routes"`
 	Scratch     *ebpf.Map `ebpf:"scratch"`
@@ -308,7 +279,6 @@ func (m *authprobeMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
-		m.Inflight,
 		m.ProcScratch,
 		m.Routes,
 		m.Scratch,
@@ -336,43 +306,27 @@ type authprobeVariables struct {
 //
 // It can be passed to loadAuthprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type authprobePrograms struct {
-	AuthprobeEnterClose    *ebpf.Program `ebpf:"authprobe_enter_close"`
-	AuthprobeEnterConnect  *ebpf.Program `ebpf:"authprobe_enter_connect"`
-	AuthprobeEnterRead     *ebpf.Program `ebpf:"authprobe_enter_read"`
-	AuthprobeEnterReadv    *ebpf.Program `ebpf:"authprobe_enter_readv"`
-	AuthprobeEnterRecvfrom *ebpf.Program `ebpf:"authprobe_enter_recvfrom"`
-	AuthprobeEnterRecvmsg  *ebpf.Program `ebpf:"authprobe_enter_recvmsg"`
-	AuthprobeEnterSendmsg  *ebpf.Program `ebpf:"authprobe_enter_sendmsg"`
-	AuthprobeEnterSendto   *ebpf.Program `ebpf:"authprobe_enter_sendto"`
-	AuthprobeEnterWrite    *ebpf.Program `ebpf:"authprobe_enter_write"`
-	AuthprobeEnterWritev   *ebpf.Program `ebpf:"authprobe_enter_writev"`
-	AuthprobeExitAccept    *ebpf.Program `ebpf:"authprobe_exit_accept"`
-	AuthprobeExitAccept4   *ebpf.Program `ebpf:"authprobe_exit_accept4"`
-	AuthprobeExitRead      *ebpf.Program `ebpf:"authprobe_exit_read"`
-	AuthprobeExitReadv     *ebpf.Program `ebpf:"authprobe_exit_readv"`
-	AuthprobeExitRecvfrom  *ebpf.Program `ebpf:"authprobe_exit_recvfrom"`
-	AuthprobeExitRecvmsg   *ebpf.Program `ebpf:"authprobe_exit_recvmsg"`
-	AuthprobeExitSendmsg   *ebpf.Program `ebpf:"authprobe_exit_sendmsg"`
-	AuthprobeExitSendto    *ebpf.Program `ebpf:"authprobe_exit_sendto"`
-	AuthprobeExitWrite     *ebpf.Program `ebpf:"authprobe_exit_write"`
-	AuthprobeExitWritev    *ebpf.Program `ebpf:"authprobe_exit_writev"`
-	AuthprobeSchedExec     *ebpf.Program `ebpf:"authprobe_sched_exec"`
-	AuthprobeSchedExit     *ebpf.Program `ebpf:"authprobe_sched_exit"`
-	AuthprobeSchedFork     *ebpf.Program `ebpf:"authprobe_sched_fork"`
+	AuthprobeEnterClose   *ebpf.Program `ebpf:"authprobe_enter_close"`
+	AuthprobeEnterConnect *ebpf.Program `ebpf:"authprobe_enter_connect"`
+	AuthprobeExitAccept   *ebpf.Program `ebpf:"authprobe_exit_accept"`
+	AuthprobeExitAccept4  *ebpf.Program `ebpf:"authprobe_exit_accept4"`
+	AuthprobeExitRead     *ebpf.Program `ebpf:"authprobe_exit_read"`
+	AuthprobeExitReadv    *ebpf.Program `ebpf:"authprobe_exit_readv"`
+	AuthprobeExitRecvfrom *ebpf.Program `ebpf:"authprobe_exit_recvfrom"`
+	AuthprobeExitRecvmsg  *ebpf.Program `ebpf:"authprobe_exit_recvmsg"`
+	AuthprobeExitSendmsg  *ebpf.Program `ebpf:"authprobe_exit_sendmsg"`
+	AuthprobeExitSendto   *ebpf.Program `ebpf:"authprobe_exit_sendto"`
+	AuthprobeExitWrite    *ebpf.Program `ebpf:"authprobe_exit_write"`
+	AuthprobeExitWritev   *ebpf.Program `ebpf:"authprobe_exit_writev"`
+	AuthprobeSchedExec    *ebpf.Program `ebpf:"authprobe_sched_exec"`
+	AuthprobeSchedExit    *ebpf.Program `ebpf:"authprobe_sched_exit"`
+	AuthprobeSchedFork    *ebpf.Program `ebpf:"authprobe_sched_fork"`
 }
 
 func (p *authprobePrograms) Close() error {
 	return _AuthprobeClose(
 		p.AuthprobeEnterClose,
 		p.AuthprobeEnterConnect,
-		p.AuthprobeEnterRead,
-		p.AuthprobeEnterReadv,
-		p.AuthprobeEnterRecvfrom,
-		p.AuthprobeEnterRecvmsg,
-		p.AuthprobeEnterSendmsg,
-		p.AuthprobeEnterSendto,
-		p.AuthprobeEnterWrite,
-		p.AuthprobeEnterWritev,
 		p.AuthprobeExitAccept,
 		p.AuthprobeExitAccept4,
 		p.AuthprobeExitRead,

@@ -141,7 +141,6 @@ var counterNames = [...]string{
 	authprobeCounterCNT_TRUNC_RESPONSE:     "truncated_response",
 	authprobeCounterCNT_DROP_NOT_TCP:       "drop_not_tcp",
 	authprobeCounterCNT_DROP_CONN_STATE:    "drop_conn_state",
-	authprobeCounterCNT_ARGS_FROM_REGS:     "requests_recovered_in_flight",
 }
 
 // Counters sums the kernel's per-CPU counters by name. Names starting

@@ -48,21 +48,13 @@ func tracepoints(p *authprobePrograms) []struct {
 		prog        *ebpf.Program
 	}
 	return []tp{
-		{"syscalls", "sys_enter_read", p.AuthprobeEnterRead},
 		{"syscalls", "sys_exit_read", p.AuthprobeExitRead},
-		{"syscalls", "sys_enter_readv", p.AuthprobeEnterReadv},
 		{"syscalls", "sys_exit_readv", p.AuthprobeExitReadv},
-		{"syscalls", "sys_enter_recvfrom", p.AuthprobeEnterRecvfrom},
 		{"syscalls", "sys_exit_recvfrom", p.AuthprobeExitRecvfrom},
-		{"syscalls", "sys_enter_recvmsg", p.AuthprobeEnterRecvmsg},
 		{"syscalls", "sys_exit_recvmsg", p.AuthprobeExitRecvmsg},
-		{"syscalls", "sys_enter_write", p.AuthprobeEnterWrite},
 		{"syscalls", "sys_exit_write", p.AuthprobeExitWrite},
-		{"syscalls", "sys_enter_writev", p.AuthprobeEnterWritev},
 		{"syscalls", "sys_exit_writev", p.AuthprobeExitWritev},
-		{"syscalls", "sys_enter_sendto", p.AuthprobeEnterSendto},
 		{"syscalls", "sys_exit_sendto", p.AuthprobeExitSendto},
-		{"syscalls", "sys_enter_sendmsg", p.AuthprobeEnterSendmsg},
 		{"syscalls", "sys_exit_sendmsg", p.AuthprobeExitSendmsg},
 		{"syscalls", "sys_exit_accept", p.AuthprobeExitAccept},
 		{"syscalls", "sys_exit_accept4", p.AuthprobeExitAccept4},

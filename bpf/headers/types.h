@@ -42,7 +42,6 @@ enum counter {
 	CNT_TRUNC_RESPONSE,      /* response bytes beyond response_bytes */
 	CNT_DROP_NOT_TCP,        /* a request-looking read on a non-TCP fd */
 	CNT_DROP_CONN_STATE,     /* connection state could not be stored */
-	CNT_ARGS_FROM_REGS,      /* a read in flight at attach, recovered */
 	CNT_MAX,
 };
 
@@ -107,15 +106,6 @@ struct process_event {
 	__u32 _pad2;
 	__u64 ts;
 	char filename[MAX_FILENAME]; /* EVENT_EXEC only */
-};
-
-/* Syscall arguments kept from enter to exit, per thread. */
-struct syscall_args {
-	__u64 buf;   /* buffer, or iovec array when iov is set */
-	__u64 count; /* buffer length, or iovec count */
-	__s32 fd;
-	__u8 iov;
-	__u8 _pad[3];
 };
 
 struct route_key {

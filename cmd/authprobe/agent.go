@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -35,6 +36,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	tuneGC(log)
 	if os.Geteuid() != 0 {
 		log.Warn("not running as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (see `authprobe check`)")
 	}
@@ -198,4 +200,18 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// tuneGC trades memory for CPU: at thousands of auth attempts a second the
+// collector was a quarter of the agent's CPU with the default GOGC, while
+// the live heap is a few tens of MiB. A soft memory limit keeps the trade
+// bounded. GOGC and GOMEMLIMIT in the environment win.
+func tuneGC(log *slog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(384 << 20)
+	}
+	log.Debug("gc tuned for throughput")
 }
