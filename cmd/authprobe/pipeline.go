@@ -232,7 +232,7 @@ func (p *pipeline) tick() {
 	now := time.Now()
 	if p.matcher.HasPortTargets() && !now.Before(p.nextPortScan) {
 		p.scan(true)
-		p.nextPortScan = now.Add(time.Second)
+		p.nextPortScan = now.Add(500 * time.Millisecond)
 	} else if !now.Before(p.nextExeScan) {
 		// Exec events find new processes at once; the scan catches any
 		// whose event was lost.
