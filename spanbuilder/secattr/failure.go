@@ -67,6 +67,12 @@ func (e *Extractor) outcome(in Input, body fields) (result, reason, oauthErr str
 	if code == "" {
 		return result, reason, ""
 	}
+	// A token endpoint's "error" is OAuth2's by definition. An API behind
+	// an authorize route answers {"error": "..."} in its own words: only
+	// the registered OAuth2/OIDC codes count there.
+	if in.Route.Kind == config.KindAuthorize && !registeredOAuthError[code] {
+		return result, reason, ""
+	}
 	if fromRedirect && effective != resultError && effective != resultFailure {
 		result, effective = resultFailure, resultFailure
 	}
@@ -106,6 +112,20 @@ func matches(m config.BodyMatcher, raw []byte, body fields) bool {
 		return bytes.Contains(raw, []byte(m.Contains))
 	}
 	return false
+}
+
+// registeredOAuthError are the error codes of RFC 6749 (authorization and
+// token endpoints), RFC 6750 (bearer tokens), RFC 8628 (device flow) and
+// OpenID Connect Core.
+var registeredOAuthError = map[string]bool{
+	"invalid_request": true, "unauthorized_client": true, "access_denied": true,
+	"unsupported_response_type": true, "invalid_scope": true, "server_error": true,
+	"temporarily_unavailable": true, "invalid_client": true, "invalid_grant": true,
+	"unsupported_grant_type": true, "invalid_token": true, "insufficient_scope": true,
+	"authorization_pending": true, "slow_down": true, "expired_token": true,
+	"interaction_required": true, "login_required": true, "account_selection_required": true,
+	"consent_required": true, "invalid_request_uri": true, "invalid_request_object": true,
+	"request_not_supported": true, "request_uri_not_supported": true, "registration_not_supported": true,
 }
 
 // oauthError finds an OAuth2 error code in a response: the JSON/form body's

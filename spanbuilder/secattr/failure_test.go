@@ -101,3 +101,24 @@ func TestSessionIssued(t *testing.T) {
 		})
 	}
 }
+
+// TestOAuthErrorOnAuthorizeRoutes: an API's own {"error": "forbidden"} is
+// not an OAuth2 error; the registered codes are.
+func TestOAuthErrorOnAuthorizeRoutes(t *testing.T) {
+	e := mustExtractor(t, config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyDrop}})
+	tests := []struct {
+		kind, body string
+		want       string
+	}{
+		{config.KindAuthorize, `{"error":"forbidden"}`, ""},
+		{config.KindAuthorize, `{"error":"insufficient_scope"}`, "insufficient_scope"},
+		{config.KindToken, `{"error":"custom_vendor_code"}`, "custom_vendor_code"},
+	}
+	for _, tt := range tests {
+		out := e.Extract(input(tt.kind, request("/x", ""), response(403, tt.body, "Content-Type", "application/json"), "failure"))
+		got := str(attrs(t, out)["auth.oauth2.error"])
+		if got != tt.want {
+			t.Errorf("%s %s: auth.oauth2.error %q, want %q", tt.kind, tt.body, got, tt.want)
+		}
+	}
+}
