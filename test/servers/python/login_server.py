@@ -4,6 +4,8 @@
 Standard library only. Usage: login_server.py [PORT]  (or env PORT; HOST
 defaults to 127.0.0.1). Port 0 picks a free port; the real one is printed
 as "listening <port>" on stdout once the socket accepts connections.
+SLOW_MS (default 0) delays every /login answer by that many milliseconds:
+a slow replica for the latency-anomaly test (test/pipeline).
 
 The routes and answers are the same in every language under test/servers/;
 see test/servers/README.md.
@@ -25,6 +27,7 @@ CLIENT_ID, CLIENT_SECRET = "svc", "s3cret"
 AUTH_CODE, REFRESH_TOKEN = "good-code", "good-refresh"
 # Tokens are signed so they look real; no route verifies them.
 JWT_KEY = b"authprobe-test-key"
+LOGIN_DELAY = int(os.environ.get("SLOW_MS", "0")) / 1000.0
 
 
 def b64url(data):
@@ -151,6 +154,8 @@ class Handler(BaseHTTPRequestHandler):
     # --- routes ---
 
     def login(self, body):
+        if LOGIN_DELAY:
+            time.sleep(LOGIN_DELAY)
         f = self.fields(body)
         if f is None:
             return self.send(400, {"error": "bad_request"})
