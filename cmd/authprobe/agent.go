@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -37,8 +37,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	tuneGC(log)
-	if os.Geteuid() != 0 {
-		log.Warn("not running as root: loading eBPF needs CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE (see `authprobe check`)")
+	required, optional, err := missingCapabilities()
+	if err != nil {
+		return err
+	}
+	if len(required) > 0 {
+		return fmt.Errorf("missing %s: loading eBPF programs needs CAP_BPF and CAP_PERFMON (see `authprobe check`)", strings.Join(required, ", "))
+	}
+	if len(optional) > 0 {
+		log.Warn("missing capability: executables of other users' processes cannot be resolved, exe targets may not match", "missing", strings.Join(optional, ", "))
 	}
 	if err := ensureTracefs(); err != nil {
 		return err
@@ -110,9 +117,6 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Logger:        log,
 	})
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("load eBPF programs: %w (run as root or with CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE)", err)
-		}
 		return fmt.Errorf("load eBPF programs: %w", err)
 	}
 	defer func() {

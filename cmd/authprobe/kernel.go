@@ -100,28 +100,44 @@ func kernelFeatures() []feature {
 	return fs
 }
 
-// privileges reports whether this process has what loading needs.
-func privileges() (bool, string) {
-	if os.Geteuid() == 0 {
-		return true, "running as root"
-	}
+// missingCapabilities lists the capabilities loading needs that this
+// process lacks (required), and those whose absence only weakens it
+// (optional). It reads the effective set, so it is right for root in a
+// restricted container too. CAP_SYS_ADMIN stands in for BPF and PERFMON.
+func missingCapabilities() (required, optional []string, err error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return false, fmt.Sprintf("cannot read capabilities: %v", err)
+		return nil, nil, fmt.Errorf("read capabilities: %w", err)
 	}
 	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	var missing []string
-	for _, c := range []struct {
-		bit  uint
-		name string
-	}{{unix.CAP_BPF, "CAP_BPF"}, {unix.CAP_PERFMON, "CAP_PERFMON"}, {unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}} {
-		if !has(c.bit) {
-			missing = append(missing, c.name)
-		}
+	admin := has(unix.CAP_SYS_ADMIN)
+	if !has(unix.CAP_BPF) && !admin {
+		required = append(required, "CAP_BPF")
 	}
-	if len(missing) > 0 {
-		return false, "missing " + strings.Join(missing, ", ") + " (run as root or grant them)"
+	if !has(unix.CAP_PERFMON) && !admin {
+		required = append(required, "CAP_PERFMON")
+	}
+	if !has(unix.CAP_SYS_PTRACE) {
+		// Without it /proc/<pid>/exe of other users' processes is
+		// unreadable: exe targets and service names by executable fail.
+		optional = append(optional, "CAP_SYS_PTRACE")
+	}
+	return required, optional, nil
+}
+
+// privileges reports whether this process has what loading needs.
+func privileges() (bool, string) {
+	required, optional, err := missingCapabilities()
+	switch {
+	case err != nil:
+		return false, err.Error()
+	case len(required) > 0:
+		return false, "missing " + strings.Join(append(required, optional...), ", ") + " (run as root or grant them)"
+	case len(optional) > 0:
+		return true, "can load; missing " + strings.Join(optional, ", ") + ": executables of other users' processes cannot be resolved"
+	case os.Geteuid() == 0:
+		return true, "running as root with CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE"
 	}
 	return true, "CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE present"
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -318,6 +319,7 @@ func TestLiveDetection(t *testing.T) {
 	// While the attacks still run: the metrics the rules and the dashboard
 	// read, and the dashboard's panels.
 	checkMetricNames(t, prom)
+	checkAgentOTLPMetrics(t, col)
 	snapshot := renderDashboard(t, prom, factor, "30s")
 	if os.Getenv("AUTHPROBE_WRITE_SNAPSHOT") == "1" {
 		path := filepath.Join(mustRepoRoot(t), "docs", "dashboard-snapshot.txt")
@@ -635,4 +637,27 @@ func renderDashboard(t *testing.T, prom *promServer, factor float64, window stri
 		}
 	}
 	return out.String()
+}
+
+// checkAgentOTLPMetrics: with an OTLP endpoint the agent also pushes its
+// detection metrics as OTLP metrics; single.yaml re-exposes them under the
+// agent's own names.
+func checkAgentOTLPMetrics(t *testing.T, col *Collector) {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second) // the agent pushes every 15s
+	var body string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + col.AgentMetrics + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if strings.Contains(body, "authprobe_auth_attempts_total{") && strings.Contains(body, "authprobe_auth_failed_usernames{") {
+				t.Logf("the agent's OTLP metrics reach the collector")
+				return
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	t.Errorf("agent OTLP metrics not re-exposed by the collector at %s:\n%.2000s", col.AgentMetrics, body)
 }

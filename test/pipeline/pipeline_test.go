@@ -42,7 +42,10 @@ type Collector struct {
 	Metrics string
 	// Health is the health_check address (single.yaml only).
 	Health string
-	log    string
+	// AgentMetrics is where the agents' OTLP metrics are re-exposed for
+	// Prometheus (single.yaml only).
+	AgentMetrics string
+	log          string
 }
 
 // Pipeline is the collector of single.yaml plus the file-writing backend.
@@ -546,6 +549,7 @@ func collectorEnv(tb testing.TB, c *Collector, extra map[string]string) map[stri
 		"AUTHPROBE_OTLP_GRPC_ENDPOINT":       c.OTLP,
 		"AUTHPROBE_PROMETHEUS_ENDPOINT":      c.Metrics,
 		"AUTHPROBE_HEALTH_ENDPOINT":          c.Health,
+		"AUTHPROBE_AGENT_METRICS_ENDPOINT":   c.AgentMetrics,
 		"AUTHPROBE_COLLECTOR_TELEMETRY_HOST": "127.0.0.1",
 		"AUTHPROBE_COLLECTOR_TELEMETRY_PORT": telemetryPort,
 	}
@@ -557,7 +561,7 @@ func collectorEnv(tb testing.TB, c *Collector, extra map[string]string) map[stri
 
 func newCollector(tb testing.TB) *Collector {
 	tb.Helper()
-	return &Collector{OTLP: mustFreeAddr(tb), Metrics: mustFreeAddr(tb), Health: mustFreeAddr(tb)}
+	return &Collector{OTLP: mustFreeAddr(tb), Metrics: mustFreeAddr(tb), Health: mustFreeAddr(tb), AgentMetrics: mustFreeAddr(tb)}
 }
 
 // TestGatewaySamplerPipeline runs the scaled layout: gateway.yaml routing
