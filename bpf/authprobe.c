@@ -35,6 +35,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const __u32 capture_bytes = 4096;
 volatile const __u32 response_bytes = 1024;
 volatile const __u32 agent_tgid = 0;
+/* Wake the reader only once this much is waiting; it also drains on its
+ * own tick, so a quiet stream is read within that tick. One wakeup per
+ * event cost the agent more CPU than decoding the events did. */
+volatile const __u64 wakeup_bytes = 65536;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -109,6 +113,12 @@ static __always_inline __u64 clamp(__u64 n, const __u64 max)
 		     : [n] "+r"(n)
 		     : [max] "i"(max));
 	return n;
+}
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline bool is_watched(__u32 tgid)
@@ -263,7 +273,7 @@ static __noinline int emit(struct conn_key *key, struct conn_state *st,
 	st->budget -= cap;
 	ev->hdr.cap = cap;
 
-	if (bpf_ringbuf_output(&events, ev, sizeof(ev->hdr) + clamp(cap, MAX_CAPTURE), 0)) {
+	if (bpf_ringbuf_output(&events, ev, sizeof(ev->hdr) + clamp(cap, MAX_CAPTURE), wakeup_flags())) {
 		count(CNT_DROP_RINGBUF_FULL);
 		return 0;
 	}
@@ -282,7 +292,7 @@ static __always_inline void emit_close(struct conn_key *key, struct conn_state *
 	ev.ts = bpf_ktime_get_ns();
 	ev.peer = st->peer;
 	ev.local = st->local;
-	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), 0)) {
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), wakeup_flags())) {
 		count(CNT_DROP_RINGBUF_FULL);
 		return;
 	}
@@ -577,7 +587,7 @@ static __always_inline struct process_event *proc_event(__u8 type, __u32 pid)
 
 static __always_inline void send_proc(struct process_event *ev, __u64 size)
 {
-	if (bpf_ringbuf_output(&events, ev, size, 0))
+	if (bpf_ringbuf_output(&events, ev, size, wakeup_flags()))
 		count(CNT_DROP_RINGBUF_FULL);
 	else
 		count(CNT_EVENTS_PROC);

@@ -155,6 +155,7 @@ const (
 	authprobeVarUnusedEventType        = "unused_event_type"
 	authprobeVarUnusedProcessEvent     = "unused_process_event"
 	authprobeVarUnusedRouteKey         = "unused_route_key"
+	authprobeVarWakeupBytes            = "wakeup_bytes"
 )
 
 // loadAuthprobe returns the embedded CollectionSpec for authprobe.
@@ -243,6 +244,7 @@ type authprobeVariableSpecs struct {
 	UnusedEventType    *ebpf.VariableSpec `ebpf:"unused_event_type"`
 	UnusedProcessEvent *ebpf.VariableSpec `ebpf:"unused_process_event"`
 	UnusedRouteKey     *ebpf.VariableSpec `ebpf:"unused_route_key"`
+	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // authprobeObjects contains all objects after they have been loaded into the kernel.
@@ -300,6 +302,7 @@ type authprobeVariables struct {
 	UnusedEventType    *ebpf.Variable `ebpf:"unused_event_type"`
 	UnusedProcessEvent *ebpf.Variable `ebpf:"unused_process_event"`
 	UnusedRouteKey     *ebpf.Variable `ebpf:"unused_route_key"`
+	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // authprobePrograms contains all programs after they have been loaded into the kernel.

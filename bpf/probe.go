@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -29,6 +30,9 @@ type Config struct {
 	// RingBufferBytes is the ring buffer size, a power of two multiple of
 	// the page size. Default 8 MiB.
 	RingBufferBytes uint32
+	// WakeupBytes is how much data waits in the ring buffer before the
+	// reader is woken (it also reads every tick). Default 64 KiB.
+	WakeupBytes uint64
 	// Routes are the request prefixes worth capturing.
 	Routes []RoutePrefix
 	// Logger gets a component=bpf attribute.
@@ -88,6 +92,12 @@ func Load(cfg Config) (*Probe, error) {
 	if cfg.RingBufferBytes == 0 {
 		cfg.RingBufferBytes = 8 << 20
 	}
+	if cfg.WakeupBytes == 0 {
+		cfg.WakeupBytes = 64 << 10
+	}
+	if cfg.WakeupBytes >= uint64(cfg.RingBufferBytes)/2 {
+		return nil, fmt.Errorf("wakeup bytes %d: must be under half the ring buffer (%d)", cfg.WakeupBytes, cfg.RingBufferBytes)
+	}
 	keys, err := routeKeys(cfg.Routes)
 	if err != nil {
 		return nil, err
@@ -102,10 +112,11 @@ func Load(cfg Config) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
 	}
-	for name, v := range map[string]uint32{
+	for name, v := range map[string]any{
 		"capture_bytes":  cfg.CaptureBytes,
 		"response_bytes": cfg.ResponseBytes,
 		"agent_tgid":     uint32(os.Getpid()),
+		"wakeup_bytes":   cfg.WakeupBytes,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -217,7 +228,14 @@ func (p *Probe) Watched() ([]uint32, error) {
 // goroutine does all the work, so the stages behind h need no locks. Data
 // slices are only valid during the call.
 func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tick func()) error {
-	stop := context.AfterFunc(ctx, func() { p.reader.Close() })
+	// The kernel side wakes the reader only every WakeupBytes; the
+	// deadline drains quieter streams each tick. On cancel, Flush makes
+	// the reader hand over what is left before Run returns.
+	var stopping atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		stopping.Store(true)
+		_ = p.reader.Flush()
+	})
 	defer stop()
 	var rec ringbuf.Record
 	next := time.Now().Add(tickEvery)
@@ -229,7 +247,11 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 			if err := dispatch(rec.RawSample, h); err != nil {
 				p.log.Warn("bad event", "error", err)
 			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+			if stopping.Load() {
+				tick()
+				return nil
+			}
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			return nil
 		default:
