@@ -33,7 +33,7 @@ type selfMetrics struct {
 	exp    *export.Exporter
 
 	events, drops, truncated, requests, spans, spansExported, spansDropped,
-	exportErrors, watched, traceparent, decoderExchanges, unknownPID *prometheus.Desc
+	exportErrors, watched, traceparent, decoderExchanges, unknownPID, eventsRead *prometheus.Desc
 }
 
 func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Detector) *prometheus.Registry {
@@ -56,6 +56,7 @@ func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Dete
 		traceparent:      desc("traceparent_malformed_total", "Malformed traceparent headers ignored."),
 		decoderExchanges: desc("exchanges_total", "HTTP exchanges decoded."),
 		unknownPID:       desc("unknown_process_exchanges_total", "Exchanges of processes the agent had no record of."),
+		eventsRead:       desc("events_read_total", "Connection events user space read from the ring buffer."),
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, d, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,6 +93,7 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.drops, ps.WatchFailures, "watch_failed")
 	counter(m.drops, ps.Panics, "internal_error")
 	counter(m.decoderExchanges, ps.Decoder.Exchanges)
+	counter(m.eventsRead, ps.EventsRead)
 	counter(m.spans, ps.Spans)
 	counter(m.traceparent, ps.Builder.MalformedTraceparent)
 	counter(m.unknownPID, ps.UnknownPID)
