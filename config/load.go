@@ -435,7 +435,7 @@ func (c *Config) applyDefaults(env Env) {
 	// Plaintext is the default only towards a loopback collector; an endpoint
 	// from the environment is left to OTEL_EXPORTER_OTLP_INSECURE.
 	if e.Insecure == nil && e.Endpoint != "" {
-		e.Insecure = boolPtr(isLoopbackEndpoint(e.Endpoint))
+		e.Insecure = boolPtr(IsLoopbackEndpoint(e.Endpoint))
 	}
 	if c.Metrics.Addr == "" {
 		c.Metrics.Addr = DefaultMetricsAddr
@@ -454,7 +454,9 @@ func envSet(env Env, keys ...string) bool {
 	return false
 }
 
-func isLoopbackEndpoint(ep string) bool {
+// IsLoopbackEndpoint reports whether an OTLP endpoint (host:port or URL)
+// is on this machine, where plaintext gRPC is the sensible default.
+func IsLoopbackEndpoint(ep string) bool {
 	if _, rest, ok := strings.Cut(ep, "://"); ok {
 		ep = rest
 	}

@@ -174,7 +174,7 @@ func loadRunConfig(f runFlags) (*config.Config, error) {
 		cfg.Exporter.Kind = config.ExporterOTLP
 		cfg.Exporter.Endpoint = f.otlpEndpoint
 		if cfg.Exporter.Insecure == nil {
-			insecure := isLoopback(f.otlpEndpoint)
+			insecure := config.IsLoopbackEndpoint(f.otlpEndpoint)
 			cfg.Exporter.Insecure = &insecure
 		}
 	}

@@ -161,18 +161,3 @@ func startOTLPMetrics(ctx context.Context, cfg *config.Config, d *detect.Detecto
 		_ = mp.Shutdown(sctx)
 	}, nil
 }
-
-func isLoopback(endpoint string) bool {
-	host := endpoint
-	if i := strings.Index(host, "://"); i >= 0 {
-		host = host[i+3:]
-	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
