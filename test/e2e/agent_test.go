@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // agentLangs are the servers the agent tests run against.
@@ -289,7 +291,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 	forEachLang(t, func(t *testing.T, lang string) {
 		srv := mustStartServer(t, lang)
 		ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
-		token := makeJWT("alice", "user")
+		token := testutil.MakeJWT("alice", "user")
 
 		// Keep-alive: one connection, requests in turn.
 		client := mustClient(t, srcGo)

@@ -3,9 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -387,17 +385,4 @@ func randomHex(tb testing.TB, n int) string {
 	}
 	b[0] |= 1 // never all zero
 	return hex.EncodeToString(b)
-}
-
-// makeJWT makes a token of the shape the servers issue (signed with their
-// test key, which they do not check).
-func makeJWT(sub, role string) string {
-	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	now := time.Now().Unix()
-	payload, _ := json.Marshal(map[string]any{"sub": sub, "role": role, "roles": []string{role}, "iat": now, "exp": now + 3600})
-	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
-	mac := hmac.New(sha256.New, []byte("authprobe-test-key"))
-	mac.Write([]byte(input))
-	return input + "." + enc.EncodeToString(mac.Sum(nil))
 }

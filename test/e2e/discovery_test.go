@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 const srcDiscovery = "127.0.0.13"
@@ -93,7 +95,7 @@ func mustStartProcess(tb testing.TB, cmd *exec.Cmd) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srv := &Server{Lang: filepath.Base(cmd.Path), stderr: &syncBuffer{}}
+	srv := &Server{Lang: filepath.Base(cmd.Path), stderr: &testutil.SyncBuffer{}}
 	cmd.Stderr = srv.stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", cmd.Path, err)

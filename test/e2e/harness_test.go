@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Timeouts for processes the harness starts.
@@ -105,32 +105,6 @@ func mustBuildAgent(tb testing.TB) string {
 	return mustGoBuild(tb, &agentBuild, "./cmd/authprobe", "authprobe")
 }
 
-// syncBuffer collects a process's output while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// tail keeps test logs readable when a process wrote a lot.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
 // ---- servers ----
 
 // Server is a running login service from test/servers.
@@ -139,7 +113,7 @@ type Server struct {
 	PID    int
 	Port   int
 	Addr   string // 127.0.0.1:port
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 }
 
 // URL is the server's address followed by path.
@@ -195,7 +169,7 @@ func mustStartServer(tb testing.TB, lang string) *Server {
 	if err != nil {
 		tb.Fatalf("%s server stdout: %v", lang, err)
 	}
-	srv := &Server{Lang: lang, stderr: &syncBuffer{}}
+	srv := &Server{Lang: lang, stderr: &testutil.SyncBuffer{}}
 	cmd.Stderr = srv.stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start %s server: %v", lang, err)
@@ -207,7 +181,7 @@ func mustStartServer(tb testing.TB, lang string) *Server {
 		<-exited
 		if tb.Failed() {
 			if s := srv.Stderr(); s != "" {
-				tb.Logf("%s server stderr:\n%s", lang, tail(s, 4000))
+				tb.Logf("%s server stderr:\n%s", lang, testutil.Tail(s, 4000))
 			}
 		}
 	})
@@ -303,8 +277,8 @@ type Agent struct {
 	ConfigPath  string
 
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *testutil.SyncBuffer
+	stderr  *testutil.SyncBuffer
 	exited  chan struct{}
 	waitErr error
 	stopped bool
@@ -332,8 +306,8 @@ func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 	a := &Agent{
 		MetricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(tb))),
 		ConfigPath:  filepath.Join(tb.TempDir(), "authprobe.yaml"),
-		stdout:      &syncBuffer{},
-		stderr:      &syncBuffer{},
+		stdout:      &testutil.SyncBuffer{},
+		stderr:      &testutil.SyncBuffer{},
 		exited:      make(chan struct{}),
 	}
 	routes := opts.Routes
@@ -391,7 +365,7 @@ func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 		}
 		if tb.Failed() {
 			tb.Logf("agent config:\n%s", data)
-			tb.Logf("agent stderr:\n%s", tail(a.Stderr(), 8000))
+			tb.Logf("agent stderr:\n%s", testutil.Tail(a.Stderr(), 8000))
 		}
 	})
 
@@ -407,7 +381,7 @@ func (a *Agent) mustBeReady(tb testing.TB) {
 	for {
 		select {
 		case <-a.exited:
-			tb.Fatalf("agent exited before ready (%v); stderr:\n%s", a.waitErr, tail(a.Stderr(), 8000))
+			tb.Fatalf("agent exited before ready (%v); stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))
 		default:
 		}
 		resp, err := client.Get("http://" + a.MetricsAddr + "/readyz")
@@ -419,7 +393,7 @@ func (a *Agent) mustBeReady(tb testing.TB) {
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("agent not ready within %v (last: %v); stderr:\n%s", agentReadyTimeout, err, tail(a.Stderr(), 8000))
+			tb.Fatalf("agent not ready within %v (last: %v); stderr:\n%s", agentReadyTimeout, err, testutil.Tail(a.Stderr(), 8000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -450,14 +424,14 @@ func (a *Agent) Stop(tb testing.TB) {
 	select {
 	case <-a.exited:
 		a.stopped = true
-		tb.Fatalf("agent had exited before Stop: %v; stderr:\n%s", a.waitErr, tail(a.Stderr(), 8000))
+		tb.Fatalf("agent had exited before Stop: %v; stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))
 	default:
 	}
 	if !a.terminate() {
-		tb.Fatalf("agent did not exit within %v of SIGTERM; stderr:\n%s", agentStopTimeout, tail(a.Stderr(), 8000))
+		tb.Fatalf("agent did not exit within %v of SIGTERM; stderr:\n%s", agentStopTimeout, testutil.Tail(a.Stderr(), 8000))
 	}
 	if a.waitErr != nil {
-		tb.Fatalf("agent exit after SIGTERM: %v; stderr:\n%s", a.waitErr, tail(a.Stderr(), 8000))
+		tb.Fatalf("agent exit after SIGTERM: %v; stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))
 	}
 }
 
@@ -480,7 +454,7 @@ func (a *Agent) Metrics(tb testing.TB) string {
 		tb.Fatalf("read metrics: %v", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("metrics: status %d: %s", resp.StatusCode, tail(string(body), 2000))
+		tb.Fatalf("metrics: status %d: %s", resp.StatusCode, testutil.Tail(string(body), 2000))
 	}
 	return string(body)
 }
@@ -506,7 +480,7 @@ func parseSpans(out string) ([]Span, error) {
 	for n, line := range strings.Split(out[:end], "\n") {
 		sp, err := parseSpan(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d is not a span (%w): %q", n+1, err, tail(line, 300))
+			return nil, fmt.Errorf("line %d is not a span (%w): %q", n+1, err, testutil.Tail(line, 300))
 		}
 		spans = append(spans, sp)
 	}
@@ -525,7 +499,7 @@ func (a *Agent) WaitForSpans(tb testing.TB, n int, timeout time.Duration) []Span
 		}
 		select {
 		case <-a.exited:
-			tb.Fatalf("agent exited (%v) with %d of %d spans; stderr:\n%s", a.waitErr, len(spans), n, tail(a.Stderr(), 8000))
+			tb.Fatalf("agent exited (%v) with %d of %d spans; stderr:\n%s", a.waitErr, len(spans), n, testutil.Tail(a.Stderr(), 8000))
 		default:
 		}
 		if time.Now().After(deadline) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/authprobe/authprobe/test/otlpsink"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // TestSecretsNeverLeak sends passwords, tokens, cookies, API keys, client
@@ -237,7 +238,7 @@ func checkNoLeak(t *testing.T, srv *Server, mode string) {
 		t.Errorf("plain: username %q not in the OTLP payloads: is the search looking at the right bytes?", user)
 	}
 	if !bytes.Contains(outputs["stdout agent's log"], []byte("level=DEBUG")) {
-		t.Errorf("agent log has no debug lines: --log-level debug not in effect?\n%s", tail(agStdout.Stderr(), 2000))
+		t.Errorf("agent log has no debug lines: --log-level debug not in effect?\n%s", testutil.Tail(agStdout.Stderr(), 2000))
 	}
 	for what, s := range secrets {
 		if s == "" {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 const nginxPath = "/usr/sbin/nginx"
@@ -67,7 +69,7 @@ http {
 	}
 	cmd := exec.Command(nginxPath, "-p", dir, "-c", confPath, "-e", n.errorLog,
 		"-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";")
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -84,7 +86,7 @@ http {
 		<-exited
 		if tb.Failed() {
 			log, _ := os.ReadFile(n.errorLog)
-			tb.Logf("nginx output:\n%s\nnginx error log:\n%s", out, tail(string(log), 4000))
+			tb.Logf("nginx output:\n%s\nnginx error log:\n%s", out, testutil.Tail(string(log), 4000))
 		}
 	})
 

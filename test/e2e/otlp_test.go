@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/authprobe/authprobe/test/otlpsink"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // otlpArgs make the agent export to the sink instead of stdout (the last
@@ -165,13 +166,13 @@ func TestOTLPExporter(t *testing.T) {
 
 		ag.Stop(t)
 		if out := ag.Stdout(); out != "" {
-			t.Errorf("agent printed on stdout with the OTLP exporter:\n%s", tail(out, 2000))
+			t.Errorf("agent printed on stdout with the OTLP exporter:\n%s", testutil.Tail(out, 2000))
 		}
 		if n := len(sink.Spans()); n != len(cases) {
 			t.Errorf("%d spans at the sink after the agent stopped, want %d", n, len(cases))
 		}
 		if strings.Contains(ag.Stderr(), "span export failed") {
-			t.Errorf("agent logged failed span exports:\n%s", tail(ag.Stderr(), 4000))
+			t.Errorf("agent logged failed span exports:\n%s", testutil.Tail(ag.Stderr(), 4000))
 		}
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // The username HMAC key of the hash-mode tests, handed to the agent through
@@ -52,7 +54,7 @@ func mintJWT(header, claims map[string]any, sig string) string {
 	c, _ := json.Marshal(claims)
 	input := enc.EncodeToString(h) + "." + enc.EncodeToString(c)
 	if sig == "hmac" {
-		mac := hmac.New(sha256.New, []byte("authprobe-test-key"))
+		mac := hmac.New(sha256.New, []byte(testutil.ServerJWTKey))
 		mac.Write([]byte(input))
 		sig = enc.EncodeToString(mac.Sum(nil))
 	}
@@ -225,7 +227,7 @@ func tokenCases() []secCase {
 	unsigned := mintJWT(map[string]any{"alg": "none", "typ": "JWT"}, map[string]any{
 		"sub": "mallory", "roles": []string{"superuser"}, "exp": now + 3600,
 	}, "")
-	guest := makeJWT("bob", "guest")
+	guest := testutil.MakeJWT("bob", "guest")
 	// Three segments that decode to no JSON: the servers answer 401.
 	malformed := "bm90LWpzb24.bm90LWpzb24.c2lnbmF0dXJl"
 	opaque := "opq_" + hex.EncodeToString([]byte("0123456789abcdef"))

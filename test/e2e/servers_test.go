@@ -8,6 +8,8 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"testing"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Client source addresses: distinct peers without any network setup.
@@ -31,7 +33,7 @@ type routeCase struct {
 }
 
 func serverRouteCases() []routeCase {
-	alice, guest := makeJWT("alice", "user"), makeJWT("bob", "guest")
+	alice, guest := testutil.MakeJWT("alice", "user"), testutil.MakeJWT("bob", "guest")
 	return []routeCase{
 		{name: "login form ok", req: formLogin("alice", "correct-horse"), wantStatus: 200, wantBody: `"token"`, wantCookie: true},
 		{name: "login json ok", req: jsonLogin("bob", "hunter2"), wantStatus: 200, wantBody: `"token"`, wantCookie: true},

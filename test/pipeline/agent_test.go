@@ -8,10 +8,7 @@ package pipeline
 import (
 	"bufio"
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -23,12 +20,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // mustRoot skips tests that load eBPF programs when not run as root.
@@ -65,31 +63,6 @@ func mustBuildAgent(tb testing.TB) string {
 	return out
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
-}
-
 // loginServer is a running test/servers/python login service.
 type loginServer struct {
 	PID  int
@@ -124,7 +97,7 @@ func mustStartLoginServer(tb testing.TB, uid int, env ...string) *loginServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start login server: %v", err)
@@ -151,7 +124,7 @@ func mustStartLoginServer(tb testing.TB, uid int, env ...string) *loginServer {
 		_ = syscall.Kill(-srv.PID, syscall.SIGKILL)
 		<-exited
 		if tb.Failed() && stderr.String() != "" {
-			tb.Logf("login server stderr:\n%s", tail(stderr.String(), 4000))
+			tb.Logf("login server stderr:\n%s", testutil.Tail(stderr.String(), 4000))
 		}
 	})
 	select {
@@ -201,8 +174,8 @@ func mustWriteAgentConfig(tb testing.TB, serviceName string) string {
 type agentProc struct {
 	MetricsAddr string
 	PID         int
-	stdout      *lockedBuffer
-	stderr      *lockedBuffer
+	stdout      *testutil.SyncBuffer
+	stderr      *testutil.SyncBuffer
 	exited      chan struct{}
 	err         error
 }
@@ -217,8 +190,8 @@ func startAgent(tb testing.TB, prefix []string, bin, cfg string, args ...string)
 	tb.Helper()
 	a := &agentProc{
 		MetricsAddr: mustFreeAddr(tb),
-		stdout:      &lockedBuffer{},
-		stderr:      &lockedBuffer{},
+		stdout:      &testutil.SyncBuffer{},
+		stderr:      &testutil.SyncBuffer{},
 		exited:      make(chan struct{}),
 	}
 	argv := append(append([]string{}, prefix...), bin, "run", "--config", cfg, "--metrics-addr", a.MetricsAddr)
@@ -244,7 +217,7 @@ func startAgent(tb testing.TB, prefix []string, bin, cfg string, args ...string)
 			<-a.exited
 		}
 		if tb.Failed() {
-			tb.Logf("agent stderr:\n%s", tail(a.stderr.String(), 6000))
+			tb.Logf("agent stderr:\n%s", testutil.Tail(a.stderr.String(), 6000))
 		}
 	})
 	return a
@@ -282,7 +255,7 @@ func mustStartAgent(tb testing.TB, prefix []string, bin, cfg string, args ...str
 	tb.Helper()
 	a := startAgent(tb, prefix, bin, cfg, args...)
 	if err := a.waitReady(30 * time.Second); err != nil {
-		tb.Fatalf("%v; stderr:\n%s", err, tail(a.stderr.String(), 6000))
+		tb.Fatalf("%v; stderr:\n%s", err, testutil.Tail(a.stderr.String(), 6000))
 	}
 	return a
 }
@@ -358,17 +331,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// makeJWT is a token as the test servers issue it (HS256, key of
-// test/servers/README.md); the servers do not verify it.
-func makeJWT(sub, role string) string {
-	enc := base64.RawURLEncoding
-	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
-	now := time.Now().Unix()
-	payload, _ := json.Marshal(map[string]any{"sub": sub, "role": role, "roles": []string{role}, "iat": now, "exp": now + 3600})
-	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
-	mac := hmac.New(sha256.New, []byte("authprobe-test-key"))
-	mac.Write([]byte(input))
-	return input + "." + enc.EncodeToString(mac.Sum(nil))
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/authprobe/authprobe/test/rulescale"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Loopback sources of the live test, each in its own /24: the agent's
@@ -208,7 +209,7 @@ func TestLiveDetection(t *testing.T) {
 			loginStep(benign, base, "bob", "hunter2")
 		}
 	})
-	carol := makeJWT(benignSubject, "user")
+	carol := testutil.MakeJWT(benignSubject, "user")
 	actor(trafficCtx, &wg, time.Second, 200, func(i int) { apiStep(benign, fmt.Sprintf("/api/orders/%d", i), carol) })
 
 	select {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // promServer is a running Prometheus.
@@ -104,7 +106,7 @@ func mustStartPrometheus(tb testing.TB, cfg promConfig) *promServer {
 		logf.Close()
 		if tb.Failed() {
 			out, _ := os.ReadFile(logf.Name())
-			tb.Logf("prometheus log:\n%s\nconfig:\n%s", tail(string(out), 4000), b.String())
+			tb.Logf("prometheus log:\n%s\nconfig:\n%s", testutil.Tail(string(out), 4000), b.String())
 		}
 	})
 	mustWaitHealthy(tb, "http://"+p.Addr+"/-/ready")

@@ -1,0 +1,58 @@
+// Package testutil holds the small helpers the end-to-end test packages
+// (test/e2e, test/pipeline) share: process output capture and tokens of
+// the shape the test servers issue. Only tests import it.
+package testutil
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"sync"
+	"time"
+)
+
+// SyncBuffer collects a process's output while a test reads it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Tail keeps test logs readable when a process wrote a lot: the last n
+// bytes of s.
+func Tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// ServerJWTKey is the HS256 key of the tokens test/servers issue (see
+// test/servers/README.md); the servers do not verify signatures.
+const ServerJWTKey = "authprobe-test-key"
+
+// MakeJWT makes a token of the shape the test servers issue for sub with
+// one role, valid for an hour.
+func MakeJWT(sub, role string) string {
+	enc := base64.RawURLEncoding
+	header, _ := json.Marshal(map[string]string{"alg": "HS256", "typ": "JWT"})
+	now := time.Now().Unix()
+	payload, _ := json.Marshal(map[string]any{"sub": sub, "role": role, "roles": []string{role}, "iat": now, "exp": now + 3600})
+	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
+	mac := hmac.New(sha256.New, []byte(ServerJWTKey))
+	mac.Write([]byte(input))
+	return input + "." + enc.EncodeToString(mac.Sum(nil))
+}
