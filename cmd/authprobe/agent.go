@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
@@ -19,6 +20,7 @@ import (
 	"github.com/authprobe/authprobe/decoder"
 	"github.com/authprobe/authprobe/detect"
 	"github.com/authprobe/authprobe/export"
+	"github.com/authprobe/authprobe/k8smeta"
 	"github.com/authprobe/authprobe/spanbuilder"
 )
 
@@ -75,12 +77,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	host, _ := os.Hostname()
+	meta := k8smeta.New("/proc")
 	exp, err := export.New(ctx, export.Config{
-		Kind:     cfg.Exporter.Kind,
-		Endpoint: cfg.Exporter.Endpoint,
-		Insecure: cfg.Exporter.Insecure != nil && *cfg.Exporter.Insecure,
-		Stdout:   stdout,
-		HostName: host,
+		Kind:          cfg.Exporter.Kind,
+		Endpoint:      cfg.Exporter.Endpoint,
+		Insecure:      cfg.Exporter.Insecure != nil && *cfg.Exporter.Insecure,
+		Stdout:        stdout,
+		HostName:      host,
+		ExtraResource: k8smeta.Node(os.Getenv),
+		// k8s.pod.uid and container.id of pods; nothing elsewhere.
+		ProcessResource: func(p spanbuilder.Process) []attribute.KeyValue { return meta.Process(p.PID) },
 		OnExportError: func(err error, spans int) {
 			log.Warn("span export failed", "component", "export", "spans", spans, "error", err)
 		},
