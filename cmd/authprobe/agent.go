@@ -30,10 +30,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, flags.logLevel)
+	base, err := newLogger(stderr, flags.logLevel)
 	if err != nil {
 		return err
 	}
+	// Every line names its component; stages get their own.
+	log := base.With("component", "agent")
+	exportLog := base.With("component", "export")
 	cfg, err := loadRunConfig(flags)
 	if err != nil {
 		return err
@@ -56,7 +59,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The OTel SDK reports partial export failures through a global
 	// handler; send them to our log rather than its default stderr print.
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("opentelemetry", "component", "export", "error", err)
+		exportLog.Warn("opentelemetry", "error", err)
 	}))
 
 	clock, err := bpf.NewKernelClock()
@@ -88,7 +91,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// k8s.pod.uid and container.id of pods; nothing elsewhere.
 		ProcessResource: func(p spanbuilder.Process) []attribute.KeyValue { return meta.Process(p.PID) },
 		OnExportError: func(err error, spans int) {
-			log.Warn("span export failed", "component", "export", "spans", spans, "error", err)
+			exportLog.Warn("span export failed", "spans", spans, "error", err)
 		},
 	})
 	if err != nil {
@@ -98,10 +101,10 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := exp.Shutdown(sctx); err != nil {
-			log.Warn("flush spans", "component", "export", "error", err)
+			exportLog.Warn("flush spans", "error", err)
 		}
 		st := exp.Stats()
-		log.Info("spans flushed", "component", "export", "exported", st.Exported, "dropped", st.Dropped())
+		exportLog.Info("spans flushed", "exported", st.Exported, "dropped", st.Dropped())
 	}()
 
 	det, err := detect.New(detect.Config{})
@@ -120,14 +123,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		CaptureBytes:  uint32(cfg.CaptureBytes),
 		ResponseBytes: uint32(cfg.ResponseBytes),
 		Routes:        routePrefixes(cfg.Routes),
-		Logger:        log,
+		Logger:        base,
 	})
 	if err != nil {
 		return fmt.Errorf("load eBPF programs: %w", err)
 	}
 	defer func() {
 		if err := probe.Close(); err != nil {
-			log.Warn("detach", "component", "bpf", "error", err)
+			base.Warn("detach", "component", "bpf", "error", err)
 		}
 	}()
 
@@ -137,7 +140,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ResponseTimeout: uint64(time.Duration(cfg.ResponseTimeout).Nanoseconds()),
 	})
 	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc")
-	pipe := newPipeline(log.With("component", "pipeline"), probe, dec, builder, clock, matcher,
+	pipe := newPipeline(base.With("component", "pipeline"), probe, dec, builder, clock, matcher,
 		exp.Emit, det.Observe)
 
 	// Named PIDs must exist: a typo should not look like a quiet service.
@@ -150,7 +153,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var srv *http.Server
 	if cfg.Metrics.Addr != "off" {
-		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, log, flags.pprof)
+		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, base.With("component", "metrics"), flags.pprof)
 		if err != nil {
 			return err
 		}

@@ -138,7 +138,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics endpoint stopped", "component", "metrics", "error", err)
+			log.Error("metrics endpoint stopped", "error", err)
 		}
 	}()
 	return srv, nil
