@@ -36,7 +36,7 @@ func forEachLang(t *testing.T, f func(t *testing.T, lang string)) {
 	t.Helper()
 	for _, lang := range agentLangs {
 		t.Run(lang, func(t *testing.T) {
-			mustRoot(t)
+			testutil.MustRoot(t)
 			f(t, lang)
 		})
 	}

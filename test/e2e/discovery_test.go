@@ -21,7 +21,7 @@ const srcDiscovery = "127.0.0.13"
 // a target — by executable glob, by listening port — are watched without
 // a restart, and their first login is a span.
 func TestDiscoveryAfterStart(t *testing.T) {
-	mustRoot(t)
+	testutil.MustRoot(t)
 	t.Run("exe", func(t *testing.T) {
 		// A uniquely named copy of the Go server, so the glob matches
 		// nothing else on the machine.
@@ -47,7 +47,7 @@ func TestDiscoveryAfterStart(t *testing.T) {
 			"targets": []map[string]any{{"port": port, "service_name": "discovered-by-port"}},
 		}})
 		cmd := exec.Command("python3", "login_server.py", strconv.Itoa(port))
-		cmd.Dir = filepath.Join(mustRepoRoot(t), "test", "servers", "python")
+		cmd.Dir = filepath.Join(testutil.RepoRoot(t), "test", "servers", "python")
 		started := time.Now()
 		srv := mustStartProcess(t, cmd)
 		assertDiscovered(t, ag, srv, started, "discovered-by-port")

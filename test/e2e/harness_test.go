@@ -58,39 +58,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mustRoot skips tests that load eBPF programs when not run as root.
-func mustRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: loads eBPF programs")
-	}
-}
-
-// mustRepoRoot is the module root (test/e2e is two levels below it).
-func mustRepoRoot(tb testing.TB) string {
-	tb.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		tb.Fatalf("repo root: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		tb.Fatalf("repo root %s: %v", root, err)
-	}
-	return root
-}
-
 func mustGoBuild(tb testing.TB, b *build, pkg, name string) string {
 	tb.Helper()
-	root := mustRepoRoot(tb)
 	b.once.Do(func() {
 		out := filepath.Join(buildDir, name)
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
-			return
+		if b.err = testutil.GoBuild(out, pkg); b.err == nil {
+			b.path = out
 		}
-		b.path = out
 	})
 	if b.err != nil {
 		tb.Fatal(b.err)
@@ -127,7 +101,7 @@ var serverLangs = []string{"python", "node", "go", "java"}
 
 func serverCommand(tb testing.TB, lang string) *exec.Cmd {
 	tb.Helper()
-	dir := filepath.Join(mustRepoRoot(tb), "test", "servers")
+	dir := filepath.Join(testutil.RepoRoot(tb), "test", "servers")
 	need := func(bin string) string {
 		path, err := exec.LookPath(bin)
 		if err != nil {
@@ -300,7 +274,7 @@ func freePort(tb testing.TB) int {
 // with SIGTERM (SIGKILL if it hangs).
 func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 	tb.Helper()
-	mustRoot(tb)
+	testutil.MustRoot(tb)
 	bin := mustBuildAgent(tb)
 
 	a := &Agent{

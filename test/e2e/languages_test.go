@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"testing"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // TestEveryServerLanguage: the servers the other agent tests do not cover
@@ -12,7 +14,7 @@ import (
 func TestEveryServerLanguage(t *testing.T) {
 	for _, lang := range []string{"go", "java"} {
 		t.Run(lang, func(t *testing.T) {
-			mustRoot(t)
+			testutil.MustRoot(t)
 			srv := mustStartServer(t, lang)
 			ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
 

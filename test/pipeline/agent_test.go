@@ -29,36 +29,13 @@ import (
 	"github.com/authprobe/authprobe/test/testutil"
 )
 
-// mustRoot skips tests that load eBPF programs when not run as root.
-func mustRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: the agent loads eBPF programs")
-	}
-}
-
-// mustRepoRoot is the module root (test/pipeline is two levels below).
-func mustRepoRoot(tb testing.TB) string {
-	tb.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		tb.Fatalf("repo root: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		tb.Fatalf("repo root %s: %v", root, err)
-	}
-	return root
-}
-
 // mustBuildAgent builds ./cmd/authprobe into a temp dir (the Go build
 // cache makes repeats cheap) and returns the binary.
 func mustBuildAgent(tb testing.TB) string {
 	tb.Helper()
 	out := filepath.Join(tb.TempDir(), "authprobe")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/authprobe")
-	cmd.Dir = mustRepoRoot(tb)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build ./cmd/authprobe: %v\n%s", err, msg)
+	if err := testutil.GoBuild(out, "./cmd/authprobe"); err != nil {
+		tb.Fatal(err)
 	}
 	return out
 }
@@ -87,7 +64,7 @@ func mustStartLoginServer(tb testing.TB, uid int, env ...string) *loginServer {
 		tb.Skipf("python3 not installed: %v", err)
 	}
 	cmd := exec.Command(py, "login_server.py", "0")
-	cmd.Dir = filepath.Join(mustRepoRoot(tb), "test", "servers", "python")
+	cmd.Dir = filepath.Join(testutil.RepoRoot(tb), "test", "servers", "python")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if uid != 0 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // capBits are the capability numbers of linux/capability.h that the
@@ -163,7 +165,7 @@ func runWithCaps(t *testing.T, bin, cfg string, srv *loginServer, caps []string,
 // line. Each other capability is dropped in turn and what happens is
 // logged (docs/pipeline.md records the findings).
 func TestAgentWithDaemonSetCapabilities(t *testing.T) {
-	mustRoot(t)
+	testutil.MustRoot(t)
 	sec := mustDaemonSetSecurity(t)
 	if sec.RunAsUser == nil || *sec.RunAsUser != 0 || (sec.Privileged != nil && *sec.Privileged) ||
 		sec.AllowPrivilegeEscalation == nil || *sec.AllowPrivilegeEscalation || !slices.Equal(sec.Capabilities.Drop, []string{"ALL"}) {

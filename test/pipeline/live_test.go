@@ -1,8 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -131,7 +129,7 @@ type firing struct {
 // exists, and the dashboard's main panels render from the run
 // (AUTHPROBE_WRITE_SNAPSHOT=1 writes them to docs/dashboard-snapshot.txt).
 func TestLiveDetection(t *testing.T) {
-	mustRoot(t)
+	testutil.MustRoot(t)
 	mustPrometheusBinary(t)
 	collectorBin := mustCollectorBinary(t)
 	factor := liveFactor(t)
@@ -323,7 +321,7 @@ func TestLiveDetection(t *testing.T) {
 	checkAgentOTLPMetrics(t, col)
 	snapshot := renderDashboard(t, prom, factor, "30s")
 	if os.Getenv("AUTHPROBE_WRITE_SNAPSHOT") == "1" {
-		path := filepath.Join(mustRepoRoot(t), "docs", "dashboard-snapshot.txt")
+		path := filepath.Join(testutil.RepoRoot(t), "docs", "dashboard-snapshot.txt")
 		if err := os.WriteFile(path, []byte(snapshot), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -462,61 +460,6 @@ func mentionsBenign(labels map[string]string) bool {
 		}
 	}
 	return false
-}
-
-// keptSpan is what the backend received of one trace's auth span.
-type keptSpan struct {
-	name, result string
-}
-
-// mustReadKept reads the backend's file: trace id -> name and auth.result.
-func mustReadKept(tb testing.TB, path string) map[string]keptSpan {
-	tb.Helper()
-	got := map[string]keptSpan{}
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return got
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var td struct {
-			ResourceSpans []struct {
-				ScopeSpans []struct {
-					Spans []struct {
-						TraceID    string `json:"traceId"`
-						Name       string `json:"name"`
-						Attributes []struct {
-							Key   string `json:"key"`
-							Value struct {
-								StringValue string `json:"stringValue"`
-							} `json:"value"`
-						} `json:"attributes"`
-					} `json:"spans"`
-				} `json:"scopeSpans"`
-			} `json:"resourceSpans"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &td); err != nil {
-			continue // a line being written
-		}
-		for _, rs := range td.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					k := keptSpan{name: s.Name}
-					for _, a := range s.Attributes {
-						if a.Key == "auth.result" {
-							k.result = a.Value.StringValue
-						}
-					}
-					got[strings.ToLower(s.TraceID)] = k
-				}
-			}
-		}
-	}
-	return got
 }
 
 // metricNameRE finds the authprobe metric names in PromQL text.

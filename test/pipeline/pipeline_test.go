@@ -490,10 +490,15 @@ func grep(body, s string) string {
 	return strings.Join(out, "\n")
 }
 
-// mustReadTraces reads the backend's file: trace id -> span name.
-func mustReadTraces(tb testing.TB, path string) map[string]string {
+// keptSpan is what the backend received of one trace's auth span.
+type keptSpan struct {
+	name, result string
+}
+
+// mustReadKept reads the backend's file: trace id -> name and auth.result.
+func mustReadKept(tb testing.TB, path string) map[string]keptSpan {
 	tb.Helper()
-	got := map[string]string{}
+	got := map[string]keptSpan{}
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
 		return got
@@ -502,14 +507,20 @@ func mustReadTraces(tb testing.TB, path string) map[string]string {
 		tb.Fatal(err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
 		var td struct {
 			ResourceSpans []struct {
 				ScopeSpans []struct {
 					Spans []struct {
-						TraceID string `json:"traceId"`
-						Name    string `json:"name"`
+						TraceID    string `json:"traceId"`
+						Name       string `json:"name"`
+						Attributes []struct {
+							Key   string `json:"key"`
+							Value struct {
+								StringValue string `json:"stringValue"`
+							} `json:"value"`
+						} `json:"attributes"`
 					} `json:"spans"`
 				} `json:"scopeSpans"`
 			} `json:"resourceSpans"`
@@ -520,12 +531,28 @@ func mustReadTraces(tb testing.TB, path string) map[string]string {
 		for _, rs := range td.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
 				for _, s := range ss.Spans {
-					got[strings.ToLower(s.TraceID)] = s.Name
+					k := keptSpan{name: s.Name}
+					for _, a := range s.Attributes {
+						if a.Key == "auth.result" {
+							k.result = a.Value.StringValue
+						}
+					}
+					got[strings.ToLower(s.TraceID)] = k
 				}
 			}
 		}
 	}
 	return got
+}
+
+// mustReadTraces reads the backend's file: trace id -> span name.
+func mustReadTraces(tb testing.TB, path string) map[string]string {
+	tb.Helper()
+	names := map[string]string{}
+	for id, k := range mustReadKept(tb, path) {
+		names[id] = k.name
+	}
+	return names
 }
 
 func mustReadTracesUntil(tb testing.TB, path string, ready func(map[string]string) bool) map[string]string {

@@ -9,7 +9,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -55,4 +61,39 @@ func MakeJWT(sub, role string) string {
 	mac := hmac.New(sha256.New, []byte(ServerJWTKey))
 	mac.Write([]byte(input))
 	return input + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+// MustRoot skips tb unless it runs as root, as loading eBPF programs needs.
+func MustRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root: the agent loads eBPF programs")
+	}
+}
+
+// RepoRoot is the module root, found from this file's location so it holds
+// for every test package.
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
+	root := moduleDir()
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		tb.Fatalf("repo root %s: %v", root, err)
+	}
+	return root
+}
+
+// GoBuild builds the module's package pkg ("./cmd/authprobe") into out.
+func GoBuild(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = moduleDir()
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
+	}
+	return nil
+}
+
+// moduleDir is two levels above this file: test/testutil -> the module.
+func moduleDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
 }
