@@ -34,12 +34,7 @@ func TestEveryServerLanguage(t *testing.T) {
 					result: "failure", reason: "invalid_credentials",
 					attrs: map[string]any{"auth.method": "password", "auth.username": "bob"}}, curl: true},
 			}
-			type sent struct {
-				c    secCase
-				src  string
-				want spanWant
-			}
-			var all []sent
+			var all []sentCase
 			for i, c := range cases {
 				src := fmt.Sprintf("127.0.4.%d", 10+i)
 				w := spanWant{
@@ -59,28 +54,15 @@ func TestEveryServerLanguage(t *testing.T) {
 					got = mustDo(t, mustClient(t, src), srv, req)
 				}
 				mustStatus(t, c.name, got, c.status)
-				all = append(all, sent{c: c.secCase, src: src, want: w})
+				all = append(all, sentCase{c: c.secCase, src: src, want: w})
 			}
 
 			spans := ag.ExpectSpans(t, len(cases), spanWait)
-			bySrc := indexSpans(t, spans, func(sp Span) string { return sp.Attr("client.address") })
-			traces := map[string]bool{}
-			for _, s := range all {
-				sp, ok := bySrc[s.src]
-				if !ok {
-					t.Errorf("%s: no span from %s:\n%s", s.c.name, s.src, describeSpans(spans))
-					continue
-				}
-				checkSpan(t, srv, sp, s.want)
-				checkExactAttrs(t, s.c.name, sp.Attributes, s.c.wantAttrs(s.src))
-				if traces[sp.TraceID] {
-					t.Errorf("%s: trace %s shared with another span", s.c.name, sp.TraceID)
-				}
-				traces[sp.TraceID] = true
+			checkSentSpans(t, srv, spans, all, true, func(s sentCase, sp Span) {
 				if want := serverExecutable(lang); sp.ResourceAttr("process.executable.name") != want {
 					t.Errorf("%s: resource process.executable.name %q, want %q", s.c.name, sp.ResourceAttr("process.executable.name"), want)
 				}
-			}
+			})
 			ag.Stop(t)
 		})
 	}

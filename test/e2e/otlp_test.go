@@ -88,12 +88,7 @@ func TestOTLPExporter(t *testing.T) {
 			{name: "json rate limited", req: jsonLogin("ratelimited", "whatever"), status: 429, span: "auth.login", result: "failure", reason: "rate_limited",
 				attrs: map[string]any{"auth.method": "password", "auth.username": "ratelimited"}},
 		}
-		type sent struct {
-			c    secCase
-			src  string
-			want spanWant
-		}
-		var all []sent
+		var all []sentCase
 		for i, c := range cases {
 			src := fmt.Sprintf("127.0.3.%d", 10+i)
 			w := spanWant{
@@ -110,27 +105,14 @@ func TestOTLPExporter(t *testing.T) {
 			conn.Send(t, req)
 			mustStatus(t, c.name, conn.ReadResponses(t, 1)[0], c.status)
 			w.peerPort = int(conn.LocalAddr().Port())
-			all = append(all, sent{c: c, src: src, want: w})
+			all = append(all, sentCase{c: c, src: src, want: w})
 		}
 
 		spans := expectSinkSpans(t, sink, len(cases))
-		bySrc := indexSpans(t, spans, func(sp Span) string { return sp.Attr("client.address") })
-		traces := map[string]bool{}
-		for _, s := range all {
-			sp, ok := bySrc[s.src]
-			if !ok {
-				t.Errorf("%s: no span from %s:\n%s", s.c.name, s.src, describeSpans(spans))
-				continue
-			}
-			checkSpan(t, srv, sp, s.want)
-			checkExactAttrs(t, s.c.name, sp.Attributes, s.c.wantAttrs(s.src))
+		checkSentSpans(t, srv, spans, all, true, func(s sentCase, sp Span) {
 			if sp.Kind != "SPAN_KIND_SERVER" {
 				t.Errorf("%s: kind %s, want SPAN_KIND_SERVER", s.c.name, sp.Kind)
 			}
-			if traces[sp.TraceID] {
-				t.Errorf("%s: trace %s shared with another span", s.c.name, sp.TraceID)
-			}
-			traces[sp.TraceID] = true
 
 			// OTLP carries types: numbers are ints, flags are bools.
 			for attr, want := range map[string]any{
@@ -162,7 +144,7 @@ func TestOTLPExporter(t *testing.T) {
 			if want := serverExecutable(lang); want != "" && !strings.HasPrefix(valueText(res["process.executable.name"]), want) {
 				t.Errorf("%s: resource process.executable.name %q, want %s*", s.c.name, valueText(res["process.executable.name"]), want)
 			}
-		}
+		})
 
 		ag.Stop(t)
 		if out := ag.Stdout(); out != "" {

@@ -170,12 +170,7 @@ func (c secCase) wantAttrs(client string) map[string]any {
 // checkSpan and the security attributes exactly.
 func runSecCases(t *testing.T, srv *Server, ag *Agent, base string, cases []secCase) {
 	t.Helper()
-	type sent struct {
-		c    secCase
-		src  string
-		want spanWant
-	}
-	var all []sent
+	var all []sentCase
 	for i, c := range cases {
 		src := fmt.Sprintf("%s.%d", base, 10+i)
 		path := c.path
@@ -193,23 +188,15 @@ func runSecCases(t *testing.T, srv *Server, ag *Agent, base string, cases []secC
 			req = req.With("traceparent", tp.String())
 		}
 		mustStatus(t, c.name, mustDo(t, mustClient(t, src), srv, req), c.status)
-		all = append(all, sent{c: c, src: src, want: w})
+		all = append(all, sentCase{c: c, src: src, want: w})
 	}
 	spans := ag.ExpectSpans(t, len(cases), spanWait)
-	bySrc := indexSpans(t, spans, func(sp Span) string { return sp.Attr("client.address") })
-	for _, s := range all {
-		sp, ok := bySrc[s.src]
-		if !ok {
-			t.Errorf("%s: no span from %s:\n%s", s.c.name, s.src, describeSpans(spans))
-			continue
-		}
-		checkSpan(t, srv, sp, s.want)
-		checkExactAttrs(t, s.c.name, sp.Attributes, s.c.wantAttrs(s.src))
+	checkSentSpans(t, srv, spans, all, false, func(s sentCase, sp Span) {
 		// Query strings carry secrets (api_key=...): never in http.target.
 		if got := sp.Attr("http.target"); got != s.want.path {
 			t.Errorf("%s: http.target %q, want %q", s.c.name, got, s.want.path)
 		}
-	}
+	})
 }
 
 // tokenCases are the bearer-token requests on /api/** and their JWT-derived
@@ -414,3 +401,35 @@ func TestSecurityAttributes(t *testing.T) {
 // authorize route reports as auth.oauth2.error; an API's own words
 // ({"error": "forbidden"}) are not OAuth2 errors.
 var oauthRegistered = map[string]bool{"invalid_token": true, "insufficient_scope": true, "invalid_request": true}
+
+// sentCase is one request a test sent, from its own source address.
+type sentCase struct {
+	c    secCase
+	src  string
+	want spanWant
+}
+
+// checkSentSpans finds each sent request's span by its client address and
+// checks it exactly: the span, its security attributes, and — when
+// uniqueTraces — that no two share a trace. more adds the caller's checks.
+func checkSentSpans(t *testing.T, srv *Server, spans []Span, all []sentCase, uniqueTraces bool, more func(sentCase, Span)) {
+	t.Helper()
+	bySrc := indexSpans(t, spans, func(sp Span) string { return sp.Attr("client.address") })
+	traces := map[string]bool{}
+	for _, s := range all {
+		sp, ok := bySrc[s.src]
+		if !ok {
+			t.Errorf("%s: no span from %s:\n%s", s.c.name, s.src, describeSpans(spans))
+			continue
+		}
+		checkSpan(t, srv, sp, s.want)
+		checkExactAttrs(t, s.c.name, sp.Attributes, s.c.wantAttrs(s.src))
+		if uniqueTraces {
+			if traces[sp.TraceID] {
+				t.Errorf("%s: trace %s shared with another span", s.c.name, sp.TraceID)
+			}
+			traces[sp.TraceID] = true
+		}
+		more(s, sp)
+	}
+}
