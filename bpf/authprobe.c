@@ -381,12 +381,11 @@ static __always_inline void syscall_args(struct args *a)
 	a->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
 }
 
-/* interested says whether bytes moved on fd matter: reads of a watched
- * process (a request may start), writes on a connection capturing. */
-static __always_inline bool interested(struct conn_key *key, __u8 dir)
+/* capturing says whether a write matters: only on a connection that is
+ * capturing a request or its response. (Any read of a watched process
+ * matters: a request may start there.) */
+static __always_inline bool capturing(struct conn_key *key)
 {
-	if (dir == DIR_INGRESS)
-		return is_watched(key->tgid);
 	struct conn_state *st = bpf_map_lookup_elem(&conns, key);
 	return st && (st->phase == PHASE_REQUEST || st->phase == PHASE_RESPONSE);
 }
@@ -401,7 +400,7 @@ static __always_inline int finish(long ret, __u8 dir)
 	struct args a;
 	syscall_args(&a);
 	struct conn_key key = {.tgid = tgid, .fd = a.fd};
-	if (dir == DIR_EGRESS && !interested(&key, dir))
+	if (dir == DIR_EGRESS && !capturing(&key))
 		return 0;
 	handle(&key, dir, (void *)a.buf, ret);
 	return 0;
@@ -453,7 +452,7 @@ static __always_inline int finish_iov(long ret, __u8 dir, bool msg)
 	struct args a;
 	syscall_args(&a);
 	w.key.fd = a.fd;
-	if (dir == DIR_EGRESS && !interested(&w.key, dir))
+	if (dir == DIR_EGRESS && !capturing(&w.key))
 		return 0;
 	w.iov = (struct iovec *)a.buf;
 	w.count = a.count;
