@@ -94,7 +94,7 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.drops, ps.Panics, "internal_error")
 	counter(m.decoderExchanges, ps.Decoder.Exchanges)
 	counter(m.eventsRead, ps.EventsRead)
-	counter(m.spans, ps.Spans)
+	counter(m.spans, ps.Builder.Matched) // every matched exchange is a span
 	counter(m.traceparent, ps.Builder.MalformedTraceparent)
 	counter(m.unknownPID, ps.UnknownPID)
 	ch <- prometheus.MustNewConstMetric(m.watched, prometheus.GaugeValue, float64(ps.Watched))

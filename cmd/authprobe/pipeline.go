@@ -51,7 +51,6 @@ type pipeline struct {
 type pipelineStats struct {
 	Decoder       decoder.Stats
 	Builder       spanbuilder.Stats
-	Spans         uint64
 	EventsRead    uint64
 	UnknownPID    uint64
 	Watched       int
@@ -217,7 +216,6 @@ func (p *pipeline) finish(exs []decoder.Exchange) {
 		if !ok {
 			continue
 		}
-		p.counting(func(s *pipelineStats) { s.Spans++ })
 		for _, emit := range p.sinks {
 			emit(span)
 		}
