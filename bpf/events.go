@@ -15,25 +15,79 @@ const (
 )
 
 // ConnEvent is bytes moved on, or the close of, a captured connection.
+// A connection is its socket: Sock and Gen name it for its whole life,
+// whichever process or fd uses it (docs/capture.md).
 type ConnEvent struct {
-	PID   uint32
-	FD    int32
-	Gen   uint64 // differs for every connection that used PID/FD
-	Seq   uint32 // per connection; a gap means lost events
+	Sock uint64 // struct sock address
+	Gen  uint64 // differs for every connection that used Sock
+	PID  uint32 // tgid that did the I/O
+	TID  uint32 // thread that did the I/O
+	Dir  Direction
+	// Seq counts every event the kernel tried to send on this connection
+	// and direction; a gap means lost events.
+	Seq uint32
+	// Off is the stream offset (in Dir) of the first byte this event
+	// covers, Len how many bytes it covers; Data is the captured prefix.
+	Off   uint64
+	Len   uint32
+	Data  []byte // only valid during the handler call
 	Time  uint64 // kernel monotonic ns
-	Dir   Direction
-	Len   uint32 // bytes the syscall moved
-	Data  []byte // the captured prefix; only valid during the handler call
-	Peer  netip.AddrPort
-	Local netip.AddrPort
+	Flags EventFlags
+	Role  Role
+	// Source says whether the bytes are the socket's or a TLS library's
+	// plaintext.
+	Source Source
+	// Skipped (ingress) is how many whole requests the kernel proved
+	// non-auth and skipped right before this event; Unanswered (on the
+	// first event of an episode) how many of the skipped requests' responses
+	// the kernel will still suppress.
+	Skipped    uint32
+	Unanswered uint32
+	Peer       netip.AddrPort
+	Local      netip.AddrPort
 }
 
-// ProcEvent is a process lifecycle event.
+// EventFlags qualify a data event (C enum event_flags).
+type EventFlags uint8
+
+const (
+	// FlagBoundary: the data starts at a message boundary the kernel knows.
+	FlagBoundary EventFlags = 1 << 0
+	// FlagEpisode: the first event of a capture episode.
+	FlagEpisode EventFlags = 1 << 1
+	// FlagUnreadable: Len bytes moved but the buffer could not be read.
+	FlagUnreadable EventFlags = 1 << 2
+	// FlagBudget: the episode's capture budget was exhausted.
+	FlagBudget EventFlags = 1 << 3
+)
+
+// Role is who opened a connection, as far as the kernel knows.
+type Role uint8
+
+const (
+	RoleUnknown Role = 0 // accepted, or predates the agent
+	RoleClient  Role = 1 // the watched process connected it
+)
+
+// Source is where the bytes of an event come from.
+type Source uint8
+
+const (
+	SourceSocket Source = 0 // the socket (plaintext)
+	SourceTLS    Source = 1 // a TLS library's plaintext
+)
+
+// ProcEvent is a process lifecycle or listener event.
 type ProcEvent struct {
 	PID  uint32
 	PPID uint32 // the parent, for forks
 	Time uint64
-	Exe  string // the exec'd file, for execs
+	// Start is the process's start time in clock ticks since boot, as
+	// /proc/PID/stat field 22 has it: with PID, the process's identity.
+	Start uint64
+	Exe   string // the exec'd file, for execs
+	// Port is the TCP port a Listen event's process started listening on.
+	Port uint16
 }
 
 // Handler receives events on the reading goroutine.
@@ -43,6 +97,7 @@ type Handler interface {
 	Exec(ev ProcEvent)
 	Fork(ev ProcEvent)
 	Exit(ev ProcEvent)
+	Listen(ev ProcEvent)
 }
 
 var (

@@ -1,25 +1,38 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Structs shared between the BPF programs and Go (through bpf2go -type).
  * No packed structs: every field is naturally aligned and the build runs
- * with -Wpadded, so Go sees the same layout as C. */
+ * with -Wpadded, so Go sees the same layout as C.
+ *
+ * The connection model (docs/capture.md): a connection is its socket
+ * (struct sock address plus a generation), never {tgid, fd}. Each
+ * direction of a connection is a byte stream with its own offset and its
+ * own event sequence number; every event says where its bytes sit in that
+ * stream, so user space can tell a deliberate skip (offset moves, seq
+ * does not) from a loss (seq moves past events that never arrived). */
 #ifndef AUTHPROBE_TYPES_H
 #define AUTHPROBE_TYPES_H
 
-/* Most bytes one event carries; capture_bytes and response_bytes are
- * clamped to it in Go. A power of two so the verifier can bound sizes. */
+/* Most bytes one event carries. A power of two so the verifier can bound
+ * sizes; larger reads are split into several events. */
 #define MAX_CAPTURE 16384
-/* Bytes of a request line the in-kernel route filter looks at. */
+/* Most events one read or write is split into while capturing. */
+#define MAX_SLICES 4
+/* Bytes of a request the kernel examines to prove it is not an auth
+ * request; a longer head always goes to user space. */
+#define PROOF_MAX 4096
+/* Bytes of a request path the route-prefix trie is keyed on. */
 #define ROUTE_KEY_LEN 64
 /* iovecs followed per readv/writev/recvmsg/sendmsg. */
 #define MAX_IOV 8
 #define MAX_FILENAME 256
 
 enum event_type {
-	EVENT_DATA = 1,  /* bytes moved on a captured connection */
-	EVENT_CLOSE = 2, /* a captured connection was closed */
-	EVENT_EXEC = 3,  /* some process exec'd (discovery) */
-	EVENT_EXIT = 4,  /* a watched process exited */
-	EVENT_FORK = 5,  /* a watched process forked a new process */
+	EVENT_DATA = 1,   /* bytes moved on a captured connection */
+	EVENT_CLOSE = 2,  /* a captured connection's socket closed */
+	EVENT_EXEC = 3,   /* some process exec'd (discovery) */
+	EVENT_EXIT = 4,   /* a watched process exited (its last thread) */
+	EVENT_FORK = 5,   /* a watched process forked a new process */
+	EVENT_LISTEN = 6, /* some process started listening on a TCP port */
 };
 
 enum direction {
@@ -27,30 +40,62 @@ enum direction {
 	DIR_EGRESS = 2,  /* written by the process */
 };
 
+/* Who opened the connection, as far as the kernel knows. */
+enum conn_role {
+	ROLE_UNKNOWN = 0, /* first seen at its first I/O (accepted, or predates the agent) */
+	ROLE_CLIENT = 1,  /* the watched process connect()ed it */
+};
+
+/* Where the bytes of a data event come from. */
+enum byte_source {
+	SRC_SOCKET = 0, /* the socket itself (plaintext) */
+	SRC_TLS = 1,    /* a TLS library's plaintext side */
+};
+
+/* Flags of a data event. */
+enum event_flags {
+	/* The data starts at a message boundary the kernel knows: the first
+	 * bytes of the connection, or right after requests it skipped. */
+	EVF_BOUNDARY = 1 << 0,
+	/* First event of a capture episode: the connection was being
+	 * filtered in the kernel until this read. Egress events of an
+	 * episode start wherever the response stream happens to be. */
+	EVF_EPISODE = 1 << 1,
+	/* The syscall's buffer could not be read (unsupported syscall such as
+	 * io_uring or sendfile, or a fault): len bytes moved, none captured. */
+	EVF_UNREADABLE = 1 << 2,
+	/* Capture budget of the episode exhausted: bytes counted, not copied. */
+	EVF_BUDGET = 1 << 3,
+};
+
 /* Counters, one per-CPU slot each; Go sums and exports them. Every drop
- * has its own reason. */
+ * has exactly one reason. */
 enum counter {
 	CNT_EVENTS_DATA = 0,
 	CNT_EVENTS_CLOSE,
 	CNT_EVENTS_PROC,
-	CNT_REQUESTS_MATCHED,    /* request heads that passed the route filter */
-	CNT_REQUESTS_SKIPPED,    /* request heads the route filter rejected */
-	CNT_DROP_RINGBUF_FULL,   /* an event did not fit in the ring buffer */
-	CNT_DROP_READ_FAULT,     /* user memory could not be read */
-	CNT_DROP_IOV_TRUNCATED,  /* iovecs beyond MAX_IOV were not followed */
-	CNT_TRUNC_REQUEST,       /* request bytes beyond capture_bytes */
-	CNT_TRUNC_RESPONSE,      /* response bytes beyond response_bytes */
-	CNT_DROP_NOT_TCP,        /* a request-looking read on a non-TCP fd */
-	CNT_DROP_CONN_STATE,     /* connection state could not be stored */
+	CNT_REQUESTS_SKIPPED,     /* requests proven non-auth in the kernel */
+	CNT_EPISODES,             /* capture episodes started */
+	CNT_DROP_RINGBUF_FULL,    /* an event did not fit in the ring buffer */
+	CNT_DROP_READ_FAULT,      /* user memory could not be read */
+	CNT_DROP_IOV_TRUNCATED,   /* iovecs beyond MAX_IOV were not followed */
+	CNT_TRUNC_BUDGET,         /* bytes of an episode beyond its budget */
+	CNT_TRUNC_RESPONSE,       /* response bytes beyond response_bytes */
+	CNT_DROP_CONN_STATE,      /* connection state could not be stored */
+	CNT_UNSUPPORTED_SYSCALL,  /* socket I/O from a syscall we cannot read (io_uring, sendfile, mmsg) */
+	CNT_PEEK,                 /* MSG_PEEK reads, ignored (the data is read again) */
+	CNT_STALE_WATCH,          /* a watched tgid now belongs to another process */
+	CNT_TLS_SKIPPED,          /* connections that carried a TLS record on the plaintext path */
+	CNT_VERDICTS_APPLIED,     /* user-space verdicts the kernel applied */
+	CNT_VERDICTS_STALE,       /* user-space verdicts that arrived too late to apply */
 	CNT_MAX,
 };
 
-/* Connection states, per {tgid, fd}. */
-enum conn_phase {
-	PHASE_IDLE = 0,    /* nothing seen yet, or between requests */
-	PHASE_REQUEST = 1, /* capturing an auth request */
-	PHASE_RESPONSE = 2,/* capturing the response to it */
-	PHASE_SKIP = 3,    /* a request on a route nobody asked for */
+/* What the kernel does with a connection's bytes. */
+enum conn_mode {
+	MODE_FILTER = 0,  /* prove each request non-auth in the kernel, or start an episode */
+	MODE_CAPTURE = 1, /* an episode: every byte goes to user space (bounded) */
+	MODE_OFF = 2,     /* not HTTP to us (TLS ciphertext, tunnel, client connection, verdict) */
 };
 
 struct conn_addr {
@@ -59,35 +104,74 @@ struct conn_addr {
 	__u16 family;  /* AF_INET or AF_INET6 */
 };
 
-struct conn_key {
-	__u32 tgid;
-	__s32 fd;
-};
-
+/* Per-connection state, keyed by the struct sock address. Offsets and
+ * sequence numbers are updated with atomics: several threads may use one
+ * socket. */
 struct conn_state {
-	__u64 gen;       /* distinguishes connections that reuse tgid/fd */
-	__u32 seq;       /* next event sequence number */
-	__u32 budget;    /* capture bytes left for the current message */
-	__u8 phase;      /* enum conn_phase */
-	__u8 captured;   /* an event was sent: close must be reported */
+	__u64 gen;        /* bpf_ktime_get_ns at first sight */
+	__u64 in_off;     /* ingress bytes moved so far */
+	__u64 out_off;    /* egress bytes moved so far */
+	__u64 skip_to;    /* ingress bytes before this offset are not copied (verdict) */
+	__u32 in_seq;     /* next ingress event sequence number */
+	__u32 out_seq;    /* next egress event sequence number */
+	__u32 budget;     /* ingress capture bytes left in this episode */
+	__u32 resp_budget;/* capture bytes left of the current response */
+	__u32 skipped;    /* requests skipped since the last ingress event */
+	__u32 unanswered; /* skipped requests whose final response has not started */
+	__u8 mode;        /* enum conn_mode */
+	__u8 boundary;    /* the next ingress byte starts a request */
+	__u8 role;        /* enum conn_role */
+	__u8 source;      /* enum byte_source */
+	__u8 captured;    /* an event was sent: the close must be reported */
+	__u8 egress_on;   /* egress of this episode is being sent */
 	__u16 _pad;
-	__u32 _pad2;
 	struct conn_addr peer;
 	struct conn_addr local;
 };
 
+/* User space's verdict on a connection, written to the verdicts map and
+ * applied by the kernel at the connection's next I/O. */
+enum verdict_kind {
+	/* Every request user space was sent is decided and answered: back to
+	 * MODE_FILTER, provided the stream has not moved since (in_off and
+	 * out_off match). */
+	VERDICT_RESUME = 1 << 0,
+	/* The request being read is not an auth request: do not copy ingress
+	 * bytes before skip_to (its body). */
+	VERDICT_SKIP = 1 << 1,
+	/* Stop looking at the connection (not HTTP, tunnel, TLS). */
+	VERDICT_OFF = 1 << 2,
+};
+
+struct verdict {
+	__u64 gen;     /* applies to this generation of the socket only */
+	__u64 in_off;  /* RESUME: ingress offset user space has seen up to */
+	__u64 out_off; /* RESUME: egress offset user space has seen up to */
+	__u64 skip_to; /* SKIP: first ingress offset to copy again */
+	__u32 kind;    /* enum verdict_kind bits */
+	__u32 _pad;
+};
+
 /* Header of every connection event; EVENT_DATA is followed by cap bytes. */
 struct conn_event {
-	__u8 type;   /* enum event_type */
-	__u8 dir;    /* enum direction */
-	__u16 _pad;
-	__u32 seq;
-	__u32 tgid;
-	__s32 fd;
+	__u8 type;        /* enum event_type */
+	__u8 dir;         /* enum direction */
+	__u8 flags;       /* enum event_flags */
+	__u8 role;        /* enum conn_role */
+	__u8 source;      /* enum byte_source */
+	__u8 _pad[3];
+	__u64 sock;       /* struct sock address: the connection, with gen */
 	__u64 gen;
-	__u64 ts;    /* bpf_ktime_get_ns at syscall exit */
-	__u32 len;   /* bytes the syscall moved */
-	__u32 cap;   /* bytes captured after this header */
+	__u32 seq;        /* per connection and direction; every send attempt */
+	__u32 pid;        /* tgid doing the I/O */
+	__u32 tid;        /* thread doing the I/O */
+	__u32 len;        /* bytes of the stream this event covers */
+	__u64 off;        /* stream offset of the first of them */
+	__u64 ts;         /* bpf_ktime_get_ns when the I/O completed */
+	__u32 cap;        /* bytes captured after this header (a prefix of len) */
+	__u32 skipped;    /* ingress: requests skipped right before this event */
+	__u32 unanswered; /* EVF_EPISODE: skipped requests whose response the kernel suppresses */
+	__u32 _pad2;
 	struct conn_addr peer;
 	struct conn_addr local;
 };
@@ -97,20 +181,32 @@ struct data_event {
 	__u8 data[MAX_CAPTURE];
 };
 
-/* Process lifecycle, for discovery. */
+/* Process lifecycle and listeners, for discovery. */
 struct process_event {
-	__u8 type;    /* EVENT_EXEC, EVENT_EXIT or EVENT_FORK */
+	__u8 type;    /* EVENT_EXEC, EVENT_EXIT, EVENT_FORK or EVENT_LISTEN */
 	__u8 _pad[3];
 	__u32 pid;    /* tgid */
 	__u32 ppid;   /* parent tgid for EVENT_FORK */
-	__u32 _pad2;
+	__u16 port;   /* EVENT_LISTEN: local port */
+	__u16 family; /* EVENT_LISTEN: AF_INET or AF_INET6 */
 	__u64 ts;
+	__u64 start;  /* start time in clock ticks since boot, as /proc/PID/stat's
+	               * starttime: the process's identity together with pid */
 	char filename[MAX_FILENAME]; /* EVENT_EXEC only */
+};
+
+/* Value of the watched map: which process a tgid was when it was
+ * watched, so a reused tgid is never watched under an old identity. */
+struct watch_info {
+	__u64 start;  /* the leader's start_boottime in clock ticks (USER_HZ), as
+	               * /proc/PID/stat field 22 says */
+	__u32 flags;  /* reserved */
+	__u32 _pad;
 };
 
 struct route_key {
 	__u32 prefixlen; /* in bits, as LPM tries want */
-	__u8 data[ROUTE_KEY_LEN];
+	__u8 data[ROUTE_KEY_LEN]; /* a path prefix, lower-cased */
 };
 
 #endif /* AUTHPROBE_TYPES_H */
