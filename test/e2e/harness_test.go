@@ -72,10 +72,21 @@ func mustGoBuild(tb testing.TB, b *build, pkg, name string) string {
 	return b.path
 }
 
-// mustBuildAgent builds ./cmd/authprobe once per test binary and returns the
-// binary's path.
+// agentEnv names a prebuilt agent binary the tests run instead of
+// building ./cmd/authprobe: to run this tree's tests against another
+// agent (an older or a newer one) while the tree is mid-change.
+const agentEnv = "AUTHPROBE_E2E_AGENT"
+
+// mustBuildAgent builds ./cmd/authprobe once per test binary (or takes
+// $AUTHPROBE_E2E_AGENT) and returns the binary's path.
 func mustBuildAgent(tb testing.TB) string {
 	tb.Helper()
+	if bin := os.Getenv(agentEnv); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			tb.Fatalf("%s: %v", agentEnv, err)
+		}
+		return bin
+	}
 	return mustGoBuild(tb, &agentBuild, "./cmd/authprobe", "authprobe")
 }
 
@@ -119,6 +130,10 @@ func serverCommand(tb testing.TB, lang string) *exec.Cmd {
 		cmd.Dir = filepath.Join(dir, "node")
 	case "go":
 		cmd = exec.Command(mustGoBuild(tb, &goServerBuild, "./test/servers/goserver", "goserver"), "0")
+	case "express":
+		cmd = exec.Command(need("node"), "server.js", "0")
+		cmd.Dir = filepath.Join(dir, "express")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+mustExpressModules(tb))
 	case "java":
 		// Single-file source launch: one JVM process, whose PID is the
 		// server's.

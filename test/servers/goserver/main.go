@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -66,7 +67,7 @@ func main() {
 		os.Exit(1)
 	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(route),
+		Handler:           newHandler(),
 		ReadHeaderTimeout: 2 * time.Minute,
 		// Long idle timeout: tests open connections before the agent
 		// starts and use them seconds later.
@@ -79,43 +80,49 @@ func main() {
 	}
 }
 
-func route(w http.ResponseWriter, r *http.Request) {
+// newHandler routes with ServeMux method patterns, as Go services do
+// since Go 1.22: its matching (segments unescaped, unclean paths
+// redirected, case-sensitive) is one of the routing rules the evasion tests
+// compare. A path without its method's pattern gets the JSON 405.
+func newHandler() http.Handler {
+	mux := http.NewServeMux()
+	notAllowed := func(w http.ResponseWriter, _ *http.Request) {
+		send(w, http.StatusMethodNotAllowed, map[string]any{"error": "method_not_allowed"}, nil)
+	}
+	mux.HandleFunc("POST /login", login)
+	mux.HandleFunc("/login", notAllowed)
+	mux.HandleFunc("/api/", api)
+	mux.HandleFunc("GET /basic", basic)
+	mux.HandleFunc("/basic", notAllowed)
+	mux.HandleFunc("POST /oauth/token", token)
+	mux.HandleFunc("/oauth/token", notAllowed)
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, _ *http.Request) {
+		send(w, http.StatusNoContent, nil, map[string]string{"Set-Cookie": "session=; Max-Age=0; Path=/"})
+	})
+	mux.HandleFunc("/logout", notAllowed)
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		send(w, http.StatusOK, map[string]any{"status": "ok"}, nil)
+	})
+	public := func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		send(w, http.StatusOK, map[string]any{"path": r.URL.Path, "client": host}, nil)
+	}
+	mux.HandleFunc("/public", public)
+	mux.HandleFunc("/public/", public)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		send(w, http.StatusNotFound, map[string]any{"error": "not_found"}, nil)
+	})
 	// Read the whole body first so keep-alive and pipelining see the next
 	// request at the right byte whatever the route does.
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		send(w, http.StatusBadRequest, map[string]any{"error": "bad_request"}, nil)
-		return
-	}
-	path := r.URL.Path
-	allow := func(method string, h func()) {
-		if r.Method != method {
-			send(w, http.StatusMethodNotAllowed, map[string]any{"error": "method_not_allowed"}, nil)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			send(w, http.StatusBadRequest, map[string]any{"error": "bad_request"}, nil)
 			return
 		}
-		h()
-	}
-	switch {
-	case path == "/login":
-		allow(http.MethodPost, func() { login(w, r, body) })
-	case strings.HasPrefix(path, "/api/"):
-		api(w, r, path)
-	case path == "/basic":
-		allow(http.MethodGet, func() { basic(w, r) })
-	case path == "/oauth/token":
-		allow(http.MethodPost, func() { token(w, r, body) })
-	case path == "/logout":
-		allow(http.MethodPost, func() {
-			send(w, http.StatusNoContent, nil, map[string]string{"Set-Cookie": "session=; Max-Age=0; Path=/"})
-		})
-	case path == "/health":
-		send(w, http.StatusOK, map[string]any{"status": "ok"}, nil)
-	case path == "/public" || strings.HasPrefix(path, "/public/"):
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		send(w, http.StatusOK, map[string]any{"path": path, "client": host}, nil)
-	default:
-		send(w, http.StatusNotFound, map[string]any{"error": "not_found"}, nil)
-	}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func send(w http.ResponseWriter, status int, obj any, headers map[string]string) {
@@ -167,7 +174,13 @@ func checkPassword(username, password string) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(u.password), []byte(password)) == 1
 }
 
-func login(w http.ResponseWriter, r *http.Request, body []byte) {
+// loginMarker marks every answer of the login handler, so a test can tell
+// a request the server routed to it from one it refused or routed elsewhere.
+const loginMarker = "X-Login-Handler"
+
+func login(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(loginMarker, "1")
+	body, _ := io.ReadAll(r.Body) // read in full by the wrapper
 	f, ok := fields(r, body)
 	if !ok {
 		send(w, http.StatusBadRequest, map[string]any{"error": "bad_request"}, nil)
@@ -187,7 +200,8 @@ func login(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 }
 
-func api(w http.ResponseWriter, r *http.Request, path string) {
+func api(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	if !ok {
@@ -214,7 +228,8 @@ func basic(w http.ResponseWriter, r *http.Request) {
 	send(w, http.StatusUnauthorized, map[string]any{"error": "unauthorized"}, map[string]string{"WWW-Authenticate": `Basic realm="test"`})
 }
 
-func token(w http.ResponseWriter, r *http.Request, body []byte) {
+func token(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body) // read in full by the wrapper
 	f := formFields(body)
 	var ok bool
 	var sub string

@@ -116,7 +116,12 @@ public class LoginServer {
         }
     }
 
+    // Marks every answer of the login handler, so a test can tell a request
+    // the server routed to it from one it refused or routed elsewhere.
+    static final String LOGIN_MARKER = "X-Login-Handler";
+
     static void login(HttpExchange ex, byte[] body) throws IOException {
+        ex.getResponseHeaders().set(LOGIN_MARKER, "1");
         Map<String, String> f = fields(ex, body);
         if (f == null) {
             send(ex, 400, "{\"error\":\"bad_request\"}", null);

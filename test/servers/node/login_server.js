@@ -107,7 +107,12 @@ function send(res, status, obj, headers) {
   res.end(body);
 }
 
+// Marks every answer of the login handler, so a test can tell a request the
+// server routed to it from one it refused or routed elsewhere.
+const LOGIN_MARKER = 'X-Login-Handler';
+
 function login(req, res, body) {
+  res.setHeader(LOGIN_MARKER, '1');
   const f = fields(req, body);
   if (f === null) return send(res, 400, { error: 'bad_request' });
   const username = f.username || '';

@@ -28,6 +28,9 @@ AUTH_CODE, REFRESH_TOKEN = "good-code", "good-refresh"
 # Tokens are signed so they look real; no route verifies them.
 JWT_KEY = b"authprobe-test-key"
 LOGIN_DELAY = int(os.environ.get("SLOW_MS", "0")) / 1000.0
+# Marks every answer of the login handler, so a test can tell a request the
+# server routed to it from one it refused or routed elsewhere.
+LOGIN_MARKER = ("X-Login-Handler", "1")
 
 
 def b64url(data):
@@ -156,18 +159,22 @@ class Handler(BaseHTTPRequestHandler):
     def login(self, body):
         if LOGIN_DELAY:
             time.sleep(LOGIN_DELAY)
+
+        def send(status, obj, headers=()):
+            self.send(status, obj, [LOGIN_MARKER, *headers])
+
         f = self.fields(body)
         if f is None:
-            return self.send(400, {"error": "bad_request"})
+            return send(400, {"error": "bad_request"})
         username, password = f.get("username", ""), f.get("password", "")
         if username == "locked-user":
-            return self.send(423, {"error": "account_locked"})
+            return send(423, {"error": "account_locked"})
         if username == "ratelimited":
-            return self.send(429, {"error": "rate_limited"}, [("Retry-After", "30")])
+            return send(429, {"error": "rate_limited"}, [("Retry-After", "30")])
         if not check_password(username, password):
-            return self.send(401, {"error": "invalid_credentials"})
+            return send(401, {"error": "invalid_credentials"})
         session = secrets.token_hex(16)
-        self.send(
+        send(
             200,
             {"token": make_jwt(username, USERS[username][1])},
             [("Set-Cookie", "session=%s; Path=/; HttpOnly" % session)],
