@@ -610,3 +610,39 @@ func waitSpansQuiet(tb testing.TB, ag *Agent, want int) []Span {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestServersMarkLogin (no agent): every server of the matrix and the
+// bursts marks the answers of its login handler, whatever they are, and
+// no other answer; the matrix rests on it.
+func TestServersMarkLogin(t *testing.T) {
+	for _, lang := range append(slices.Clone(evasionServers), "node") {
+		t.Run(lang, func(t *testing.T) {
+			srv := mustStartServer(t, lang)
+			c := mustClient(t, srcGo)
+			malformed := Request{Method: "POST", Path: "/login", Body: `{"username":`, Header: map[string]string{"Content-Type": "application/json"}}
+			for _, tc := range []struct {
+				name   string
+				req    Request
+				status int
+				marked bool
+			}{
+				{"form ok", formLogin("alice", "correct-horse"), 200, true},
+				{"json wrong password", jsonLogin("bob", "wrong"), 401, true},
+				{"locked", formLogin("locked-user", "x"), 423, true},
+				{"rate limited", jsonLogin("ratelimited", "x"), 429, true},
+				{"malformed json", malformed, 400, true},
+				{"wrong method", get("/login"), 405, false},
+				{"health", get("/health"), 200, false},
+				{"not found", get("/nowhere"), 404, false},
+			} {
+				got := mustDo(t, c, srv, tc.req)
+				if got.Status != tc.status || (got.Header.Get(loginMarker) == "1") != tc.marked {
+					t.Errorf("%s: %d with %s %q, want %d marked %v (body %q)", tc.name, got.Status, loginMarker, got.Header.Get(loginMarker), tc.status, tc.marked, got.Body)
+				}
+				if tc.status == 200 && tc.marked && got.Cookie("session") == "" {
+					t.Errorf("%s: no session cookie", tc.name)
+				}
+			}
+		})
+	}
+}

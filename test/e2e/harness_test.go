@@ -107,7 +107,8 @@ func (s *Server) URL(path string) string { return "http://" + s.Addr + path }
 // Stderr is what the server wrote to stderr so far.
 func (s *Server) Stderr() string { return s.stderr.String() }
 
-// serverLangs are every language test/servers has.
+// serverLangs are the servers of test/servers that answer every route of
+// its README ("express" serves the login routes only).
 var serverLangs = []string{"python", "node", "go", "java"}
 
 func serverCommand(tb testing.TB, lang string) *exec.Cmd {
