@@ -113,7 +113,7 @@ func TestBurst(t *testing.T) {
 				where := fmt.Sprintf("%s server, burst of %d logins in one write from %s:%d", lang, bu.n, bu.sent[0].run.src, bu.sent[0].run.port)
 				t.Logf("%s: %d right spans, %d wrong, %d missing, %d doubled", where, len(right), len(wrong), len(missing), len(doubled))
 				if len(missing) > 0 {
-					t.Errorf("%s: %d of %d logins have no span: requests %s", where, len(missing), bu.n, ranges(missing))
+					t.Errorf("%s: %d of %d logins have no span: requests %s", where, len(missing), bu.n, numberRanges(missing))
 				}
 				if len(wrong) > 0 {
 					t.Errorf("%s: %d spans are wrong; first ones:\n  %s", where, len(wrong), strings.Join(wrong[:min(5, len(wrong))], "\n  "))
@@ -135,8 +135,8 @@ func TestBurst(t *testing.T) {
 	}
 }
 
-// ranges prints sorted numbers as "1-3, 7, 9-12".
-func ranges(ns []int) string {
+// numberRanges prints sorted numbers as "1-3, 7, 9-12".
+func numberRanges(ns []int) string {
 	var parts []string
 	for i := 0; i < len(ns); {
 		j := i

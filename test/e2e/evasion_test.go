@@ -17,7 +17,7 @@ import (
 // server only when that server answered it from its login handler (the
 // X-Login-Handler marker); every counted request must then give exactly
 // one auth.login span with the server's final status and the right
-// result, client and trace. What a server refused (400, 404, 301, 405)
+// result, client and trace. What a server refused (400, 404, 307, 405)
 // must not become a span that claims a login result.
 
 // evasionServers are the routing rules the matrix compares: ServeMux
@@ -82,13 +82,13 @@ type evVariant struct {
 	conns func(b *evBuilder) []evConn
 }
 
-func one(name string, o wireOpts) evVariant {
+func evOne(name string, o wireOpts) evVariant {
 	return evVariant{name: name, conns: func(b *evBuilder) []evConn {
 		return []evConn{{reqs: []evReq{b.login(o)}}}
 	}}
 }
 
-func oneReq(name string, f func(b *evBuilder) evReq) evVariant {
+func evOneReq(name string, f func(b *evBuilder) evReq) evVariant {
 	return evVariant{name: name, conns: func(b *evBuilder) []evConn {
 		return []evConn{{reqs: []evReq{f(b)}}}
 	}}
@@ -104,33 +104,33 @@ func evasionVariants() []evVariant {
 	}
 	vs := []evVariant{
 		// The first two are the controls: every server must count them.
-		one("baseline form", wireOpts{}),
-		one("baseline json", wireOpts{JSON: true}),
-		one("query string", wireOpts{Target: "/login?next=%2Fhome"}),
-		one("pct letter /%6Cogin", wireOpts{Target: "/%6Cogin"}),
-		one("pct lower hex /logi%6e", wireOpts{Target: "/logi%6e"}),
-		one("pct whole /%6C%6F%67%69%6E", wireOpts{Target: "/%6C%6F%67%69%6E"}),
-		one("absolute-form http://h/login", wireOpts{Target: "http://{host}/login"}),
-		one("absolute-form HTTP://h/login", wireOpts{Target: "HTTP://{host}/login"}),
+		evOne("baseline form", wireOpts{}),
+		evOne("baseline json", wireOpts{JSON: true}),
+		evOne("query string", wireOpts{Target: "/login?next=%2Fhome"}),
+		evOne("pct letter /%6Cogin", wireOpts{Target: "/%6Cogin"}),
+		evOne("pct lower hex /logi%6e", wireOpts{Target: "/logi%6e"}),
+		evOne("pct whole /%6C%6F%67%69%6E", wireOpts{Target: "/%6C%6F%67%69%6E"}),
+		evOne("absolute-form http://h/login", wireOpts{Target: "http://{host}/login"}),
+		evOne("absolute-form HTTP://h/login", wireOpts{Target: "HTTP://{host}/login"}),
 		{name: "behind GET /health, one write", conns: func(b *evBuilder) []evConn {
 			return []evConn{{reqs: []evReq{b.get("/health"), b.login(wireOpts{})}}}
 		}},
 		{name: "behind GET /nowhere, one write", conns: func(b *evBuilder) []evConn {
 			return []evConn{{reqs: []evReq{b.get("/nowhere"), b.login(wireOpts{})}}}
 		}},
-		one("upper-case /LOGIN", wireOpts{Target: "/LOGIN"}),
-		one("mixed-case /Login", wireOpts{Target: "/Login"}),
-		one("mixed-case /lOgIn", wireOpts{Target: "/lOgIn"}),
-		one("leading CRLF", wireOpts{Prefix: "\r\n"}),
-		one("leading bare LF", wireOpts{Prefix: "\n"}),
-		one("two leading CRLFs", wireOpts{Prefix: "\r\n\r\n"}),
-		one("dot segment /./login", wireOpts{Target: "/./login"}),
-		one("dot-dot /x/../login", wireOpts{Target: "/x/../login"}),
-		one("repeated slash //login", wireOpts{Target: "//login"}),
-		one("repeated slash ///login", wireOpts{Target: "///login"}),
-		one("param /login;jsessionid=1", wireOpts{Target: "/login;jsessionid=1"}),
-		one("param /login;", wireOpts{Target: "/login;"}),
-		one("trailing slash /login/", wireOpts{Target: "/login/"}),
+		evOne("upper-case /LOGIN", wireOpts{Target: "/LOGIN"}),
+		evOne("mixed-case /Login", wireOpts{Target: "/Login"}),
+		evOne("mixed-case /lOgIn", wireOpts{Target: "/lOgIn"}),
+		evOne("leading CRLF", wireOpts{Prefix: "\r\n"}),
+		evOne("leading bare LF", wireOpts{Prefix: "\n"}),
+		evOne("two leading CRLFs", wireOpts{Prefix: "\r\n\r\n"}),
+		evOne("dot segment /./login", wireOpts{Target: "/./login"}),
+		evOne("dot-dot /x/../login", wireOpts{Target: "/x/../login"}),
+		evOne("repeated slash //login", wireOpts{Target: "//login"}),
+		evOne("repeated slash ///login", wireOpts{Target: "///login"}),
+		evOne("param /login;jsessionid=1", wireOpts{Target: "/login;jsessionid=1"}),
+		evOne("param /login;", wireOpts{Target: "/login;"}),
+		evOne("trailing slash /login/", wireOpts{Target: "/login/"}),
 		{name: "request line split at each byte", conns: func(b *evBuilder) []evConn {
 			n := len("POST /login HTTP/1.1\r\n")
 			var cs []evConn
@@ -141,15 +141,15 @@ func evasionVariants() []evVariant {
 			}
 			return cs
 		}},
-		one("chunked form", wireOpts{Chunked: true}),
-		one("chunked json", wireOpts{Chunked: true, JSON: true}),
-		one("6 KB of headers", wireOpts{Headers: pad}),
-		one("HTTP/1.0 without Host", wireOpts{Version: "HTTP/1.0", NoHost: true}),
+		evOne("chunked form", wireOpts{Chunked: true}),
+		evOne("chunked json", wireOpts{Chunked: true, JSON: true}),
+		evOne("6 KB of headers", wireOpts{Headers: pad}),
+		evOne("HTTP/1.0 without Host", wireOpts{Version: "HTTP/1.0", NoHost: true}),
 		{name: "100-continue, then a login", conns: func(b *evBuilder) []evConn {
 			first := b.login(wireOpts{Headers: []string{"Expect: 100-continue"}})
 			b.good = !b.good
 			second := b.login(wireOpts{JSON: true})
-			h, end := headEnd(first.wire), len(first.wire)
+			h, end := wireHeadEnd(first.wire), len(first.wire)
 			return []evConn{{reqs: []evReq{first, second}, steps: []evStep{
 				{end: h, interim: true},
 				{end: end, answered: 1},
@@ -159,43 +159,43 @@ func evasionVariants() []evVariant {
 	}
 	for minor := 2; minor <= 9; minor++ {
 		v := "HTTP/1." + strconv.Itoa(minor)
-		vs = append(vs, one(v, wireOpts{Version: v}))
+		vs = append(vs, evOne(v, wireOpts{Version: v}))
 	}
 	vs = append(vs,
-		one("Content-Length: +N", wireOpts{Framing: lengths("Content-Length: +%d")}),
-		one("Content-Length:<tab>N", wireOpts{Framing: lengths("Content-Length:\t%d")}),
-		one("Content-Length :N (space)", wireOpts{Framing: lengths("Content-Length : %d")}),
+		evOne("Content-Length: +N", wireOpts{Framing: lengths("Content-Length: +%d")}),
+		evOne("Content-Length:<tab>N", wireOpts{Framing: lengths("Content-Length:\t%d")}),
+		evOne("Content-Length :N (space)", wireOpts{Framing: lengths("Content-Length : %d")}),
 		// The right password after the decoy: a server that reads the
 		// first username answers 401, one that reads the last 200.
-		oneReq("username twice, form", func(b *evBuilder) evReq {
+		evOneReq("username twice, form", func(b *evBuilder) evReq {
 			b.good = true
 			_, pass := b.creds()
 			return b.ambiguous(wireOpts{Body: "username=mallory&username=alice&password=" + pass}, true)
 		}),
-		oneReq("username twice, json", func(b *evBuilder) evReq {
+		evOneReq("username twice, json", func(b *evBuilder) evReq {
 			b.good = true
 			_, pass := b.creds()
 			return b.ambiguous(wireOpts{JSON: true, Body: `{"username":"mallory","username":"alice","password":"` + pass + `"}`}, true)
 		}),
-		oneReq("Content-Length + chunked", func(b *evBuilder) evReq {
+		evOneReq("Content-Length + chunked", func(b *evBuilder) evReq {
 			return b.ambiguous(wireOpts{Chunked: true, Framing: lengths("Content-Length: %d", "Transfer-Encoding: chunked")}, false)
 		}),
-		oneReq("two equal Content-Lengths", func(b *evBuilder) evReq {
+		evOneReq("two equal Content-Lengths", func(b *evBuilder) evReq {
 			return b.ambiguous(wireOpts{Framing: func(n int) []string {
 				return []string{fmt.Sprintf("Content-Length: %d", n), fmt.Sprintf("Content-Length: %d", n)}
 			}}, false)
 		}),
-		oneReq("two different Content-Lengths", func(b *evBuilder) evReq {
+		evOneReq("two different Content-Lengths", func(b *evBuilder) evReq {
 			return b.ambiguous(wireOpts{Framing: func(n int) []string {
 				return []string{fmt.Sprintf("Content-Length: %d", n), "Content-Length: 5"}
 			}}, false)
 		}),
-		one("lower-case method post", wireOpts{Method: "post"}),
-		one("tab after method", wireOpts{Line: "POST\t/login HTTP/1.1"}),
-		one("two spaces after method", wireOpts{Line: "POST  /login HTTP/1.1"}),
-		one("tab before version", wireOpts{Line: "POST /login\tHTTP/1.1"}),
-		one("space after version", wireOpts{Line: "POST /login HTTP/1.1 "}),
-		one("bare LF line ends", wireOpts{EOL: "\n"}),
+		evOne("lower-case method post", wireOpts{Method: "post"}),
+		evOne("tab after method", wireOpts{Line: "POST\t/login HTTP/1.1"}),
+		evOne("two spaces after method", wireOpts{Line: "POST  /login HTTP/1.1"}),
+		evOne("tab before version", wireOpts{Line: "POST /login\tHTTP/1.1"}),
+		evOne("space after version", wireOpts{Line: "POST /login HTTP/1.1 "}),
+		evOne("bare LF line ends", wireOpts{EOL: "\n"}),
 	)
 	return vs
 }
@@ -297,7 +297,7 @@ func loginSpanProblems(srv *Server, s *evSent, sp Span) []string {
 	switch {
 	case s.req.ambiguous && sp.Attr(evAmbiguousAttr) == "":
 		bad("no %s", evAmbiguousAttr)
-	case !s.req.ambiguous && sp.HasAttr(evAmbiguousAttr):
+	case !s.req.ambiguous && !s.req.mayBeAmbiguous && sp.HasAttr(evAmbiguousAttr):
 		bad("%s %q on an unambiguous request", evAmbiguousAttr, sp.Attr(evAmbiguousAttr))
 	}
 	if s.req.noUser && sp.HasAttr("auth.username") {
@@ -475,8 +475,8 @@ func runEvasion(t *testing.T, si int, lang string, variants []evVariant) []evCel
 			}
 		}
 	}
-	for _, s := range sent[:2] {
-		if !s.counted() {
+	for _, s := range sent {
+		if s.variant < 2 && !s.counted() {
 			t.Fatalf("%s: control login answered %s, not from the login handler: the server or the harness is broken", s.where(lang, variants), s.ans)
 		}
 	}

@@ -43,6 +43,9 @@ type evReq struct {
 	// ambiguous: servers disagree on what it says (a field twice, CL with
 	// TE); its span must carry auth.request.ambiguous.
 	ambiguous bool
+	// mayBeAmbiguous: its span may carry auth.request.ambiguous or not
+	// (servers disagree on it, but not on its fields or framing).
+	mayBeAmbiguous bool
 	// noUser: its span must not carry auth.username (the value is not
 	// known).
 	noUser bool
@@ -254,7 +257,7 @@ func buildWire(host string, tp TraceParent, user, pass string, o wireOpts) (wire
 		body = url.Values{"username": {user}, "password": {pass}}.Encode()
 	}
 	if o.Chunked {
-		body = chunk(body, 3)
+		body = chunkBody(body, 3)
 	}
 
 	var b strings.Builder
@@ -285,8 +288,8 @@ func buildWire(host string, tp TraceParent, user, pass string, o wireOpts) (wire
 	return []byte(b.String()), line
 }
 
-// chunk encodes body in n chunks (the last ones may be shorter).
-func chunk(body string, n int) string {
+// chunkBody encodes body in n chunks (the last ones may be shorter).
+func chunkBody(body string, n int) string {
 	var b strings.Builder
 	size := (len(body) + n - 1) / n
 	for len(body) > 0 {
@@ -304,8 +307,8 @@ func getWire(host, path string, tp TraceParent) (wire []byte, line string) {
 	return []byte(line + "\r\nHost: " + host + "\r\ntraceparent: " + tp.String() + "\r\n\r\n"), line
 }
 
-// headEnd is the offset just after the first empty line of wire.
-func headEnd(wire []byte) int {
+// wireHeadEnd is the offset just after the first empty line of wire.
+func wireHeadEnd(wire []byte) int {
 	if i := strings.Index(string(wire), "\r\n\r\n"); i >= 0 {
 		return i + 4
 	}
