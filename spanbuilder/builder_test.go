@@ -57,7 +57,7 @@ func mustBuilder(tb testing.TB, edit func(*Config)) *Builder {
 func exchange(method, target string, reqHdr decoder.Header, body string, code int, respHdr decoder.Header, respBody string) *decoder.Exchange {
 	ex := &decoder.Exchange{
 		Conn: decoder.ConnInfo{
-			Key:   decoder.ConnKey{PID: 42, FD: 7, Gen: 1},
+			Key:   decoder.ConnKey{Sock: 0xffff888012345678, Gen: 1},
 			Peer:  netip.MustParseAddrPort("192.0.2.7:50000"),
 			Local: netip.MustParseAddrPort("127.0.0.1:8080"),
 		},
