@@ -235,6 +235,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		FailureReason: oc.reason,
 		ClientSubnet:  out.ClientSubnet,
 		UserKey:       out.UserKey,
+		Ambiguous:     out.Ambiguous,
 	}
 	if oc.result == ResultSuccess {
 		s.FailureReason = ""
