@@ -50,11 +50,11 @@ type authInfo struct {
 	// basicConflict: another Authorization header carries Basic
 	// credentials of another user.
 	basicConflict bool
-	bearer       string // raw bearer token, for JWT decoding only
-	grantType    string // normalised OAuth2 grant type
-	clientID     string // raw OAuth2 client_id
-	grantUser    string // username of an OAuth2 password grant (raw)
-	hasGrantType bool
+	bearer        string // raw bearer token, for JWT decoding only
+	grantType     string // normalised OAuth2 grant type
+	clientID      string // raw OAuth2 client_id
+	grantUser     string // username of an OAuth2 password grant (raw)
+	hasGrantType  bool
 }
 
 // detectMethod applies the precedence Authorization header > API key >
