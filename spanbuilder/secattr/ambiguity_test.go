@@ -116,3 +116,29 @@ func TestAmbiguityHashed(t *testing.T) {
 		t.Errorf("username on an ambiguous request: %+v", out)
 	}
 }
+
+func TestMayName(t *testing.T) {
+	names := []string{"username", "user.email"}
+	for q, want := range map[string]bool{
+		"next=/home": false, "": false, "a=1&b=2": false,
+		"UserName=x": true, "x=1&USER.EMAIL=a": true, "%75sername=x": true, "u\xc5\xbfername=x": true,
+	} {
+		if got := mayName(q, names); got != want {
+			t.Errorf("mayName(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
+
+func BenchmarkExtractLoginJSON(b *testing.B) {
+	e := mustExtractor(b, config.Security{})
+	in := input(config.KindLogin,
+		request("/login?next=/home", `{"username":"alice@example.com","password":"hunter2","remember":true,"device":{"id":"d-1","name":"phone"}}`,
+			"Host", "app", "User-Agent", "curl/8", "Content-Type", "application/json"),
+		response(401, `{"error":"invalid"}`, "Content-Type", "application/json"), "failure")
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := e.Extract(in); out.UserKey == 0 {
+			b.Fatal("no user")
+		}
+	}
+}

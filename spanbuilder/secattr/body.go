@@ -195,7 +195,7 @@ func parseJSON(body []byte) (fields, bodyNotes) {
 		keysFrom int
 	}
 	stack := make([]frame, 0, 8)
-	var keys []string
+	keys := make([]string, 0, 16) // on the stack for ordinary bodies
 	var key string // pending object key
 	haveKey := false
 

@@ -120,7 +120,7 @@ func (e *Extractor) Extract(in Input) Output {
 	)
 	if in.Request != nil {
 		reqBody, notes = parseBody(in.Request.Header, in.Request.Body)
-		query = queryFields(in.Request.Target)
+		query = e.queryFields(in.Request.Target)
 	}
 	a := e.detectMethod(in.Route, in.Request, reqBody)
 	if in.Request != nil {
@@ -185,21 +185,46 @@ func (e *Extractor) Extract(in Input) Output {
 	return out
 }
 
-// queryFields parses the query string of a request-target; nil without
-// one.
-func queryFields(target string) fields {
+// queryFields parses the query string of a request-target when it may
+// name a username field; nil otherwise, the usual case, at no cost.
+func (e *Extractor) queryFields(target string) fields {
 	_, q, ok := strings.Cut(target, "?")
 	if !ok {
 		return nil
 	}
 	q, _, _ = strings.Cut(q, "#")
-	if q == "" {
-		return nil
-	}
 	if len(q) > maxBodyScan {
 		q = q[:maxBodyScan]
 	}
+	if !mayName(q, e.bodyFields) {
+		return nil
+	}
 	return parseForm(q)
+}
+
+// mayName reports whether a query could spell one of names: it holds one
+// in any ASCII case, an escape, or a non-ASCII byte (a Unicode fold).
+func mayName(q string, names []string) bool {
+	for i := 0; i < len(q); i++ {
+		if q[i] == '%' || q[i] >= 0x80 {
+			return true
+		}
+	}
+	for _, n := range names {
+		if containsFoldASCII(q, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFoldASCII(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // needsResponseBody tells whether anything reads the response body:
