@@ -196,7 +196,7 @@ func parseJSON(body []byte) (fields, bodyNotes) {
 	}
 	stack := make([]frame, 0, 8)
 	keys := make([]string, 0, 16) // on the stack for ordinary bodies
-	var key string // pending object key
+	var key string                // pending object key
 	haveKey := false
 
 	record := func(path string, v field) {
