@@ -268,6 +268,32 @@ func TestInterestingAgreesWithBuild(t *testing.T) {
 	}
 }
 
+// TestInterestingAllocations pins the decoder's contract: no allocation
+// for paths that fit the stack buffer, clean or not.
+func TestInterestingAllocations(t *testing.T) {
+	b := mustBuilder(t, nil)
+	for _, target := range []string{"/login?next=/", "/health", "//api/./v1/../%6Cogin/", "http://h/x/..%2flogin", "//evil/login"} {
+		if n := testing.AllocsPerRun(100, func() { b.Interesting("POST", target) }); n != 0 {
+			t.Errorf("Interesting(POST %s): %v allocations", target, n)
+		}
+	}
+}
+
+// TestLongPaths: paths beyond the stack buffer match all the same.
+func TestLongPaths(t *testing.T) {
+	b := mustBuilder(t, nil)
+	long := "/" + strings.Repeat("a/", 3000) + strings.Repeat("../", 3000) + "login"
+	if !b.Interesting("POST", long) {
+		t.Error("a long path that resolves to /login is not interesting")
+	}
+	if b.Interesting("POST", "/"+strings.Repeat("%61", 5000)) {
+		t.Error("a long path that is no route is interesting")
+	}
+	if !b.Interesting("GET", "/api/"+strings.Repeat("x%2F", 3000)) {
+		t.Error("a long path under /api is not interesting")
+	}
+}
+
 // goMux is a real net/http ServeMux with a login handler, as a Go service
 // would register it.
 func goMux() *http.ServeMux {
