@@ -79,7 +79,18 @@ type Route struct {
 	Method string `yaml:"method"` // optional; any method when empty
 	// Path: exact ("/login"), "*" matches one segment, "{param}" matches one
 	// segment and names it, a trailing "/**" matches any rest (including none).
+	// Requests are matched after the normalisation servers apply before
+	// routing (docs/security-attributes.md, "Routes").
 	Path string `yaml:"path"`
+	// CaseSensitive matches the path's literal segments byte for byte. By
+	// default they match in any ASCII case, as Express and ASP.NET route:
+	// a server that answers /LOGIN from its /login handler must not be a
+	// way around the span.
+	CaseSensitive bool `yaml:"case_sensitive"`
+	// Prefix also matches paths that merely start with Path, as
+	// com.sun.net.httpserver contexts (and nginx prefix locations) do:
+	// "/login" then takes "/loginx", "/login.do" and "/login/x" too.
+	Prefix bool `yaml:"prefix"`
 	// Results overrides the default status → result mapping for this route.
 	// Keys are a status code ("200") or class ("4xx"); values are
 	// "result" or "result/reason", e.g. "failure/invalid_credentials".

@@ -39,13 +39,14 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_kind.yaml:6: routes[1].kind: "logn" is not one of login, authorize, token, logout, other`,
 		}},
 		{"unknown_key.yaml", []string{
-			`testdata/unknown_key.yaml:4: routes[0].pth: unknown key; accepted here: name, kind, method, path, results, failure_matchers`,
+			`testdata/unknown_key.yaml:4: routes[0].pth: unknown key; accepted here: name, kind, method, path, case_sensitive, prefix, results, failure_matchers`,
 			`testdata/unknown_key.yaml:8: security.username.salt: unknown key; accepted here: body_fields, header, privacy, key_file, key_env, random_key, lowercase`,
 		}},
 		{"bad_types.yaml", []string{
 			`testdata/bad_types.yaml:1: capture_bytes: "lots" is not an integer`,
 			`testdata/bad_types.yaml:2: response_timeout: "30" is not a duration; use a number with a unit such as 500ms, 30s, 2m`,
-			`testdata/bad_types.yaml:8: security.client_subnet: "maybe" is not a boolean (true or false)`,
+			`testdata/bad_types.yaml:7: routes[0].case_sensitive: "sometimes" is not a boolean (true or false)`,
+			`testdata/bad_types.yaml:9: security.client_subnet: "maybe" is not a boolean (true or false)`,
 		}},
 		{"bad_routes.yaml", []string{
 			`testdata/bad_routes.yaml:2: routes[0].name: missing; it is the span name, e.g. auth.login`,
@@ -58,6 +59,15 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_routes.yaml:16: routes[4].path: "/a//b" has an empty segment ("//")`,
 			`testdata/bad_routes.yaml:19: routes[5].path: "/q?x=1" contains '?'; a route path has no query or fragment`,
 			`testdata/bad_routes.yaml:23: routes[7]: routes[6] (auth.e) already matches GET /api/**, so this route never matches`,
+		}},
+		{"bad_route_match.yaml", []string{
+			`testdata/bad_route_match.yaml:8: routes[1].prefix: has no effect on "/api/**", which ends in "/**" and takes any rest already; remove one`,
+			`testdata/bad_route_match.yaml:11: routes[2].path: "/login;jsessionid=x" contains ';'; path parameters (";jsessionid=...") are stripped from request paths before matching, so leave them out`,
+			`testdata/bad_route_match.yaml:14: routes[3].path: "/win\\login" contains a backslash; request paths are matched with backslashes read as "/", so write "/"`,
+		}},
+		{"shadowed_routes.yaml", []string{
+			`testdata/shadowed_routes.yaml:6: routes[1]: routes[0] (auth.login) already matches POST /LOGIN, so this route never matches`,
+			`testdata/shadowed_routes.yaml:14: routes[3]: routes[2] (auth.page) already matches HEAD /page, so this route never matches`,
 		}},
 		{"bad_results.yaml", []string{
 			`testdata/bad_results.yaml:6: routes[0].results.200: "succes" is not one of success, failure, error, unknown (optionally with /reason, e.g. failure/invalid_credentials)`,
@@ -155,7 +165,7 @@ func TestLoadFull(t *testing.T) {
 		},
 		Routes: []Route{
 			{
-				Name: "auth.login", Kind: KindLogin, Method: "POST", Path: "/login",
+				Name: "auth.login", Kind: KindLogin, Method: "POST", Path: "/login", CaseSensitive: true, Prefix: true,
 				Results: map[string]string{"200": "success", "4xx": "failure/invalid_credentials"},
 				FailureMatchers: []BodyMatcher{
 					{JSONField: "error.code", Equals: "mfa", Reason: "mfa_required"},
@@ -368,6 +378,9 @@ func TestParsePathPattern(t *testing.T) {
 		{"/a b", PathPattern{}, true},
 		{"/a#b", PathPattern{}, true},
 		{"/**/", PathPattern{Rest: true}, false},
+		{"/login;jsessionid=1", PathPattern{}, true},
+		{"/a\\b", PathPattern{}, true},
+		{"/s%7Eign", PathPattern{Segments: []PathSegment{{Literal: "s%7Eign"}}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -377,6 +390,35 @@ func TestParsePathPattern(t *testing.T) {
 			}
 			if err == nil && !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestShadows(t *testing.T) {
+	tests := []struct {
+		name string
+		e, r Route
+		want bool
+	}{
+		{"same route", Route{Path: "/login"}, Route{Path: "/login"}, true},
+		{"any method first", Route{Path: "/login"}, Route{Method: "POST", Path: "/login"}, true},
+		{"other method", Route{Method: "GET", Path: "/login"}, Route{Method: "POST", Path: "/login"}, false},
+		{"GET takes HEAD", Route{Method: "GET", Path: "/login"}, Route{Method: "HEAD", Path: "/login"}, true},
+		{"HEAD does not take GET", Route{Method: "HEAD", Path: "/login"}, Route{Method: "GET", Path: "/login"}, false},
+		{"other case, insensitive first", Route{Path: "/login"}, Route{Path: "/Login"}, true},
+		{"other case, sensitive first", Route{Path: "/login", CaseSensitive: true}, Route{Path: "/Login"}, false},
+		{"sensitive first, insensitive later", Route{Path: "/login", CaseSensitive: true}, Route{Path: "/login"}, false},
+		{"insensitive first, sensitive later", Route{Path: "/login"}, Route{Path: "/login", CaseSensitive: true}, true},
+		{"prefix later", Route{Path: "/login"}, Route{Path: "/login", Prefix: true}, false},
+		{"prefix first", Route{Path: "/login", Prefix: true}, Route{Path: "/login"}, true},
+		{"other path", Route{Path: "/login"}, Route{Path: "/logout"}, false},
+		{"no path", Route{}, Route{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := shadows(tt.e, tt.r); got != tt.want {
+				t.Errorf("shadows(%+v, %+v) = %v, want %v", tt.e, tt.r, got, tt.want)
 			}
 		})
 	}

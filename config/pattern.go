@@ -49,8 +49,15 @@ func ParsePathPattern(p string) (PathPattern, error) {
 		if c <= ' ' || c == 0x7f {
 			return pp, fmt.Errorf("%q contains a space or control character", p)
 		}
-		if c == '?' || c == '#' {
+		switch c {
+		case '?', '#':
 			return pp, fmt.Errorf("%q contains %q; a route path has no query or fragment", p, c)
+		case ';':
+			// Servlet containers strip ";params" from every segment before
+			// routing, and so does the matcher: a route cannot name one.
+			return pp, fmt.Errorf("%q contains ';'; path parameters (\";jsessionid=...\") are stripped from request paths before matching, so leave them out", p)
+		case '\\':
+			return pp, fmt.Errorf("%q contains a backslash; request paths are matched with backslashes read as \"/\", so write \"/\"", p)
 		}
 	}
 	parts := strings.Split(p[1:], "/")

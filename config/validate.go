@@ -64,7 +64,7 @@ func (c *Config) validate(needTargets bool) error {
 		checkRoute(p, pre, r)
 		// A route shadowed by an earlier one never matches: first match wins.
 		for j, e := range c.Routes[:i] {
-			if e.Path == r.Path && r.Path != "" && (e.Method == "" || e.Method == r.Method) {
+			if shadows(e, r) {
 				p.add(pre, "routes[%d] (%s) already matches %s %s, so this route never matches", j, e.Name, methodWord(r.Method), r.Path)
 				break
 			}
@@ -78,6 +78,26 @@ func (c *Config) validate(needTargets bool) error {
 		}
 	}
 	return errors.Join(p.errs...)
+}
+
+// shadows reports whether route e matches every request route r matches,
+// as far as the spelling of the two tells: the same path (in any case when
+// e ignores case), a method e takes too, and no prefix r has and e lacks.
+func shadows(e, r Route) bool {
+	if r.Path == "" {
+		return false
+	}
+	samePath := e.Path == r.Path || !e.CaseSensitive && strings.EqualFold(e.Path, r.Path)
+	switch {
+	case !samePath:
+		return false
+	case e.CaseSensitive && !r.CaseSensitive: // r also takes other spellings
+		return false
+	case r.Prefix && !e.Prefix: // r also takes longer paths
+		return false
+	}
+	// A GET route also takes HEAD requests.
+	return e.Method == "" || e.Method == r.Method || e.Method == "GET" && r.Method == "HEAD"
 }
 
 func methodWord(m string) string {
@@ -141,8 +161,10 @@ func checkRoute(p *problems, pre string, r Route) {
 	}
 	if r.Path == "" {
 		p.add(pre+".path", "missing; e.g. /login, /api/**, /users/{id}")
-	} else if _, err := ParsePathPattern(r.Path); err != nil {
+	} else if pat, err := ParsePathPattern(r.Path); err != nil {
 		p.add(pre+".path", "%v", err)
+	} else if r.Prefix && pat.Rest {
+		p.add(pre+".prefix", "has no effect on %q, which ends in \"/**\" and takes any rest already; remove one", r.Path)
 	}
 	for _, k := range sortedKeys(r.Results) {
 		kp := pre + ".results." + k

@@ -447,7 +447,7 @@ func TestRulesAnnotations(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	want := []string{"AgentDown", "AuthLatencyAnomaly", "AuthorizationProbing", "BruteForce", "CredentialStuffing", "SpansDropped"}
+	want := []string{"AgentDown", "AmbiguousAuthRequest", "AuthLatencyAnomaly", "AuthorizationProbing", "BruteForce", "CredentialStuffing", "SpansDropped"}
 	if !slices.Equal(names, want) {
 		t.Errorf("alerts = %v, want %v", names, want)
 	}
@@ -463,6 +463,7 @@ var producedMetrics = []string{
 	"authprobe_auth_duration_seconds_sum",
 	"authprobe_auth_attempts_total",
 	"authprobe_auth_failed_usernames",
+	"authprobe_auth_ambiguous_total",
 	"authprobe_events_total",
 	"authprobe_drops_total",
 	"authprobe_spans_exported_total",

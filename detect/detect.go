@@ -1,8 +1,9 @@
 // Package detect turns auth spans into detection metrics inside the agent,
 // so that brute force and credential stuffing can be alerted on without a
 // username ever becoming a metric label. It takes spanbuilder.Span values
-// and gives counters of attempts by route, result and failure reason, and
-// per client subnet an estimate of the distinct usernames that failed over
+// and gives counters of attempts by route, result and failure reason, of
+// requests crafted to be read differently by different parsers by route
+// and kind, and per client subnet an estimate of the distinct usernames that failed over
 // a sliding window (a HyperLogLog sketch per sub-window, merged on read),
 // as a prometheus.Collector and as OpenTelemetry observable instruments.
 // Memory is bounded: at most MaxSources subnets are tracked, the one with
@@ -45,6 +46,12 @@ const (
 	maxAttemptSeries  = 1000
 	maxOverflowSeries = 100
 	overflowLabel     = "other"
+
+	// maxAmbiguousSeries caps the ambiguous-request counter the same way:
+	// past it a new set counts under route="other", and past
+	// maxAmbiguousSeries+maxOverflowSeries under kind="other" too. Kinds
+	// are a short fixed list (secattr's Ambiguous*), routes configured.
+	maxAmbiguousSeries = 200
 )
 
 // Config sets the detector's window and memory bounds. Zero fields take
@@ -66,18 +73,23 @@ type Detector struct {
 	width time.Duration // one sub-window
 	start time.Time     // epoch 0 begins here
 
-	attemptsDesc, failedDesc, trackedDesc, evictedDesc *prometheus.Desc
+	attemptsDesc, failedDesc, trackedDesc, evictedDesc, ambiguousDesc *prometheus.Desc
 
-	mu       sync.Mutex
-	epoch    int64 // current sub-window, counted from start
-	attempts map[attemptKey]uint64
-	sources  map[string]*source
-	byEst    sourceHeap // all sources, lowest estimate on top
-	evicted  uint64
+	mu        sync.Mutex
+	epoch     int64 // current sub-window, counted from start
+	attempts  map[attemptKey]uint64
+	ambiguous map[ambiguousKey]uint64
+	sources   map[string]*source
+	byEst     sourceHeap // all sources, lowest estimate on top
+	evicted   uint64
 }
 
 type attemptKey struct {
 	route, result, reason string
+}
+
+type ambiguousKey struct {
+	route, kind string
 }
 
 // source is one client subnet: a sketch per sub-window, in a ring indexed
@@ -116,23 +128,30 @@ func New(cfg Config) (*Detector, error) {
 		return nil, fmt.Errorf("detect top sources %d: must not be negative", cfg.TopSources)
 	}
 	d := &Detector{
-		cfg:      cfg,
-		width:    cfg.Window / subWindows,
-		start:    cfg.Now(),
-		attempts: make(map[attemptKey]uint64),
-		sources:  make(map[string]*source),
+		cfg:       cfg,
+		width:     cfg.Window / subWindows,
+		start:     cfg.Now(),
+		attempts:  make(map[attemptKey]uint64),
+		ambiguous: make(map[ambiguousKey]uint64),
+		sources:   make(map[string]*source),
 	}
-	d.attemptsDesc, d.failedDesc, d.trackedDesc, d.evictedDesc = promDescs()
+	d.attemptsDesc, d.failedDesc, d.trackedDesc, d.evictedDesc, d.ambiguousDesc = promDescs()
 	return d, nil
 }
 
-// Observe counts one auth span. Failures that carry a username key and a
-// client subnet also go into that subnet's distinct-username sketch.
+// Observe counts one auth span, and each kind of ambiguity it names.
+// Failures that carry a username key and a client subnet also go into
+// that subnet's distinct-username sketch; an ambiguous username has no
+// key, so an attacker who hides usernames that way shows up in the
+// ambiguous counter instead.
 func (d *Detector) Observe(s spanbuilder.Span) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.advance(d.cfg.Now())
 	d.countAttempt(s.Name, s.Result, s.FailureReason)
+	for _, kind := range s.Ambiguous {
+		d.countAmbiguous(s.Name, kind)
+	}
 	if s.Result != spanbuilder.ResultFailure || s.UserKey == 0 || s.ClientSubnet == "" {
 		return
 	}
@@ -172,6 +191,20 @@ func (d *Detector) countAttempt(route, result, reason string) {
 		k = attemptKey{strings.Clone(k.route), k.result, strings.Clone(k.reason)}
 	}
 	d.attempts[k]++
+}
+
+func (d *Detector) countAmbiguous(route, kind string) {
+	k := ambiguousKey{route, kind}
+	if _, ok := d.ambiguous[k]; !ok && len(d.ambiguous) >= maxAmbiguousSeries {
+		k.route = overflowLabel
+		if _, ok := d.ambiguous[k]; !ok && len(d.ambiguous) >= maxAmbiguousSeries+maxOverflowSeries {
+			k.kind = overflowLabel
+		}
+	}
+	if _, ok := d.ambiguous[k]; !ok {
+		k = ambiguousKey{strings.Clone(k.route), strings.Clone(k.kind)}
+	}
+	d.ambiguous[k]++
 }
 
 // advance moves the window to now: the sketches of sub-windows that fell
@@ -270,14 +303,20 @@ func (h *sourceHeap) Pop() any {
 
 // snapshot is what both exporters read, taken under the lock.
 type snapshot struct {
-	attempts []attemptCount
-	top      []sourceEstimate
-	tracked  int
-	evicted  uint64
+	attempts  []attemptCount
+	ambiguous []ambiguousCount
+	top       []sourceEstimate
+	tracked   int
+	evicted   uint64
 }
 
 type attemptCount struct {
 	attemptKey
+	n uint64
+}
+
+type ambiguousCount struct {
+	ambiguousKey
 	n uint64
 }
 
@@ -298,6 +337,12 @@ func (d *Detector) snapshot() snapshot {
 	}
 	for k, n := range d.attempts {
 		snap.attempts = append(snap.attempts, attemptCount{k, n})
+	}
+	if len(d.ambiguous) > 0 {
+		snap.ambiguous = make([]ambiguousCount, 0, len(d.ambiguous))
+		for k, n := range d.ambiguous {
+			snap.ambiguous = append(snap.ambiguous, ambiguousCount{k, n})
+		}
 	}
 	all := make([]*source, 0, len(d.sources))
 	for _, src := range d.sources {

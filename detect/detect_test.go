@@ -12,6 +12,7 @@ import (
 
 	"github.com/authprobe/authprobe/detect"
 	"github.com/authprobe/authprobe/spanbuilder"
+	"github.com/authprobe/authprobe/spanbuilder/secattr"
 )
 
 func TestNewConfig(t *testing.T) {
@@ -276,6 +277,64 @@ func TestAttemptSeriesCap(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("%s = %v, want %v", k, got[k], want)
 		}
+	}
+}
+
+// TestAmbiguous: each kind a span names counts once under its route; an
+// ambiguous failure has no username key and stays out of the sketch.
+func TestAmbiguous(t *testing.T) {
+	d, _ := mustDetector(t, detect.Config{})
+	both := []string{secattr.AmbiguousUsername, secattr.AmbiguousJSONKey}
+	for range 3 {
+		d.Observe(spanbuilder.Span{Name: "auth.login", Result: spanbuilder.ResultFailure, FailureReason: "invalid_credentials",
+			ClientSubnet: "203.0.113.0/24", Ambiguous: both})
+	}
+	d.Observe(spanbuilder.Span{Name: "auth.token", Result: spanbuilder.ResultSuccess, Ambiguous: []string{secattr.AmbiguousCLTE}})
+	d.Observe(spanbuilder.Span{Name: "auth.login", Result: spanbuilder.ResultFailure, ClientSubnet: "203.0.113.0/24", UserKey: 9})
+
+	got := mustGather(t, d)
+	want := map[string]float64{
+		`authprobe_auth_ambiguous_total{kind="duplicate_username",route="auth.login"}`: 3,
+		`authprobe_auth_ambiguous_total{kind="json_duplicate_key",route="auth.login"}`: 3,
+		`authprobe_auth_ambiguous_total{kind="cl_te",route="auth.token"}`:              1,
+		`authprobe_auth_failed_usernames{client_subnet="203.0.113.0/24"}`:              1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	n := 0
+	for k := range got {
+		if strings.HasPrefix(k, "authprobe_auth_ambiguous_total{") {
+			n++
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d ambiguous series, want 3: %v", n, got)
+	}
+}
+
+func TestAmbiguousSeriesCap(t *testing.T) {
+	d, _ := mustDetector(t, detect.Config{})
+	for i := range 400 {
+		d.Observe(spanbuilder.Span{Name: fmt.Sprintf("route_%d", i), Result: spanbuilder.ResultFailure,
+			Ambiguous: []string{fmt.Sprintf("kind_%d", i)}})
+	}
+	got := mustGather(t, d)
+	var series int
+	var total float64
+	for k, v := range got {
+		if strings.HasPrefix(k, "authprobe_auth_ambiguous_total{") {
+			series++
+			total += v
+		}
+	}
+	if series > 301 || total != 400 {
+		t.Errorf("%d series summing to %v, want at most 301 summing to 400", series, total)
+	}
+	if v := got[`authprobe_auth_ambiguous_total{kind="other",route="other"}`]; v != 100 {
+		t.Errorf("overflow series = %v, want 100", v)
 	}
 }
 

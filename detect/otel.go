@@ -20,6 +20,7 @@ const (
 	otelFailedUsernames = "authprobe.auth.failed_usernames"
 	otelSourcesTracked  = "authprobe.detect.sources_tracked"
 	otelSourcesEvicted  = "authprobe.detect.sources_evicted"
+	otelAmbiguous       = "authprobe.auth.ambiguous"
 )
 
 // RegisterOTel creates the detector's metrics on m as observable
@@ -52,6 +53,12 @@ func (d *Detector) RegisterOTel(m metric.Meter) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", otelSourcesEvicted, err)
 	}
+	ambiguous, err := m.Int64ObservableCounter(otelAmbiguous,
+		metric.WithDescription("Auth attempts whose request servers read differently (auth.request.ambiguous), by route (span name) and kind; a request counts once per kind."),
+		metric.WithUnit("{request}"))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", otelAmbiguous, err)
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		snap := d.snapshot()
 		for _, c := range snap.attempts {
@@ -66,8 +73,13 @@ func (d *Detector) RegisterOTel(m metric.Meter) error {
 		}
 		o.ObserveInt64(tracked, int64(snap.tracked))
 		o.ObserveInt64(evicted, int64(snap.evicted))
+		for _, c := range snap.ambiguous {
+			o.ObserveInt64(ambiguous, int64(c.n), metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("route", c.route),
+				attribute.String("kind", c.kind))))
+		}
 		return nil
-	}, attempts, failed, tracked, evicted)
+	}, attempts, failed, tracked, evicted, ambiguous)
 	if err != nil {
 		return fmt.Errorf("register detection metrics callback: %w", err)
 	}

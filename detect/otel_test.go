@@ -16,12 +16,15 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/authprobe/authprobe/detect"
+	"github.com/authprobe/authprobe/spanbuilder"
 )
 
 func TestRegisterOTel(t *testing.T) {
 	d, clock := mustDetector(t, detect.Config{Window: 10 * time.Minute})
 	failN(d, "203.0.113.0/24", 1, 7)
 	failN(d, "10.0.0.0/24", 1, 2)
+	d.Observe(spanbuilder.Span{Name: "auth.login", Result: spanbuilder.ResultFailure, FailureReason: "invalid_credentials",
+		ClientSubnet: "10.0.0.0/24", Ambiguous: []string{"duplicate_username"}})
 
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
@@ -32,11 +35,12 @@ func TestRegisterOTel(t *testing.T) {
 
 	got := mustCollectOTel(t, reader)
 	want := map[string]int64{
-		`authprobe.auth.attempts{failure_reason=invalid_credentials,result=failure,route=auth.login}`: 9,
+		`authprobe.auth.attempts{failure_reason=invalid_credentials,result=failure,route=auth.login}`: 10,
 		`authprobe.auth.failed_usernames{client_subnet=203.0.113.0/24}`:                               7,
 		`authprobe.auth.failed_usernames{client_subnet=10.0.0.0/24}`:                                  2,
 		`authprobe.detect.sources_tracked{}`:                                                          2,
 		`authprobe.detect.sources_evicted{}`:                                                          0,
+		`authprobe.auth.ambiguous{kind=duplicate_username,route=auth.login}`:                          1,
 	}
 	assertOTel(t, got, want)
 
@@ -44,9 +48,10 @@ func TestRegisterOTel(t *testing.T) {
 	clock.Add(13 * time.Minute)
 	got = mustCollectOTel(t, reader)
 	want = map[string]int64{
-		`authprobe.auth.attempts{failure_reason=invalid_credentials,result=failure,route=auth.login}`: 9,
-		`authprobe.detect.sources_tracked{}`: 0,
-		`authprobe.detect.sources_evicted{}`: 0,
+		`authprobe.auth.attempts{failure_reason=invalid_credentials,result=failure,route=auth.login}`: 10,
+		`authprobe.detect.sources_tracked{}`:                                 0,
+		`authprobe.detect.sources_evicted{}`:                                 0,
+		`authprobe.auth.ambiguous{kind=duplicate_username,route=auth.login}`: 1,
 	}
 	assertOTel(t, got, want)
 
@@ -118,6 +123,7 @@ func TestOTLPMeterProvider(t *testing.T) {
 	rcv := mustOTLPReceiver(t)
 	d, _ := mustDetector(t, detect.Config{})
 	failN(d, "203.0.113.0/24", 1, 4)
+	d.Observe(spanbuilder.Span{Name: "auth.token", Result: spanbuilder.ResultSuccess, Ambiguous: []string{"cl_te"}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -138,8 +144,10 @@ func TestOTLPMeterProvider(t *testing.T) {
 	want := map[string]int64{
 		`authprobe.auth.attempts{failure_reason=invalid_credentials,result=failure,route=auth.login}`: 4,
 		`authprobe.auth.failed_usernames{client_subnet=203.0.113.0/24}`:                               4,
+		`authprobe.auth.attempts{failure_reason=,result=success,route=auth.token}`:                    1,
 		`authprobe.detect.sources_tracked{}`:                                                          1,
 		`authprobe.detect.sources_evicted{}`:                                                          0,
+		`authprobe.auth.ambiguous{kind=cl_te,route=auth.token}`:                                       1,
 	}
 	assertOTel(t, got, want)
 }

@@ -11,10 +11,11 @@ const (
 	promFailedUsernames = "authprobe_auth_failed_usernames"
 	promSourcesTracked  = "authprobe_detect_sources_tracked"
 	promSourcesEvicted  = "authprobe_detect_sources_evicted_total"
+	promAmbiguous       = "authprobe_auth_ambiguous_total"
 )
 
 // promDescs builds the Prometheus descriptions, once per Detector.
-func promDescs() (attempts, failed, tracked, evicted *prometheus.Desc) {
+func promDescs() (attempts, failed, tracked, evicted, ambiguous *prometheus.Desc) {
 	attempts = prometheus.NewDesc(promAttempts,
 		"Auth attempts seen by the agent, by route (span name), result and failure reason.",
 		[]string{"route", "result", "failure_reason"}, nil)
@@ -25,7 +26,10 @@ func promDescs() (attempts, failed, tracked, evicted *prometheus.Desc) {
 		"Client subnets with failures in the detection window that the detector tracks.", nil, nil)
 	evicted = prometheus.NewDesc(promSourcesEvicted,
 		"Client subnets dropped because the tracked set was full (lowest estimate first).", nil, nil)
-	return attempts, failed, tracked, evicted
+	ambiguous = prometheus.NewDesc(promAmbiguous,
+		"Auth attempts whose request servers read differently (auth.request.ambiguous), by route (span name) and kind; a request counts once per kind.",
+		[]string{"route", "kind"}, nil)
+	return attempts, failed, tracked, evicted, ambiguous
 }
 
 // Describe implements prometheus.Collector.
@@ -34,6 +38,7 @@ func (d *Detector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- d.failedDesc
 	ch <- d.trackedDesc
 	ch <- d.evictedDesc
+	ch <- d.ambiguousDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -48,4 +53,7 @@ func (d *Detector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(t, prometheus.GaugeValue, float64(snap.tracked))
 	ch <- prometheus.MustNewConstMetric(e, prometheus.CounterValue, float64(snap.evicted))
+	for _, c := range snap.ambiguous {
+		ch <- prometheus.MustNewConstMetric(d.ambiguousDesc, prometheus.CounterValue, float64(c.n), c.route, c.kind)
+	}
 }

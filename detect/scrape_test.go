@@ -33,6 +33,8 @@ func TestScrape(t *testing.T) {
 	failN(d, "198.51.100.0/24", 200, 1)
 	d.Observe(spanbuilder.Span{Name: "auth.login", Result: spanbuilder.ResultSuccess, ClientSubnet: "203.0.113.0/24", UserKey: 1})
 	d.Observe(spanbuilder.Span{Name: "auth.token", Result: spanbuilder.ResultFailure, FailureReason: "rate_limited", ClientSubnet: "203.0.113.0/24", UserKey: 50})
+	d.Observe(spanbuilder.Span{Name: "auth.login", Result: spanbuilder.ResultFailure, FailureReason: "invalid_credentials", ClientSubnet: "203.0.113.0/24",
+		Ambiguous: []string{"cl_te", "duplicate_username"}})
 
 	body := mustScrape(t, d)
 	golden := filepath.Join("testdata", "scrape.golden")

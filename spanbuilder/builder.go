@@ -114,6 +114,15 @@ const (
 	attrRouteKind     = "auth.route.kind"
 )
 
+// Interesting reports whether a request head could be on a configured
+// route, by the rules Build matches with: the decoder asks it for every
+// request to decide whether to keep the body and whether the kernel may
+// stop copying. It does not allocate for paths up to 512 bytes.
+func (b *Builder) Interesting(method, target string) bool {
+	rt, _ := b.router.find(method, target, false)
+	return rt != nil
+}
+
 // Build makes the span of one exchange; false when the request is on no
 // configured route (the kernel filters by prefix only, so such requests do
 // arrive) or has no path.
@@ -128,13 +137,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		return Span{}, false
 	}
 	req := ex.Request
-	rawPath, ok := splitTarget(req.Target)
-	if !ok {
-		b.unmatched.Add(1)
-		return Span{}, false
-	}
-	urlPath := normalizePath(rawPath)
-	rt := b.router.match(req.Method, urlPath)
+	rt, urlPath := b.router.find(req.Method, req.Target, true)
 	if rt == nil {
 		b.unmatched.Add(1)
 		return Span{}, false
@@ -232,6 +235,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		FailureReason: oc.reason,
 		ClientSubnet:  out.ClientSubnet,
 		UserKey:       out.UserKey,
+		Ambiguous:     out.Ambiguous,
 	}
 	if oc.result == ResultSuccess {
 		s.FailureReason = ""

@@ -3,6 +3,7 @@ package spanbuilder
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func mustBuilder(tb testing.TB, edit func(*Config)) *Builder {
 func exchange(method, target string, reqHdr decoder.Header, body string, code int, respHdr decoder.Header, respBody string) *decoder.Exchange {
 	ex := &decoder.Exchange{
 		Conn: decoder.ConnInfo{
-			Key:   decoder.ConnKey{PID: 42, FD: 7, Gen: 1},
+			Key:   decoder.ConnKey{Sock: 0xffff888012345678, Gen: 1},
 			Peer:  netip.MustParseAddrPort("192.0.2.7:50000"),
 			Local: netip.MustParseAddrPort("127.0.0.1:8080"),
 		},
@@ -218,6 +219,42 @@ func TestBuild(t *testing.T) {
 }
 
 func cloneHeader(h decoder.Header) decoder.Header { return append(decoder.Header(nil), h...) }
+
+// TestBuildAmbiguous: a request that servers read differently says so on
+// its span and carries no username, not even for aggregation.
+func TestBuildAmbiguous(t *testing.T) {
+	b := mustBuilder(t, nil)
+	ex := exchange("POST", "/login", hdr("Content-Type", "application/json", "Transfer-Encoding", "chunked"),
+		`{"username":"decoy","password":"pw-SECRET","username":"victim"}`, 401, nil, "")
+	ex.Request.Ambiguous = decoder.AmbiguousCLTE
+	s, ok := b.Build(ex, Process{})
+	if !ok {
+		t.Fatal("not built")
+	}
+	want := []string{secattr.AmbiguousCLTE, secattr.AmbiguousUsername, secattr.AmbiguousJSONKey}
+	if !slices.Equal(s.Ambiguous, want) {
+		t.Errorf("Span.Ambiguous = %q, want %q", s.Ambiguous, want)
+	}
+	got := attrMap(s.Attributes)
+	if v, _ := got[secattr.AttrAmbiguous].([]string); !slices.Equal(v, want) {
+		t.Errorf("%s = %#v, want %q", secattr.AttrAmbiguous, got[secattr.AttrAmbiguous], want)
+	}
+	if u, ok := got["auth.username"]; ok || s.UserKey != 0 {
+		t.Errorf("auth.username = %v, UserKey %d on an ambiguous request", u, s.UserKey)
+	}
+	if got["auth.result"] != "failure" {
+		t.Errorf("auth.result = %v", got["auth.result"])
+	}
+	if dump := fmt.Sprintf("%+v", s); strings.Contains(dump, "SECRET") || strings.Contains(dump, "victim") || strings.Contains(dump, "decoy") {
+		t.Errorf("span carries body values: %s", dump)
+	}
+
+	// An ordinary request has neither.
+	s, _ = b.Build(exchange("POST", "/login", hdr("Content-Type", "application/json"), `{"username":"bob"}`, 401, nil, ""), Process{})
+	if s.Ambiguous != nil || attrMap(s.Attributes)[secattr.AttrAmbiguous] != nil || s.UserKey == 0 {
+		t.Errorf("ordinary request: Ambiguous %q, UserKey %d", s.Ambiguous, s.UserKey)
+	}
+}
 
 func TestBuildUnmatchedAndStats(t *testing.T) {
 	b := mustBuilder(t, nil)

@@ -1,6 +1,7 @@
 package spanbuilder
 
 import (
+	"bytes"
 	"net/url"
 	"strings"
 
@@ -22,6 +23,10 @@ const (
 	ReasonRedirectError      = "redirect_error" // error= parameter that is not a plain code
 	ReasonInformational      = "informational"  // a 1xx status as the final answer
 	ReasonInvalidStatus      = "invalid_status"
+	// ReasonPathRedirect: the server redirected to another spelling of the
+	// request's own path (Go's ServeMux answers "//login" with a 307 to
+	// "/login"): it has not judged the attempt.
+	ReasonPathRedirect = "path_redirect"
 )
 
 // outcome is an auth.result and its auth.failure_reason.
@@ -79,8 +84,13 @@ func inferResult(rt *route, ex *decoder.Exchange) outcome {
 		}
 		return outcome{ResultUnknown, ReasonNoResponse}
 	}
-	def := defaultOutcome(rt.cfg.Kind, resp)
 	o, ok := rt.results.lookup(resp.StatusCode)
+	if !ok && respellingRedirect(ex.Request, resp) {
+		// Not a success: the client follows the redirect (a 307 keeps the
+		// method and body) and that request gets its own span.
+		return outcome{ResultUnknown, ReasonPathRedirect}
+	}
+	def := defaultOutcome(rt.cfg.Kind, resp)
 	if !ok {
 		return def
 	}
@@ -158,4 +168,32 @@ func redirectError(loc string) (reason string, ok bool) {
 		return ReasonRedirectError, true
 	}
 	return "", false
+}
+
+// respellingRedirect reports a redirect to the request's own path spelled
+// otherwise, the way servers canonicalise paths before routing ("//login"
+// to "/login", "/login" to "/login/"). A redirect to the same spelling
+// (a failed form login sent back to "/login?error") is the application's
+// answer and is not one.
+func respellingRedirect(req *decoder.Request, resp *decoder.Response) bool {
+	switch resp.StatusCode {
+	case 301, 302, 307, 308:
+	default:
+		return false
+	}
+	if req == nil {
+		return false
+	}
+	loc, ok := splitTarget(headerGet(resp.Header, "Location"))
+	if !ok {
+		return false
+	}
+	raw, ok := splitTarget(req.Target)
+	if !ok || raw == loc {
+		return false
+	}
+	var a, b [maxStackPath]byte
+	p, _ := normalizePath(a[:0], raw, readCanonical)
+	q, _ := normalizePath(b[:0], loc, readCanonical)
+	return bytes.EqualFold(p, q)
 }

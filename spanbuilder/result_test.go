@@ -101,3 +101,41 @@ func TestInferResultOverrides(t *testing.T) {
 		t.Errorf("closed: %+v", got)
 	}
 }
+
+// TestRespellingRedirect: a redirect that only respells the request's path
+// is no result; a redirect elsewhere, or to the same spelling, is the
+// application's answer.
+func TestRespellingRedirect(t *testing.T) {
+	r := mustRouter(t, []config.Route{{Name: "login", Kind: config.KindLogin, Path: "/login"}})
+	tests := []struct {
+		target         string
+		code           int
+		location       string
+		result, reason string
+	}{
+		{"//login", 307, "/login", ResultUnknown, ReasonPathRedirect},             // Go's ServeMux
+		{"/x/../login?a=1", 301, "/login?a=1", ResultUnknown, ReasonPathRedirect}, // Go 1.21
+		{"/login", 301, "/login/", ResultUnknown, ReasonPathRedirect},             // Django's APPEND_SLASH
+		{"/Login", 308, "http://shop/login", ResultUnknown, ReasonPathRedirect},
+		{"/login", 302, "/login?failed", ResultSuccess, ""}, // the same spelling: the app's answer
+		{"//login", 302, "/home", ResultSuccess, ""},        // elsewhere
+		{"//login", 303, "/login", ResultSuccess, ""},       // 303 makes it a GET: the app's answer
+		{"//login", 307, "", ResultSuccess, ""},
+		{"//login", 200, "/login", ResultSuccess, ""},
+	}
+	for _, tt := range tests {
+		ex := respExchange(tt.code, "Location", tt.location)
+		ex.Request = &decoder.Request{Method: "POST", Target: tt.target}
+		got := inferResult(&r.routes[0], ex)
+		if got.result != tt.result || got.reason != tt.reason {
+			t.Errorf("%s -> %d %s: got %s/%s, want %s/%s", tt.target, tt.code, tt.location, got.result, got.reason, tt.result, tt.reason)
+		}
+	}
+	// An override for the status is the operator's word.
+	r = mustRouter(t, []config.Route{{Name: "login", Kind: config.KindLogin, Path: "/login", Results: map[string]string{"307": "failure/moved"}}})
+	ex := respExchange(307, "Location", "/login")
+	ex.Request = &decoder.Request{Method: "POST", Target: "//login"}
+	if got := inferResult(&r.routes[0], ex); got != (outcome{ResultFailure, "moved"}) {
+		t.Errorf("with an override: %+v", got)
+	}
+}

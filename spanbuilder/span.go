@@ -41,8 +41,13 @@ type Span struct {
 	// ClientSubnet is the client's /24 (IPv4) or /48 (IPv6), "" if unknown.
 	ClientSubnet string
 	// UserKey identifies the username for in-agent aggregation (a keyed
-	// hash, whatever the privacy mode; 0 when no username). Never exported.
+	// hash, whatever the privacy mode; 0 when no username, or when the
+	// request named several). Never exported.
 	UserKey uint64
+	// Ambiguous repeats the auth.request.ambiguous kinds (secattr's
+	// Ambiguous* constants): what in the request servers read differently.
+	// nil for an ordinary request.
+	Ambiguous []string
 }
 
 // Results.

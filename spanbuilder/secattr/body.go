@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,11 +29,41 @@ const (
 type field struct {
 	val    string // scalar value (number text, true/false; "" for null, objects and arrays)
 	scalar bool   // false for JSON objects and arrays
+	// conflict: the name came again with another value (a repeated form
+	// field or part, a JSON key twice), or only some servers' reading of
+	// the body has it. Servers disagree on which value counts: Go's
+	// FormValue and Python's parse_qs take the first, PHP, Django and
+	// every JSON parser the last, Express an array of all. val is the
+	// first.
+	conflict bool
 }
 
 // fields maps form field names, multipart part names and dotted JSON paths
 // ("user.email", "roles.0") to their values. It lives for one Extract call.
 type fields map[string]field
+
+// add records a value under name; a repeat keeps the first value and
+// marks a conflict when the values differ.
+func (f fields) add(name string, v field) {
+	old, dup := f[name]
+	if !dup {
+		if len(f) < maxFields {
+			f[name] = v
+		}
+		return
+	}
+	if old.val != v.val || old.scalar != v.scalar {
+		old.conflict = true
+		f[name] = old
+	}
+}
+
+// bodyNotes are what a body parse saw that servers read differently.
+type bodyNotes struct {
+	// jsonDuplicateKey: a JSON object repeats a key. No serializer writes
+	// one; RFC 8259 leaves the meaning to the parser (first, last, error).
+	jsonDuplicateKey bool
+}
 
 // str returns the scalar value at name.
 func (f fields) str(name string) (string, bool) {
@@ -47,12 +78,12 @@ func (f fields) str(name string) (string, bool) {
 // its Content-Type (form, JSON, multipart), sniffing JSON and forms when the
 // type is missing. Encoded (gzip, ...) bodies and unknown types give nothing.
 // Truncated bodies give what was parsed before the cut.
-func parseBody(h decoder.Header, body []byte) fields {
+func parseBody(h decoder.Header, body []byte) (fields, bodyNotes) {
 	if len(body) == 0 {
-		return nil
+		return nil, bodyNotes{}
 	}
 	if ce := headerGet(h, "Content-Encoding"); ce != "" && !strings.EqualFold(strings.TrimSpace(ce), "identity") {
-		return nil
+		return nil, bodyNotes{}
 	}
 	if len(body) > maxBodyScan {
 		body = body[:maxBodyScan]
@@ -60,42 +91,61 @@ func parseBody(h decoder.Header, body []byte) fields {
 	mt, params := mediaType(h)
 	switch {
 	case mt == "application/x-www-form-urlencoded":
-		return parseForm(body)
+		return parseForm(string(body)), bodyNotes{}
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
 		return parseJSON(body)
 	case mt == "multipart/form-data":
-		return parseMultipart(body, params["boundary"])
+		return parseMultipart(body, params["boundary"]), bodyNotes{}
 	case mt == "" || mt == "text/plain":
 		if t := bytes.TrimLeft(body, " \t\r\n"); len(t) > 0 && (t[0] == '{' || t[0] == '[') {
 			return parseJSON(body)
 		}
 		if mt == "" && bytes.IndexByte(body, '=') > 0 {
-			return parseForm(body)
+			return parseForm(string(body)), bodyNotes{}
 		}
 	}
-	return nil
+	return nil, bodyNotes{}
 }
 
-// parseForm reads an application/x-www-form-urlencoded body. Malformed pairs
-// are skipped; the first value of a repeated name wins.
-func parseForm(body []byte) fields {
+// parseForm reads an application/x-www-form-urlencoded body or a query
+// string. Malformed pairs are skipped; a repeated name keeps its first
+// value and conflicts when the values differ. A ';' inside a pair is read
+// both ways: servers that split on it too (Python before 3.9.2, Rack's
+// query parser) see the pairs after it, so "username=a;username=b" gives
+// username "a;username=b" in conflict. Browsers escape ';' in forms.
+func parseForm(body string) fields {
 	f := fields{}
-	for pair := range strings.SplitSeq(string(body), "&") {
+	for pair := range strings.SplitSeq(body, "&") {
 		if len(f) >= maxFields {
 			break
 		}
-		k, v, _ := strings.Cut(pair, "=")
-		k, err1 := url.QueryUnescape(k)
-		v, err2 := url.QueryUnescape(v)
-		if err1 != nil || err2 != nil || k == "" || len(k) > maxFieldKey {
-			continue
+		addPair(f, pair, false)
+		if strings.IndexByte(pair, ';') >= 0 {
+			for sub := range strings.SplitSeq(pair, ";") {
+				addPair(f, sub, true)
+			}
 		}
-		if _, dup := f[k]; dup {
-			continue
-		}
-		f[k] = field{val: capValue(v), scalar: true}
 	}
 	return f
+}
+
+// addPair records one "name=value" pair; alt marks a pair only some
+// servers' reading has.
+func addPair(f fields, pair string, alt bool) {
+	k, v, _ := strings.Cut(pair, "=")
+	k, err1 := url.QueryUnescape(k)
+	v, err2 := url.QueryUnescape(v)
+	if err1 != nil || err2 != nil || k == "" || len(k) > maxFieldKey {
+		return
+	}
+	if _, ok := f[k]; alt && !ok {
+		// Only this reading has the name at all.
+		if len(f) < maxFields {
+			f[k] = field{val: capValue(v), scalar: true, conflict: true}
+		}
+		return
+	}
+	f.add(k, field{val: capValue(v), scalar: true})
 }
 
 // parseMultipart reads the non-file parts of a multipart/form-data body.
@@ -114,12 +164,9 @@ func parseMultipart(body []byte, boundary string) fields {
 		if name == "" || p.FileName() != "" || len(name) > maxFieldKey {
 			continue
 		}
-		if _, dup := f[name]; dup {
-			continue
-		}
 		// A truncated capture still names the part: keep what arrived.
 		v, _ := io.ReadAll(io.LimitReader(p, maxFieldValue))
-		f[name] = field{val: string(v), scalar: true}
+		f.add(name, field{val: string(v), scalar: true})
 		if len(f) >= maxFields {
 			break
 		}
@@ -130,28 +177,36 @@ func parseMultipart(body []byte, boundary string) fields {
 // parseJSON walks a JSON body token by token and records every value under
 // its dotted path. It never builds the document, stops at maxJSONDepth (so a
 // nesting bomb costs maxJSONDepth tokens), and keeps what it saw before a
-// syntax error or the end of a truncated capture.
-func parseJSON(body []byte) fields {
+// syntax error or the end of a truncated capture. A key repeated in one
+// object, anywhere in the body, is noted: it has no use but to be read
+// differently by different parsers.
+func parseJSON(body []byte) (fields, bodyNotes) {
 	f := fields{}
+	var notes bodyNotes
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 
-	// Each open container has a path prefix and, for arrays, an index.
+	// Each open container has a path prefix and, for arrays, an index; an
+	// object's keys so far are keys[keysFrom:].
 	type frame struct {
-		prefix string
-		array  bool
-		index  int
+		prefix   string
+		array    bool
+		index    int
+		keysFrom int
 	}
 	stack := make([]frame, 0, 8)
-	var key string // pending object key
+	keys := make([]string, 0, 16) // on the stack for ordinary bodies
+	var key string                // pending object key
 	haveKey := false
 
 	record := func(path string, v field) {
-		if path != "" && len(f) < maxFields && len(path) <= maxFieldKey {
-			if _, dup := f[path]; !dup {
-				f[path] = v
-			}
+		if path != "" && len(path) <= maxFieldKey {
+			f.add(path, v)
 		}
+	}
+	pop := func() {
+		keys = keys[:stack[len(stack)-1].keysFrom]
+		stack = stack[:len(stack)-1]
 	}
 	// path of the value about to be read
 	valuePath := func() (string, bool) {
@@ -183,19 +238,25 @@ func parseJSON(body []byte) fields {
 		// An object key comes where a key is expected.
 		if len(stack) > 0 && !stack[len(stack)-1].array && !haveKey {
 			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
+				pop()
 				continue
 			}
 			k, ok := tok.(string)
 			if !ok {
 				break
 			}
+			switch {
+			case slices.Contains(keys[stack[len(stack)-1].keysFrom:], k):
+				notes.jsonDuplicateKey = true
+			case len(keys) < maxFields: // bounds the search above
+				keys = append(keys, k)
+			}
 			key, haveKey = k, true
 			continue
 		}
 		if d, ok := tok.(json.Delim); ok && (d == ']' || d == '}') {
 			if len(stack) > 0 {
-				stack = stack[:len(stack)-1]
+				pop()
 			}
 			continue
 		}
@@ -206,12 +267,12 @@ func parseJSON(body []byte) fields {
 		switch v := tok.(type) {
 		case json.Delim: // '{' or '['
 			if len(stack) >= maxJSONDepth {
-				return f
+				return f, notes
 			}
 			if path != "" {
 				record(path, field{})
 			}
-			stack = append(stack, frame{prefix: path, array: v == '['})
+			stack = append(stack, frame{prefix: path, array: v == '[', keysFrom: len(keys)})
 		case string:
 			record(path, field{val: capValue(v), scalar: true})
 		case json.Number:
@@ -225,7 +286,7 @@ func parseJSON(body []byte) fields {
 			break // one top-level value only
 		}
 	}
-	return f
+	return f, notes
 }
 
 // capValue bounds a kept field value.

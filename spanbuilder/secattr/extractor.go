@@ -113,11 +113,22 @@ func (e *Extractor) Extract(in Input) Output {
 	var out Output
 	attrs := make([]attribute.KeyValue, 0, 16)
 
-	var reqBody fields
+	var (
+		reqBody, query fields
+		notes          bodyNotes
+		amb            ambiguity
+	)
 	if in.Request != nil {
-		reqBody = parseBody(in.Request.Header, in.Request.Body)
+		reqBody, notes = parseBody(in.Request.Header, in.Request.Body)
+		query = e.queryFields(in.Request.Target)
 	}
 	a := e.detectMethod(in.Route, in.Request, reqBody)
+	if in.Request != nil {
+		amb = headAmbiguity(in.Request, a)
+	}
+	if notes.jsonDuplicateKey {
+		amb |= ambJSONKey
+	}
 	attrs = append(attrs, attribute.String("auth.method", a.method))
 	if a.duplicate {
 		attrs = append(attrs, attribute.Bool("auth.authorization.duplicate", true))
@@ -128,11 +139,19 @@ func (e *Extractor) Extract(in Input) Output {
 	if id := clean(a.clientID, maxClientIDLen); id != "" {
 		attrs = append(attrs, attribute.String("auth.oauth2.client_id", id))
 	}
-	if u := e.username(in, a, reqBody); u != "" {
+	switch u, ambiguous := e.username(in, a, reqBody, query); {
+	case ambiguous:
+		// No username at all, not even for aggregation: any one of them
+		// may be the decoy.
+		amb |= ambUsername
+	case u != "":
 		out.UserKey = e.userKey(u)
 		if v := e.usernameValue(u); v != "" {
 			attrs = append(attrs, attribute.String("auth.username", v))
 		}
+	}
+	if out.Ambiguous = amb.kinds(); out.Ambiguous != nil {
+		attrs = append(attrs, attribute.StringSlice(AttrAmbiguous, out.Ambiguous))
 	}
 	if a.method == MethodBearer {
 		attrs = e.tokenAttrs(attrs, a.bearer, in.RequestTime)
@@ -148,7 +167,7 @@ func (e *Extractor) Extract(in Input) Output {
 
 	var respBody fields
 	if in.Response != nil && needsResponseBody(in) {
-		respBody = parseBody(in.Response.Header, in.Response.Body)
+		respBody, _ = parseBody(in.Response.Header, in.Response.Body)
 	}
 	var oauthErr string
 	out.Result, out.FailureReason, oauthErr = e.outcome(in, respBody)
@@ -164,6 +183,48 @@ func (e *Extractor) Extract(in Input) Output {
 	}
 	out.Attributes = attrs
 	return out
+}
+
+// queryFields parses the query string of a request-target when it may
+// name a username field; nil otherwise, the usual case, at no cost.
+func (e *Extractor) queryFields(target string) fields {
+	_, q, ok := strings.Cut(target, "?")
+	if !ok {
+		return nil
+	}
+	q, _, _ = strings.Cut(q, "#")
+	if len(q) > maxBodyScan {
+		q = q[:maxBodyScan]
+	}
+	if !mayName(q, e.bodyFields) {
+		return nil
+	}
+	return parseForm(q)
+}
+
+// mayName reports whether a query could spell one of names: it holds one
+// in any ASCII case, an escape, or a non-ASCII byte (a Unicode fold).
+func mayName(q string, names []string) bool {
+	for i := 0; i < len(q); i++ {
+		if q[i] == '%' || q[i] >= 0x80 {
+			return true
+		}
+	}
+	for _, n := range names {
+		if containsFoldASCII(q, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFoldASCII(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // needsResponseBody tells whether anything reads the response body:

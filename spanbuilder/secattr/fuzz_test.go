@@ -2,6 +2,7 @@ package secattr
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ func FuzzBody(f *testing.F) {
 	e := mustExtractor(f, config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyPlain, BodyFields: []string{"user.email", "username"}}})
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
 		h := hdr("Content-Type", ct)
-		fs := parseBody(h, body)
+		fs, _ := parseBody(h, body)
 		if len(fs) > maxFields {
 			t.Fatalf("%d fields", len(fs))
 		}
@@ -58,6 +59,34 @@ func FuzzBody(f *testing.F) {
 		in := Input{Route: config.Route{Kind: config.KindToken}, Request: &decoder.Request{Header: h, Body: body},
 			Response: &decoder.Response{StatusCode: 400, Header: h, Body: body}, Result: "failure", RequestTime: testTime}
 		checkClean(t, e.Extract(in))
+	})
+}
+
+// FuzzAmbiguity: whatever the target, body and Authorization headers, a
+// request flagged duplicate_username has no username, the kinds are known
+// ones in order, and what is exported is clean.
+func FuzzAmbiguity(f *testing.F) {
+	f.Add("/login?username=a", "application/x-www-form-urlencoded", "username=b;username=c&password=x", "Basic YTpi")
+	f.Add("/login", "application/json", `{"username":"a","Username":"b","x":{"k":1,"k":2}}`, "")
+	f.Add("/login", "multipart/form-data; boundary=B", "--B\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\na\r\n--B\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nb\r\n--B--\r\n", "")
+	e := mustExtractor(f, config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyPlain, BodyFields: []string{"username", "user.email"}}})
+	f.Fuzz(func(t *testing.T, target, ct, body, authz string) {
+		req := &decoder.Request{Method: "POST", Target: target, Header: hdr("Content-Type", ct, "Authorization", authz, "Authorization", authz+"x"), Body: []byte(body)}
+		out := e.Extract(Input{Route: config.Route{Kind: config.KindLogin}, Request: req, Result: "failure", RequestTime: testTime})
+		checkClean(t, out)
+		order := -1
+		for _, k := range out.Ambiguous {
+			i := slices.Index(ambiguityKinds[:], k)
+			if i <= order {
+				t.Fatalf("kinds %q out of order or unknown", out.Ambiguous)
+			}
+			order = i
+		}
+		if slices.Contains(out.Ambiguous, AmbiguousUsername) {
+			if _, ok := attrs(t, out)["auth.username"]; ok || out.UserKey != 0 {
+				t.Fatalf("username on an ambiguous request: %+v", out)
+			}
+		}
 	})
 }
 

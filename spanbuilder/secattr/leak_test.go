@@ -53,6 +53,11 @@ func TestNoLeak(t *testing.T) {
 			response(400, `{"error":"invalid_grant","error_description":"token `+refreshTok+` revoked"}`, "Content-Type", js)},
 		{config.KindToken, request("/token", "grant_type=password&username=dave&password="+password, "Authorization", basic("svc", clientSecret), "Content-Type", form), response(200, "")},
 		{config.KindAuthorize, request("/authorize?client_id=c", "", "Cookie", "sid="+cookieVal), response(302, "", "Location", "https://app/cb?code="+respToken+"&state=x")},
+		// Requests crafted to confuse parsers carry secrets too.
+		{config.KindLogin, request("/login?username=q&password="+password, "username=a&username=b&password="+password+"&password="+basicPass, "Content-Type", form), response(401, "")},
+		{config.KindLogin, request("/login", "username=x;password="+password, "Content-Type", form), response(401, "")},
+		{config.KindLogin, request("/login", `{"username":"a","password":"`+password+`","password":"`+basicPass+`","username":"b"}`, "Content-Type", js), response(401, "")},
+		{config.KindLogin, request("/login", "", "Authorization", basic("carol", basicPass), "Authorization", basic("dave", password)), response(401, "")},
 	}
 	for _, mode := range []string{config.PrivacyHash, config.PrivacyPlain, config.PrivacyDrop} {
 		for _, random := range []bool{false, true} {

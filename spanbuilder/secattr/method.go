@@ -44,14 +44,17 @@ var passwordKeys = [...]string{"password", "passwd", "pass", "pwd"}
 // authInfo is how the request authenticated. The raw secrets in it (bearer)
 // stay inside Extract.
 type authInfo struct {
-	method       string
-	duplicate    bool   // more than one Authorization header
-	basicUser    string // username of Basic credentials (raw)
-	bearer       string // raw bearer token, for JWT decoding only
-	grantType    string // normalised OAuth2 grant type
-	clientID     string // raw OAuth2 client_id
-	grantUser    string // username of an OAuth2 password grant (raw)
-	hasGrantType bool
+	method    string
+	duplicate bool   // more than one Authorization header
+	basicUser string // username of Basic credentials (raw)
+	// basicConflict: another Authorization header carries Basic
+	// credentials of another user.
+	basicConflict bool
+	bearer        string // raw bearer token, for JWT decoding only
+	grantType     string // normalised OAuth2 grant type
+	clientID      string // raw OAuth2 client_id
+	grantUser     string // username of an OAuth2 password grant (raw)
+	hasGrantType  bool
 }
 
 // detectMethod applies the precedence Authorization header > API key >
@@ -98,6 +101,9 @@ func (e *Extractor) detectMethod(route config.Route, req *decoder.Request, body 
 			if ok {
 				a.basicUser = user
 			}
+			if a.duplicate {
+				a.basicConflict = otherBasicUser(req.Header, user)
+			}
 		case MethodBearer:
 			a.method = MethodBearer
 			a.bearer = cred
@@ -137,6 +143,23 @@ func splitAuthorization(v string) (scheme, cred string) {
 		}
 	}
 	return MethodOther, ""
+}
+
+// otherBasicUser reports an Authorization header with Basic credentials
+// of a user other than first: servers take the first header (Go, Node,
+// Python) or join them (some proxies), so neither user is known.
+func otherBasicUser(h decoder.Header, first string) bool {
+	for _, f := range h {
+		if !strings.EqualFold(f.Name, "Authorization") {
+			continue
+		}
+		if scheme, cred := splitAuthorization(f.Value); scheme == MethodBasic {
+			if u, ok := basicUser(cred); !ok || u != first {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // basicUser decodes Basic credentials and returns the user-id part.

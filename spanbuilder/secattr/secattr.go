@@ -41,6 +41,10 @@ type Output struct {
 	Result        string
 	FailureReason string
 	// UserKey is a keyed 64-bit hash of the normalised username (0: none),
-	// for in-agent aggregation only, whatever the privacy mode.
+	// for in-agent aggregation only, whatever the privacy mode. It is 0 when
+	// the request names several usernames.
 	UserKey uint64
+	// Ambiguous lists the kinds of auth.request.ambiguous (also among
+	// Attributes); nil when none.
+	Ambiguous []string
 }

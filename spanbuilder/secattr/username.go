@@ -86,29 +86,106 @@ func readKeyFile(path string) ([]byte, error) {
 	return []byte(strings.TrimSpace(string(b))), nil
 }
 
-// username picks the username from, in order: the configured header, Basic
-// credentials, the configured body fields, the username of an OAuth2
-// password grant. It returns it normalised, "" when none.
-func (e *Extractor) username(in Input, a authInfo, body fields) string {
-	var raw string
+// username picks the username from, in order: the configured header,
+// Basic credentials, the configured body fields, the same fields in the
+// query string (Go's FormValue reads it when the body lacks the field),
+// the username of an OAuth2 password grant. It returns it normalised, ""
+// when none, and reports a request that names more than one: the header
+// twice with different values, or two of the other sources, a body field
+// repeated or spelled in another case (Go's encoding/json and ASP.NET
+// match names in any case) with different values. Servers disagree on
+// which one counts, so an attacker could otherwise pick the username the
+// span shows. A configured header is authoritative: the operator said the
+// username travels there.
+func (e *Extractor) username(in Input, a authInfo, body, query fields) (u string, ambiguous bool) {
 	if e.userHeader != "" && in.Request != nil {
-		raw = headerGet(in.Request.Header, e.userHeader)
-	}
-	if strings.TrimSpace(raw) == "" {
-		raw = a.basicUser
-	}
-	if strings.TrimSpace(raw) == "" {
-		for _, name := range e.bodyFields {
-			if v, ok := body.str(name); ok && strings.TrimSpace(v) != "" {
-				raw = v
-				break
+		var c candidates
+		for _, f := range in.Request.Header {
+			if strings.EqualFold(f.Name, e.userHeader) {
+				c.add(e.normaliseUsername(f.Value), false)
 			}
 		}
+		if c.ambiguous || c.value != "" {
+			return c.result()
+		}
 	}
-	if strings.TrimSpace(raw) == "" {
-		raw = a.grantUser
+	var c candidates
+	if a.basicUser != "" || a.basicConflict {
+		c.add(e.normaliseUsername(a.basicUser), a.basicConflict)
 	}
-	return e.normaliseUsername(raw)
+	e.bodyUsername(&c, body)
+	e.bodyUsername(&c, query)
+	if a.grantUser != "" {
+		c.add(e.normaliseUsername(a.grantUser), false)
+	}
+	return c.result()
+}
+
+// bodyUsername adds the first configured field a body has with a value
+// that is not blank, in any case of its name. Spellings that disagree,
+// blank or not, make the request ambiguous.
+func (e *Extractor) bodyUsername(c *candidates, body fields) {
+	if len(body) == 0 {
+		return
+	}
+	for _, name := range e.bodyFields {
+		var val string
+		seen, blank, conflict := false, false, false
+		for k, v := range body {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			if v.conflict {
+				conflict = true
+				continue
+			}
+			if !v.scalar {
+				continue
+			}
+			switch n := e.normaliseUsername(v.val); {
+			case n == "":
+				blank = true
+			case !seen:
+				val, seen = n, true
+			case n != val:
+				conflict = true
+			}
+		}
+		if conflict || seen && blank {
+			c.add("", true)
+			return
+		}
+		if seen {
+			c.add(val, false)
+			return
+		}
+	}
+}
+
+// candidates collects the usernames a request names.
+type candidates struct {
+	value     string
+	ambiguous bool
+}
+
+func (c *candidates) add(u string, conflict bool) {
+	switch {
+	case conflict:
+		c.ambiguous = true
+	case u == "":
+	case c.value == "":
+		c.value = u
+	case c.value != u:
+		c.ambiguous = true
+	}
+}
+
+// result is the username, or none when the request named several.
+func (c *candidates) result() (string, bool) {
+	if c.ambiguous {
+		return "", true
+	}
+	return c.value, false
 }
 
 // normaliseUsername trims and, when configured, lowercases email-looking
