@@ -184,7 +184,7 @@ func resolveGo(ef *elfFile) (*GoTarget, error) {
 	}{{fnTLSRead, &t.Read}, {fnTLSWrite, &t.Write}} {
 		r, ok := funcs[f.name]
 		if !ok {
-			return nil, fmt.Errorf("no %s: the binary does not use crypto/tls", f.name)
+			return nil, fmt.Errorf("%w: no %s", ErrNoTLS, f.name)
 		}
 		if *f.dst, err = ef.goFunc(f.name, r, t.Arch); err != nil {
 			return nil, err
