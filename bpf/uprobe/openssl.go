@@ -56,7 +56,7 @@ type OpenSSLTarget struct {
 // Jan 2026", "OpenSSL 1.1.1w  11 Sep 2023", "OpenSSL 3.0.13+quic 30 Jan
 // 2024"), not prose that names a version ("OpenSSL 3.0 legacy").
 var (
-	opensslText = regexp.MustCompile(`OpenSSL ([0-9]+\.[0-9]+\.[0-9]+[a-z]?)(\+[a-z]+)? +[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4}`)
+	opensslText  = regexp.MustCompile(`OpenSSL ([0-9]+\.[0-9]+\.[0-9]+[a-z]?)(\+[a-z]+)? +[0-9]{1,2} [A-Z][a-z]{2} [0-9]{4}`)
 	libresslText = regexp.MustCompile(`LibreSSL [0-9]+\.[0-9]+\.[0-9]+`)
 )
 
