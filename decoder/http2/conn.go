@@ -577,7 +577,7 @@ func (c *Conn) addField(h *half, f HeaderField) {
 // endBlock finishes a header block and applies it to its stream.
 func (c *Conn) endBlock(h *half, ts uint64) {
 	b := h.block
-	h.block = nil
+	defer func() { h.block = nil }()
 	if !b.failed {
 		if h.hp != nil {
 			if err := h.hp.Close(); err != nil {
@@ -611,7 +611,14 @@ func (c *Conn) endBlock(h *half, ts uint64) {
 func (c *Conn) apply(dir Direction, st *stream, b *headerBlock) {
 	partial := b.failed || b.unknown > 0
 	pseudo, regular := splitPseudo(b.fields)
+	// A head always has pseudo-headers; an ending block without any,
+	// first seen on a stream joined late, is its trailers.
+	trailers := len(pseudo) == 0 && b.endStream
 	if dir == Ingress {
+		if !st.reqHeaders && trailers {
+			st.reqHeaders = true
+			st.ex.Request = &Request{ContentLength: -1, Partial: true}
+		}
 		if st.reqHeaders {
 			st.ex.Request.Trailer = append(st.ex.Request.Trailer, regular...)
 			st.ex.Request.Partial = st.ex.Request.Partial || partial
@@ -633,6 +640,10 @@ func (c *Conn) apply(dir Direction, st *stream, b *headerBlock) {
 		}
 		st.ex.Request = r
 		return
+	}
+	if !st.respHeaders && trailers {
+		st.respHeaders = true
+		st.ex.Response = &Response{ContentLength: -1, Partial: true}
 	}
 	if st.respHeaders {
 		st.ex.Response.Trailer = append(st.ex.Response.Trailer, regular...)
