@@ -40,13 +40,13 @@ func GoBuild(arch, out, pkg string, test bool) error {
 const GuestBinDir = "/authprobe/bin"
 
 // NewJob is a job without steps for a guest root kind. A host root keeps
-// the host's PATH (the same python3, node, java and curl), with HOME and
-// the temporary directories on tmpfs.
+// the host's PATH (the same python3, node, java and curl); /run starts
+// empty (no host daemon's sockets or pid files).
 func NewJob(root string, hostEnv []string) guest.Job {
 	job := guest.Job{Root: root}
 	path := GuestBinDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	if root == guest.RootHost {
-		job.Writable = []string{"/tmp", "/run", "/var/tmp"}
+		job.Writable = []string{"/run"}
 		for _, kv := range hostEnv {
 			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 				path = v

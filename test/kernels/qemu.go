@@ -23,7 +23,7 @@ type Machine struct {
 	Console string
 	// Append is added to the kernel command line.
 	Append []string
-	// Modules the init loads: for a 9p host root, the virtio and 9p
+	// Modules the init loads for a host root: the virtio, 9p and overlay
 	// drivers (whichever of them the kernel has as modules).
 	Modules []string
 }
@@ -46,7 +46,7 @@ func MachineFor(arch string) (Machine, error) {
 			// every clock_gettime would then pay.
 			Console: "ttyS0",
 			Append:  append(common, "tsc=reliable", "clocksource=tsc"),
-			Modules: []string{"virtio_pci", "9pnet_virtio", "9p"},
+			Modules: []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"},
 		}, nil
 	case "arm64":
 		return Machine{
@@ -55,7 +55,7 @@ func MachineFor(arch string) (Machine, error) {
 			Args:    []string{"-M", "virt", "-cpu", "neoverse-n1"},
 			Console: "ttyAMA0",
 			Append:  common,
-			Modules: []string{"virtio_pci", "9pnet_virtio", "9p"},
+			Modules: []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"},
 		}, nil
 	}
 	return Machine{}, fmt.Errorf("no machine for arch %q", arch)

@@ -21,7 +21,7 @@ const ModulesDir = "/authprobe/modules"
 // Root kinds.
 const (
 	// RootHost: the host's / shared read-only over virtio-9p (mount tag
-	// HostTag) becomes the guest's root, with tmpfs on Job.Writable.
+	// HostTag) under a tmpfs overlay becomes the guest's root.
 	RootHost = "host"
 	// RootInitramfs: the guest stays in the initramfs (binaries shipped
 	// in it, e.g. static arm64 test binaries).
@@ -35,7 +35,7 @@ const HostTag = "hostroot"
 type Job struct {
 	Root string `json:"root"`
 	// Writable are directories (absolute, in the guest's root) that get a
-	// fresh tmpfs, for a root that is otherwise read-only.
+	// fresh, empty tmpfs.
 	Writable []string `json:"writable,omitempty"`
 	// Env is the base environment of every step.
 	Env   []string `json:"env,omitempty"`

@@ -154,20 +154,25 @@ func loadModules(dir string) error {
 	return nil
 }
 
-// enterHostRoot mounts the host's / (read-only 9p) on /host, gives it its
-// own /dev, /proc, /sys and tmpfs on the writable directories, and
-// chroots into it. The initramfs stays mounted underneath; a VM this
-// short-lived does not need the memory back.
+// enterHostRoot makes the host's / (read-only 9p) the guest's root under
+// a tmpfs overlay, so that everything of the host is where it is there
+// (the repository may live anywhere, /tmp included) and every directory
+// is writable without touching the host. It gives the root its own /dev,
+// /proc, /sys, fresh tmpfs on the writable directories, and chroots into
+// it. The initramfs stays mounted underneath; a VM this short-lived does
+// not need the memory back.
 func enterHostRoot(writable []string) error {
-	const root = "/host"
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return fmt.Errorf("mkdir %s: %w", root, err)
+	const lower, rw, root = "/lower", "/rw", "/host"
+	for _, d := range []string{lower, rw, root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", d, err)
+		}
 	}
 	// The virtio device may still be probing right after its driver loaded.
 	opts := "trans=virtio,version=9p2000.L,msize=512000,cache=loose"
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		err = unix.Mount(guest.HostTag, root, "9p", unix.MS_RDONLY, opts)
+		err = unix.Mount(guest.HostTag, lower, "9p", unix.MS_RDONLY, opts)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
@@ -176,7 +181,16 @@ func enterHostRoot(writable []string) error {
 	if err != nil {
 		return fmt.Errorf("mount host root (9p %s): %w", guest.HostTag, err)
 	}
+	if err := (mount{"tmpfs", rw, "tmpfs", 0, "mode=0755"}).do(); err != nil {
+		return err
+	}
+	for _, d := range []string{rw + "/upper", rw + "/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("mkdir %s: %w", d, err)
+		}
+	}
 	ms := []mount{
+		{"overlay", root, "overlay", 0, "lowerdir=" + lower + ",upperdir=" + rw + "/upper,workdir=" + rw + "/work"},
 		{"devtmpfs", root + "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
 		{"proc", root + "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
 		{"sysfs", root + "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
@@ -184,15 +198,8 @@ func enterHostRoot(writable []string) error {
 	for _, dir := range writable {
 		ms = append(ms, mount{"tmpfs", root + dir, "tmpfs", unix.MS_NODEV, "mode=1777"})
 	}
-	// Mount points must exist in the read-only share; mkdir there fails,
-	// so check instead.
-	for _, m := range ms {
-		if _, err := os.Stat(m.target); err != nil {
-			return fmt.Errorf("mount point %s missing on the host: %w", strings.TrimPrefix(m.target, root), err)
-		}
-		if err := unix.Mount(m.source, m.target, m.fstype, m.flags, m.data); err != nil {
-			return fmt.Errorf("mount %s on %s: %w", m.fstype, m.target, err)
-		}
+	if err := mountAll(ms); err != nil {
+		return err
 	}
 	if err := unix.Chroot(root); err != nil {
 		return fmt.Errorf("chroot %s: %w", root, err)
