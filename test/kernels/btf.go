@@ -34,7 +34,7 @@ func ExtractBTF(image []byte) ([]byte, error) {
 		strOff := binary.LittleEndian.Uint32(h[16:])
 		strLen := binary.LittleEndian.Uint32(h[20:])
 		end := uint64(off) + uint64(hdrLen) + uint64(strOff) + uint64(strLen)
-		if hdrLen != btfHeaderLen || typeOff != 0 || strOff != typeLen || typeLen < 1<<20 || end > uint64(len(image)) {
+		if hdrLen != btfHeaderLen || typeOff != 0 || strOff != typeLen || typeLen == 0 || end > uint64(len(image)) {
 			continue
 		}
 		raw := image[off:end]

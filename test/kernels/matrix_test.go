@@ -202,7 +202,7 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 				failed = true
 				t.Fatalf("suite did not run (boot: %v)", res.Err())
 			}
-			t.Logf("%s: exit %d in %.1fs", s.Name, st.Exit, st.Seconds)
+			t.Logf("%s: exit %d in %.1fs%s", s.Name, st.Exit, st.Seconds, testVerdicts(st.Output))
 			if !st.OK() {
 				failed = true
 				t.Errorf("%s: exit %d %s; output:\n%s", s.Name, st.Exit, st.Error, tail(st.Output, 6000))
@@ -376,6 +376,25 @@ func logFeatures(t *testing.T, console string) {
 	if len(fs) > 0 {
 		t.Logf("features probed in the guest:\n  %s", strings.Join(fs, "\n  "))
 	}
+}
+
+// testVerdicts are the "--- PASS/FAIL/SKIP" lines of a test binary's
+// output (with the skip reasons go test prints under them), so that a
+// suite that passed by skipping everything shows it.
+func testVerdicts(out string) string {
+	var b strings.Builder
+	lines := strings.Split(strings.ReplaceAll(out, "\r", ""), "\n")
+	for i, line := range lines {
+		trimmed := strings.TrimLeft(line, " ")
+		if !strings.HasPrefix(trimmed, "--- ") {
+			continue
+		}
+		b.WriteString("\n  " + line)
+		if strings.HasPrefix(trimmed, "--- SKIP") && i+1 < len(lines) {
+			b.WriteString("\n  " + lines[i+1])
+		}
+	}
+	return b.String()
 }
 
 func tail(s string, n int) string {
