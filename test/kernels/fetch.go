@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/authprobe/authprobe/test/kernels/guest"
 )
@@ -40,6 +41,9 @@ type Image struct {
 	Kernel  string
 	Config  string // /boot/config-* of the package
 	Modules string // newc archive of the modules, dependencies first
+	// Stages says what Prepare did and how long each part took ("cached"
+	// when nothing).
+	Stages []string
 }
 
 func run(name string, args ...string) ([]byte, error) {
@@ -108,11 +112,20 @@ func Prepare(cacheDir string, pkg Package, modules []string) (*Image, error) {
 	relFile := filepath.Join(dir, "release")
 	if rel, err := os.ReadFile(relFile); err == nil && exists(img.Vmlinuz) && exists(img.Kernel) && exists(img.Config) && exists(img.Modules) {
 		img.Release = strings.TrimSpace(string(rel))
+		img.Stages = []string{"cached"}
 		return img, nil
 	}
-	deb, err := download(dir, pkg)
+	t0 := time.Now()
+	stage := func(name string) {
+		img.Stages = append(img.Stages, fmt.Sprintf("%s %.1fs", name, time.Since(t0).Seconds()))
+		t0 = time.Now()
+	}
+	deb, fetched, err := download(dir, pkg)
 	if err != nil {
 		return nil, err
+	}
+	if fetched {
+		stage("download")
 	}
 	tree, err := os.MkdirTemp(dir, "extract-")
 	if err != nil {
@@ -122,6 +135,7 @@ func Prepare(cacheDir string, pkg Package, modules []string) (*Image, error) {
 	if _, err := run("dpkg-deb", "-x", deb, tree); err != nil {
 		return nil, fmt.Errorf("extract %s: %w", deb, err)
 	}
+	stage("extract")
 	vmlinuz, err := glob1(tree, "boot/vmlinuz-*")
 	if err != nil {
 		return nil, err
@@ -135,6 +149,7 @@ func Prepare(cacheDir string, pkg Package, modules []string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	stage(fmt.Sprintf("%d modules", len(mods)))
 	var buf bytes.Buffer
 	c := newCPIO(&buf)
 	c.Dir(strings.TrimPrefix(guest.ModulesDir, "/"))
@@ -159,6 +174,7 @@ func Prepare(cacheDir string, pkg Package, modules []string) (*Image, error) {
 		if err := writeVmlinux(img.Vmlinuz, img.Kernel); err != nil {
 			return nil, err
 		}
+		stage("vmlinux")
 	}
 	if err := writeAtomic(img.Modules, buf.Bytes()); err != nil {
 		return nil, err
@@ -170,22 +186,22 @@ func Prepare(cacheDir string, pkg Package, modules []string) (*Image, error) {
 }
 
 // download fetches pkg's .deb into dir with apt-get (from the configured
-// Debian mirror), unless it is there.
-func download(dir string, pkg Package) (string, error) {
+// Debian mirror), unless it is there; fetched says it was not.
+func download(dir string, pkg Package) (path string, fetched bool, err error) {
 	matches, _ := filepath.Glob(filepath.Join(dir, pkg.Name+"_*.deb"))
 	if len(matches) == 1 {
-		return matches[0], nil
+		return matches[0], false, nil
 	}
 	cmd := exec.Command("apt-get", "download", "-q", pkg.Name+":"+pkg.Arch+"="+pkg.Version)
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download %s=%s: %w\n%s", pkg.Name, pkg.Version, err, out)
+		return "", false, fmt.Errorf("apt-get download %s=%s: %w\n%s", pkg.Name, pkg.Version, err, out)
 	}
 	matches, _ = filepath.Glob(filepath.Join(dir, pkg.Name+"_*.deb"))
 	if len(matches) != 1 {
-		return "", fmt.Errorf("apt-get download %s: want one .deb in %s, found %v", pkg.Name, dir, matches)
+		return "", false, fmt.Errorf("apt-get download %s: want one .deb in %s, found %v", pkg.Name, dir, matches)
 	}
-	return matches[0], nil
+	return matches[0], true, nil
 }
 
 func glob1(root, pattern string) (string, error) {

@@ -39,6 +39,9 @@ type Suite struct {
 	// Cmd runs instead of a test binary; Cmd[0] names a binary of
 	// Binaries ("authprobe", "goserver") or one on the guest's PATH.
 	Cmd []string
+	// Bins are the commands of Binaries the suite needs built for the
+	// guest (Cmd[0] is added by itself).
+	Bins []string
 	// Dir is the working directory relative to the repository root
 	// (host root only); default: the package's directory, or the root.
 	Dir string
@@ -66,13 +69,21 @@ const SmokePackage = "./test/kernels/guest/smoke/"
 // (evasion matrix, fd reuse, TLS) by package and -run pattern.
 func amd64Suites() []Suite {
 	return []Suite{
-		{Name: "smoke", Test: SmokePackage, Timeout: 5 * time.Minute},
+		smokeSuite(5 * time.Minute),
 		{Name: "check", Cmd: []string{"authprobe", "check", "--config", "deploy/authprobe.yaml"}, Timeout: 5 * time.Minute},
 		{Name: "bpf", Test: "./bpf/", Timeout: 10 * time.Minute},
-		{Name: "e2e-login-python", Test: "./test/e2e/", Run: "^TestLoginSpans$/^python$", Timeout: 10 * time.Minute},
-		{Name: "e2e-login-go", Test: "./test/e2e/", Run: "^TestEveryServerLanguage$/^go$", Timeout: 10 * time.Minute},
+		{Name: "e2e-login-python", Test: "./test/e2e/", Run: "^TestLoginSpans$/^python$", Bins: e2eBins(), Timeout: 10 * time.Minute},
+		{Name: "e2e-login-go", Test: "./test/e2e/", Run: "^TestEveryServerLanguage$/^go$", Bins: e2eBins(), Timeout: 10 * time.Minute},
 	}
 }
+
+// smokeSuite is the guest smoke test; its Go server login needs goserver.
+func smokeSuite(timeout time.Duration) Suite {
+	return Suite{Name: "smoke", Test: SmokePackage, Bins: []string{"goserver"}, Timeout: timeout}
+}
+
+// e2eBins are what test/e2e builds for itself on a host.
+func e2eBins() []string { return []string{"authprobe", "goserver"} }
 
 // DefaultMatrix is what `make test-kernels` boots.
 func DefaultMatrix() []Kernel {
@@ -82,7 +93,7 @@ func DefaultMatrix() []Kernel {
 		{Name: "6.12", Arch: "amd64", Meta: "linux-image-6.12-amd64", Root: "host", Suites: amd64Suites(),
 			CPUs: 2, MemoryMB: 2048, Timeout: 25 * time.Minute},
 		{Name: "arm64-6.12", Arch: "arm64", Meta: "linux-image-6.12-arm64", Root: "initramfs",
-			Suites: []Suite{{Name: "smoke", Test: SmokePackage, Timeout: 10 * time.Minute}},
+			Suites: []Suite{smokeSuite(10 * time.Minute)},
 			CPUs:   2, MemoryMB: 1024, Timeout: 15 * time.Minute},
 	}
 }

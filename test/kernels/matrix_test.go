@@ -75,8 +75,8 @@ func testBinName(pkg string) string {
 	return filepath.Base(strings.TrimSuffix(pkg, "/")) + ".test"
 }
 
-// mustBuildArch builds, once per arch, the init, every command of
-// Binaries and every test package the selected kernels' suites name. A
+// mustBuildArch builds, once per arch, the init and every command and
+// test package the selected kernels' suites of that arch need. A
 // command that does not build for the arch (the agent for arm64, until it
 // has arm64 objects) only fails the suites that use it.
 func mustBuildArch(t *testing.T, buildDir, arch string, ks []Kernel) *archBuild {
@@ -89,9 +89,25 @@ func mustBuildArch(t *testing.T, buildDir, arch string, ks []Kernel) *archBuild 
 	if err := GoBuild(arch, b.init, "./test/kernels/guest/init", false); err != nil {
 		t.Fatal(err)
 	}
+	need := map[string]bool{}
+	for _, k := range ks {
+		if k.Arch != arch {
+			continue
+		}
+		for _, s := range k.Suites {
+			for _, name := range s.Bins {
+				need[name] = true
+			}
+			if len(s.Cmd) > 0 {
+				need[s.Cmd[0]] = true
+			}
+		}
+	}
 	names := make([]string, 0)
 	for name := range Binaries() {
-		names = append(names, name)
+		if need[name] {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 	for _, name := range names {
@@ -156,7 +172,7 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kernel %s: %s %s (%s), prepared in %.1fs", k.Name, pkg.Name, pkg.Version, img.Release, time.Since(start).Seconds())
+	t.Logf("kernel %s: %s %s (%s), prepared in %.1fs (%s)", k.Name, pkg.Name, pkg.Version, img.Release, time.Since(start).Seconds(), strings.Join(img.Stages, ", "))
 	logConfig(t, img)
 
 	job, payload, pre, err := buildJob(k, b, img)
@@ -262,6 +278,16 @@ func buildJob(k Kernel, b *archBuild, img *Image) (job guest.Job, payload []Payl
 		if len(s.AgentArgs) > 0 {
 			st.Env = append(st.Env, "AUTHPROBE_TEST_AGENT_ARGS="+strings.Join(s.AgentArgs, " "))
 		}
+		missing := ""
+		for _, name := range s.Bins {
+			if err := b.failed[name]; err != nil {
+				missing = name
+				pre[s.Name] = fmt.Errorf("%s does not build for %s: %w", name, k.Arch, err)
+			}
+		}
+		if missing != "" {
+			continue
+		}
 		switch {
 		case s.Test != "":
 			name := testBinName(s.Test)
@@ -363,7 +389,8 @@ func logConfig(t *testing.T, img *Image) {
 	t.Logf("config: %s", strings.Join(parts, " "))
 }
 
-// logFeatures repeats the smoke test's "feature ..." lines.
+// logFeatures repeats the smoke test's "feature ..." and "workload ..."
+// lines.
 func logFeatures(t *testing.T, console string) {
 	t.Helper()
 	var fs []string
@@ -372,9 +399,12 @@ func logFeatures(t *testing.T, console string) {
 		if f, ok := strings.CutPrefix(line, "feature "); ok {
 			fs = append(fs, f)
 		}
+		if strings.HasPrefix(line, "workload ") {
+			fs = append(fs, line)
+		}
 	}
 	if len(fs) > 0 {
-		t.Logf("features probed in the guest:\n  %s", strings.Join(fs, "\n  "))
+		t.Logf("probed in the guest:\n  %s", strings.Join(fs, "\n  "))
 	}
 }
 

@@ -74,10 +74,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	img, err := kernels.Prepare(dirs.Cache, pkg, m.Modules)
+	var mods []string
+	if k.Root == guest.RootHost {
+		mods = m.Modules
+	}
+	start := time.Now()
+	img, err := kernels.Prepare(dirs.Cache, pkg, mods)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(os.Stderr, "vmrun: %s %s prepared in %.1fs (%s)\n", pkg.Name, pkg.Version, time.Since(start).Seconds(), strings.Join(img.Stages, ", "))
 	work, err := os.MkdirTemp("", "vmrun-")
 	if err != nil {
 		return err

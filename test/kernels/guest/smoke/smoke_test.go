@@ -336,3 +336,52 @@ func mustStartGoServer(tb testing.TB, bin string) string {
 	}
 	return ""
 }
+
+// TestWorkload measures what emulation costs, for the matrix's budget: a
+// fixed CPU job, a syscall loop and a fixed number of loopback logins
+// against the Go server, printed as "workload ..." lines (the same binary on the host
+// gives the ratio). It asserts only that every login was answered.
+func TestWorkload(t *testing.T) {
+	mustGuest(t)
+	bin := os.Getenv("AUTHPROBE_GOSERVER")
+	if bin == "" {
+		t.Skip("AUTHPROBE_GOSERVER not set (path of the test/servers/goserver binary)")
+	}
+	const cpuBytes = 32 << 20
+	data := make([]byte, cpuBytes)
+	start := time.Now()
+	sum := sha256.Sum256(data)
+	cpu := time.Since(start)
+	fmt.Printf("workload sha256 %d MiB: %.2fs (%x...)\n", cpuBytes>>20, cpu.Seconds(), sum[:4])
+
+	const calls = 200000
+	start = time.Now()
+	for range calls {
+		syscall.Getppid()
+	}
+	el := time.Since(start)
+	fmt.Printf("workload %d getppid: %.2fs (%.0f ns each)\n", calls, el.Seconds(), float64(el.Nanoseconds())/calls)
+
+	addr := mustStartGoServer(t, bin)
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	t.Cleanup(client.CloseIdleConnections)
+	const logins = 500
+	start = time.Now()
+	for i := range logins {
+		password := "wrong"
+		if i%2 == 0 {
+			password = "correct-horse"
+		}
+		resp, err := client.PostForm("http://"+addr+"/login", url.Values{"username": {"alice"}, "password": {password}})
+		if err != nil {
+			t.Fatalf("login %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 401}[i%2 == 0]; resp.StatusCode != want {
+			t.Fatalf("login %d: %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+	el = time.Since(start)
+	fmt.Printf("workload %d keep-alive logins: %.2fs (%.0f req/s)\n", logins, el.Seconds(), logins/el.Seconds())
+}
