@@ -35,6 +35,17 @@ func (f *fileFlags) Set(s string) error {
 	return nil
 }
 
+type envFlags []string
+
+func (e *envFlags) String() string { return strings.Join(*e, " ") }
+func (e *envFlags) Set(s string) error {
+	if !strings.Contains(s, "=") {
+		return fmt.Errorf("want KEY=VALUE, got %q", s)
+	}
+	*e = append(*e, s)
+	return nil
+}
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
@@ -49,6 +60,8 @@ func run() error {
 	timeout := flag.Duration("timeout", 10*time.Minute, "whole boot")
 	var files fileFlags
 	flag.Var(&files, "file", "/guest/path=host-path copied into the initramfs (repeatable)")
+	var env envFlags
+	flag.Var(&env, "env", "KEY=VALUE for the command (repeatable)")
 	flag.Parse()
 	if flag.NArg() == 0 {
 		return fmt.Errorf("no command (after --)")
@@ -94,7 +107,7 @@ func run() error {
 		return err
 	}
 	job := kernels.NewJob(k.Root, os.Environ())
-	step := guest.Step{Name: "cmd", Argv: flag.Args(), TimeoutSeconds: int(timeout.Seconds())}
+	step := guest.Step{Name: "cmd", Argv: flag.Args(), Env: env, TimeoutSeconds: int(timeout.Seconds())}
 	if k.Root == guest.RootHost {
 		step.Dir = cwd
 	}
