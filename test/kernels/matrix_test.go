@@ -114,7 +114,7 @@ func mustBuildArch(t *testing.T, buildDir, arch string, ks []Kernel) *archBuild 
 		out := filepath.Join(b.dir, name)
 		if err := GoBuild(arch, out, Binaries()[name], false); err != nil {
 			b.failed[name] = err
-			t.Logf("%s does not build for %s; suites using it fail: %v", name, arch, firstLine(err.Error()))
+			t.Logf("%s does not build for %s; the suites that need it fail (or skip: SkipUnbuilt): %v", name, arch, firstLine(err.Error()))
 			continue
 		}
 		b.bins[name] = out
