@@ -107,7 +107,7 @@ func DefaultMatrix() []Kernel {
 				// (bpf2go -target amd64,arm64); skips until then.
 				{Name: "agent-login", Test: "./test/kernels/guest/agent/", Bins: e2eBins(), SkipUnbuilt: true, Timeout: 10 * time.Minute},
 			},
-			CPUs:   2, MemoryMB: 1024, Timeout: 15 * time.Minute},
+			CPUs: 2, MemoryMB: 1024, Timeout: 15 * time.Minute},
 	}
 }
 
