@@ -53,7 +53,7 @@ test-unit:
 # picks some. Consoles of failed boots are kept in test/kernels/artifacts
 # (or $$AUTHPROBE_ARTIFACTS). Setup: test/kernels/README.md.
 test-kernels:
-	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 50m -run '^TestMatrix$$' ./test/kernels/
+	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 45m -run '^TestMatrix$$' ./test/kernels/
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)

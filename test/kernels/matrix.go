@@ -97,9 +97,9 @@ func e2eBins() []string { return []string{"authprobe", "goserver"} }
 func DefaultMatrix() []Kernel {
 	return []Kernel{
 		{Name: "6.1", Arch: "amd64", Meta: "linux-image-amd64", Root: "host", Suites: amd64Suites(),
-			CPUs: 2, MemoryMB: 2048, Timeout: 25 * time.Minute},
+			CPUs: 2, MemoryMB: 2048, Timeout: 15 * time.Minute},
 		{Name: "6.12", Arch: "amd64", Meta: "linux-image-6.12-amd64", Root: "host", Suites: amd64Suites(),
-			CPUs: 2, MemoryMB: 2048, Timeout: 25 * time.Minute},
+			CPUs: 2, MemoryMB: 2048, Timeout: 15 * time.Minute},
 		{Name: "arm64-6.12", Arch: "arm64", Meta: "linux-image-6.12-arm64", Root: "initramfs",
 			Suites: []Suite{
 				smokeSuite(10 * time.Minute),
@@ -107,7 +107,7 @@ func DefaultMatrix() []Kernel {
 				// (bpf2go -target amd64,arm64); skips until then.
 				{Name: "agent-login", Test: "./test/kernels/guest/agent/", Bins: e2eBins(), SkipUnbuilt: true, Timeout: 10 * time.Minute},
 			},
-			CPUs: 2, MemoryMB: 1024, Timeout: 15 * time.Minute},
+			CPUs: 2, MemoryMB: 1024, Timeout: 10 * time.Minute},
 	}
 }
 
