@@ -5,23 +5,25 @@ CONFIG    ?= deploy/authprobe.yaml
 COLLECTOR := test/collector/bin/otelcol-authprobe
 GOTEST    ?= $(GO) test
 FUZZTIME  ?= 20s
+KERNELS   ?= all
 
-.PHONY: help generate check-generate build run check test test-unit collector bench fuzz clean
+.PHONY: help generate check-generate build run check test test-unit test-kernels collector bench fuzz clean
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
 	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector)"
 	@echo "make test-unit      unprivileged unit tests only"
+	@echo "make test-kernels   the capture tests on Debian 6.1, 6.12 and arm64 kernels under qemu (root; KERNELS=$(KERNELS))"
 	@echo "make bench          wrk baseline vs agent attached, side by side"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
 	@echo "make check-generate fail when the committed eBPF objects differ from their sources"
 	@echo "make fuzz           run every fuzz target for FUZZTIME ($(FUZZTIME))"
 
 generate:
-	$(GO) generate ./bpf/
+	$(GO) generate ./bpf/ ./test/kernels/guest/smoke/
 
 check-generate: generate
-	git diff --exit-code -- bpf/ || { echo "bpf objects differ from sources: run make generate and commit" >&2; exit 1; }
+	git diff --exit-code -- bpf/ test/kernels/guest/smoke/ || { echo "bpf objects differ from sources: run make generate and commit" >&2; exit 1; }
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/authprobe
@@ -45,6 +47,13 @@ test: build collector
 
 test-unit:
 	$(GOTEST) -count=1 -short ./config/ ./decoder/ ./spanbuilder/... ./export/ ./detect/ ./cmd/...
+
+# Boots each kernel of test/kernels' matrix under qemu (software
+# emulation) and runs the capture subset in it; KERNELS=6.1,arm64-6.12
+# picks some. Consoles of failed boots are kept in test/kernels/artifacts
+# (or $$AUTHPROBE_ARTIFACTS). Setup: test/kernels/README.md.
+test-kernels:
+	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 45m -run '^TestMatrix$$' ./test/kernels/
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)

@@ -337,6 +337,7 @@ func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 		args = append(args, "--pid", strconv.Itoa(pid))
 	}
 	args = append(args, opts.Args...)
+	args = append(args, testutil.AgentArgs()...)
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = append(os.Environ(), opts.Env...)
 	a.cmd.Stdout = a.stdout

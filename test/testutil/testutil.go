@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,13 +84,33 @@ func RepoRoot(tb testing.TB) string {
 }
 
 // GoBuild builds the module's package pkg ("./cmd/authprobe") into out.
+// With AUTHPROBE_PREBUILT_DIR set (the kernel-matrix guests of
+// test/kernels, which have no Go toolchain to spare), out links to the
+// binary named after pkg's last element in that directory instead.
 func GoBuild(out, pkg string) error {
+	if dir := os.Getenv("AUTHPROBE_PREBUILT_DIR"); dir != "" {
+		bin := filepath.Join(dir, filepath.Base(strings.TrimSuffix(pkg, "/")))
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("prebuilt %s: %w", pkg, err)
+		}
+		if err := os.Symlink(bin, out); err != nil {
+			return fmt.Errorf("prebuilt %s: %w", pkg, err)
+		}
+		return nil
+	}
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = moduleDir()
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
 	}
 	return nil
+}
+
+// AgentArgs are extra `authprobe run` flags for every agent a test
+// starts, from AUTHPROBE_TEST_AGENT_ARGS (space-separated): the kernel
+// matrix forces a capture backend this way.
+func AgentArgs() []string {
+	return strings.Fields(os.Getenv("AUTHPROBE_TEST_AGENT_ARGS"))
 }
 
 // moduleDir is two levels above this file: test/testutil -> the module.
