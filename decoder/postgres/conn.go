@@ -88,6 +88,7 @@ func NewConn(cfg Config) *Conn {
 	c.fe.st = fsDetect
 	c.fe.onMessage = c.frontend
 	c.be.onMessage = c.backend
+	c.fe.onLose, c.be.onLose = c.lost, c.lost
 	return c
 }
 
@@ -104,9 +105,7 @@ func (c *Conn) Feed(side Side, off, ts uint64, data []byte) []Operation {
 			// framer has seen enough to tell.
 			c.phase = phStartup
 		}
-		lost := c.stats.Resyncs
 		c.fe.feed(off, ts, data)
-		c.afterFeed(lost)
 	case Backend:
 		if !c.be.started {
 			c.be.st = fsHeader
@@ -118,23 +117,25 @@ func (c *Conn) Feed(side Side, off, ts uint64, data []byte) []Operation {
 				c.midStream()
 			}
 		}
-		lost := c.stats.Resyncs
 		c.be.feed(off, ts, data)
-		c.afterFeed(lost)
 	}
 	out := c.out
 	c.out = nil
 	return out
 }
 
-// afterFeed notices that a framer lost its framing during the feed.
-func (c *Conn) afterFeed(resyncsBefore uint64) {
-	if c.stats.Resyncs == resyncsBefore || c.phase == phOff {
+// lost: a framer lost its framing. The frontend's first bytes being no
+// startup packet means the session is seen from mid-stream; unless the
+// backend is already aligned (it answered everything before the client's
+// first captured byte), answers are paired loosely until a ReadyForQuery.
+func (c *Conn) lost(first bool) {
+	if c.phase == phOff {
 		return
 	}
-	if c.phase == phStartup && c.startup == nil {
-		// The frontend's first bytes were no startup packet.
-		c.midStream()
+	if first {
+		if !c.be.started || !c.aligned {
+			c.midStream()
+		}
 		return
 	}
 	c.desync()

@@ -76,6 +76,9 @@ type framer struct {
 	// reads, and the message once framed.
 	keepFor   func(Side, byte, uint32) keepRule
 	onMessage func(*message)
+	// onLose is told when the framing is lost (first: the stream's first
+	// bytes were no startup packet), before any later message.
+	onLose func(first bool)
 }
 
 // feed takes the bytes of the stream range [off, off+len(data)).
@@ -136,6 +139,7 @@ func (f *framer) lose() {
 	f.dropScan(len(f.scan))
 	f.scanOff = f.next
 	f.stats.Resyncs++
+	f.onLose(false)
 }
 
 func (f *framer) dropScan(n int) {
@@ -174,6 +178,7 @@ func (f *framer) consume(ts uint64, data []byte) {
 				f.st = fsResync
 				f.scanOff = f.next
 				f.stats.Resyncs++
+				f.onLose(true)
 			}
 			f.consume(ts, head[:])
 		case fsHeader:
@@ -321,10 +326,11 @@ func (f *framer) resync(ts uint64) {
 			return
 		case candAccept:
 			f.dropScan(p)
+			at := f.scanOff
 			rest := append([]byte(nil), f.scan...)
 			f.dropScanQuiet()
 			f.st = fsHeader
-			f.next = f.scanOff
+			f.next = at
 			f.consume(ts, rest)
 			clear(rest)
 			return
