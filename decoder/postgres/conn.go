@@ -63,7 +63,7 @@ type Conn struct {
 	// fromStart: the session was seen from its startup packet.
 	fromStart bool
 	encrypted bool
-	pend    []pending
+	pend      []pending
 	// cycle is the first frontend message of the extended-protocol
 	// exchange that the next Execute belongs to.
 	cycle     Range

@@ -324,7 +324,9 @@ func passwordMessages(t *testing.T, s []recorded) [][]byte {
 	return out
 }
 
-func be32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func be32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
 
 // retains walks everything reachable from v (unexported fields, slice
 // capacity beyond its length, maps) and reports a forbidden byte string
