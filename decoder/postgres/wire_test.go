@@ -259,6 +259,65 @@ func checkSession(t *testing.T, name string, s []recorded, want []string) {
 		t.Errorf("%s: one byte at a time changes the result:\n  got  %q\n  want %q", name, describeAll(got), describeAll(ops))
 	}
 	checkFraming(t, name, s)
+	checkMidStream(t, name, s, ops)
+}
+
+// checkMidStream starts the capture at every read of the recording, as an
+// agent started while the session was open would: what it pairs must be
+// what the whole recording gives, and every request sent after the first
+// answer it sees must be there.
+func checkMidStream(t *testing.T, name string, s []recorded, ref []Operation) {
+	t.Helper()
+	byStart := map[uint64]Operation{}
+	for _, op := range ref {
+		if op.Kind != KindStartup {
+			byStart[op.Request.Start] = op
+		}
+	}
+	for i := 1; i < len(s); i++ {
+		c := NewConn(Config{})
+		off := map[Side]uint64{}
+		for _, ch := range s[:i] {
+			off[ch.side] += uint64(len(ch.data))
+		}
+		var ops []Operation
+		for j, ch := range s[i:] {
+			ops = append(ops, c.Feed(ch.side, off[ch.side], uint64(i+j), ch.data)...)
+			off[ch.side] += uint64(len(ch.data))
+		}
+		ops = append(ops, c.Close()...)
+		got := map[uint64]bool{}
+		for _, op := range ops {
+			if op.Status == StatusLost || op.Status == StatusClosed || op.Kind == KindStartup {
+				continue
+			}
+			r, ok := byStart[op.Request.Start]
+			if ok && op.OperationName() == "" {
+				// A failed Execute of a statement prepared before the
+				// capture: nothing names its operation.
+				r.Query, r.Command = Query{}, ""
+			}
+			if !ok || describe(r) != describe(op) || r.Rows != op.Rows {
+				t.Errorf("%s, capture from read %d: %s (rows %d) at %d; the whole recording has %s (rows %d)",
+					name, i, describe(op), op.Rows, op.Request.Start, describe(r), r.Rows)
+				continue
+			}
+			got[op.Request.Start] = true
+		}
+		// The first answer completed after the cut.
+		first := uint64(1 << 62)
+		for _, r := range ref {
+			if r.Response.EndTime >= uint64(i) && r.Response.EndTime < first {
+				first = r.Response.EndTime
+			}
+		}
+		for _, r := range ref {
+			if r.Kind != KindStartup && r.Request.StartTime > first && !got[r.Request.Start] {
+				t.Errorf("%s, capture from read %d: %s (asked at read %d) is missing: got %q",
+					name, i, describe(r), r.Request.StartTime, describeAll(ops))
+			}
+		}
+	}
 }
 
 func checkRanges(t *testing.T, name string, op Operation) {
