@@ -182,6 +182,9 @@ func wireClients(dir string) []wireClient {
 // and one byte at a time, no secret in any output, no password message
 // byte held, and the same message framing as pgproto3.
 func TestWire(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts PostgreSQL and three real clients")
+	}
 	pg := chain.MustStartPostgres(t, chain.PostgresOptions{HBA: []string{
 		"host all " + md5Role + " 127.0.0.1/32 md5",
 		"host all " + clearRole + " 127.0.0.1/32 password",

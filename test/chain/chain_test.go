@@ -70,6 +70,9 @@ func mustLogin(tb testing.TB, client *http.Client, base, user, pass string) stri
 // as configured, /health touches no database and the poller queries
 // outside any request.
 func TestFlows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts PostgreSQL, two backends and nginx")
+	}
 	env := Start(t, Options{ForwardTraceparent: true})
 	client := &http.Client{Timeout: 60 * time.Second} // a cold JVM on a loaded machine
 	for lang, gw := range env.Gateways {
@@ -215,6 +218,9 @@ func TestFlows(t *testing.T) {
 // TestWrongDatabasePassword: a backend whose database password is wrong
 // answers 503, and the database refused each login with 28P01.
 func TestWrongDatabasePassword(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts PostgreSQL, two backends and nginx")
+	}
 	env := Start(t, Options{Backend: BackendOptions{DBPassword: "not-the-password", PerRequest: true, PollInterval: -1}})
 	client := &http.Client{Timeout: 60 * time.Second} // a cold JVM on a loaded machine
 	for lang, gw := range env.Gateways {
