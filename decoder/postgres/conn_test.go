@@ -334,7 +334,7 @@ func TestBounds(t *testing.T) {
 		junk := []byte(strings.Repeat("\xff", 5000))
 		ops := run(c, []step{fe(junk), be(junk)})
 		st := c.Stats()
-		if len(ops) != 0 || st.ResyncBytes != 10000 || cap(c.fe.scan) > 8192 {
+		if len(ops) != 0 || st.ResyncBytes != 10000 || cap(c.fe.scan) > 2048 {
 			t.Fatalf("ops %q stats %+v scan cap %d", describeAll(ops), st, cap(c.fe.scan))
 		}
 	})

@@ -157,10 +157,15 @@ func (f *framer) consume(ts uint64, data []byte) {
 			f.next += uint64(len(data))
 			return
 		case fsResync:
-			f.scan = append(f.scan, data...)
-			f.next += uint64(len(data))
+			// At most MaxResyncBytes are held, whatever the chunk size.
+			if len(f.scan) >= f.cfg.MaxResyncBytes {
+				f.dropScan(len(f.scan) - f.cfg.MaxResyncBytes/2)
+			}
+			n := min(len(data), f.cfg.MaxResyncBytes-len(f.scan))
+			f.scan = append(f.scan, data[:n]...)
+			f.next += uint64(n)
+			data = data[n:]
 			f.resync(ts)
-			return
 		case fsDetect:
 			n := copy(f.hdr[f.hdrN:8], data)
 			f.hdrN += n
@@ -320,9 +325,6 @@ func (f *framer) resync(ts uint64) {
 			continue
 		case candMore:
 			f.dropScan(p)
-			if len(f.scan) > f.cfg.MaxResyncBytes {
-				f.dropScan(len(f.scan) - f.cfg.MaxResyncBytes/2)
-			}
 			return
 		case candAccept:
 			f.dropScan(p)
@@ -376,7 +378,12 @@ const maxCandidate = 16 << 10
 // like a message header (or the end of what was fed). Messages whose
 // content cannot be checked (CopyData, passwords, function calls) are
 // never boundaries.
-func verifyCandidate(side Side, b []byte) candidate {
+func verifyCandidate(side Side, b []byte) candidate { return verifyAt(side, b, 0) }
+
+// maxWeak is how many 4-byte messages in a row may vouch for each other.
+const maxWeak = 3
+
+func verifyAt(side Side, b []byte, weak int) candidate {
 	if len(b) < 5 {
 		if validType(side, b[0]) {
 			return candMore
@@ -417,8 +424,11 @@ func verifyCandidate(side Side, b []byte) candidate {
 		return candAccept
 	}
 	// A 4-byte message is too easy to meet by chance: the next one must
-	// verify too.
-	if next := verifyCandidate(side, rest); next == candAccept {
+	// verify too (and a run of them ends in one with content).
+	if weak >= maxWeak {
+		return candReject
+	}
+	if next := verifyAt(side, rest, weak+1); next == candAccept {
 		return candAccept
 	} else if next == candMore {
 		return candMore

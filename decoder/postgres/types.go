@@ -13,9 +13,9 @@
 //     framed and skipped, their bytes never copied; the server's SASL
 //     challenges, MD5 salt and BackendKeyData secret likewise;
 //   - the user name of the StartupMessage (and session_authorization):
-//     nothing in the database span conventions needs it, so it is not
-//     read; db.namespace is the database parameter only, never the user
-//     name the server would default it to;
+//     nothing in the database span conventions needs it, so it is never
+//     copied out of the parse buffer; db.namespace is the database
+//     parameter only, never the user name the server would default it to;
 //   - Bind parameter values, DataRow values, COPY data, function call
 //     arguments and results, notification payloads;
 //   - literal values in query text: SanitizeQuery replaces them;
@@ -23,6 +23,11 @@
 //     detail, hint, where, ...), which quote values ("Key (email)=(x)
 //     already exists"): only the SQLSTATE code, its condition and class
 //     names and the severity are kept.
+//
+// The bytes of a message the parser reads (at most MaxQueryBytes of a
+// query, 1 KiB of the small ones) sit in a buffer that is wiped as soon as
+// the message is parsed; bytes scanned for a boundary while resyncing (at
+// most MaxResyncBytes) are wiped when discarded.
 //
 // Memory is bounded by Config; every byte or message that could not be
 // followed is counted in Stats. A connection first seen mid-stream, or
