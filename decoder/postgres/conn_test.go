@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -351,5 +352,49 @@ func TestParseTag(t *testing.T) {
 		if cmd, n := parseTag(tag); cmd != want.cmd || n != want.n {
 			t.Errorf("parseTag(%q) = %q %d, want %q %d", tag, cmd, n, want.cmd, want.n)
 		}
+	}
+}
+
+// TestNothingRetained feeds values that must never be held one byte at a
+// time and looks through everything the connection holds: a password, a
+// Bind parameter, a row value and COPY data after every byte (they are
+// never copied at all); the user name, a parameter status value and an
+// error message after every read (they pass through the parse buffer of
+// their message and are wiped with it).
+func TestNothingRetained(t *testing.T) {
+	const never, notKept = "NEVERHELD", "NOTKEPT"
+	steps := []step{
+		fe(startupMsg("user", notKept+"-user", "database", "db")),
+		be(msg('R', i32(3))),
+		fe(msg('p', cstr(never+"-password"))),
+		be(authOK, msg('S', cstr("session_authorization"), cstr(notKept+"-user")), ready),
+		fe(parse("s", "SELECT $1"), bind("", "s", never+"-param"), execute(""), syncMsg),
+		be(parseOK, bindOK, msg('D', i16(1), i32(len(never)+4), []byte(never+"-row")), cmdSel1, ready),
+		fe(query("COPY t FROM STDIN"), msg('d', []byte(never+"-copy")), msg('c')),
+		be(msg('G', []byte{0}, i16(0)), msg('C', cstr("COPY 1")), ready),
+		fe(query("SELECT 1")),
+		be(msg('E', []byte{'S'}, cstr("ERROR"), []byte{'C'}, cstr("23505"), []byte{'M'}, cstr(notKept+"-message"),
+			[]byte{'D'}, cstr("Key (email)=("+notKept+")"), []byte{0}), ready),
+	}
+	c := NewConn(Config{})
+	off := map[Side]uint64{}
+	var ops []Operation
+	for n, s := range steps {
+		for i := range s.data {
+			ops = append(ops, c.Feed(s.side, off[s.side], 0, s.data[i:i+1])...)
+			off[s.side]++
+			if err := retains(c, [][]byte{[]byte(never)}); err != nil {
+				t.Fatalf("after byte %d of read %d: %v", i, n, err)
+			}
+		}
+		if err := retains(c, [][]byte{[]byte(notKept)}); err != nil {
+			t.Fatalf("after read %d: %v", n, err)
+		}
+	}
+	if got := describeAll(ops); !reflect.DeepEqual(got, []string{"startup ok auth=password db=db", "execute ok SELECT", "query ok COPY", "query error SELECT 23505"}) {
+		t.Fatalf("ops %q", got)
+	}
+	if dump := fmt.Sprintf("%+v", ops); strings.Contains(dump, never) || strings.Contains(dump, notKept) {
+		t.Fatal(dump)
 	}
 }
