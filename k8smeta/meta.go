@@ -28,6 +28,7 @@ const (
 	DefaultOwnerTimeout   = 10 * time.Second
 	DefaultOwnerRetryBase = time.Second
 	DefaultOwnerRetryMax  = 5 * time.Minute
+	DefaultCollectEvery   = 30 * time.Second
 )
 
 // Config configures a Meta.
@@ -52,6 +53,9 @@ type Config struct {
 	// OwnerRetryBase and OwnerRetryMax bound the backoff of failed owner
 	// lookups; default 1s and 5m.
 	OwnerRetryBase, OwnerRetryMax time.Duration
+	// CollectEvery is how often deleted pods past their TTL and owners no
+	// pod refers to are dropped; default 30s.
+	CollectEvery time.Duration
 }
 
 // Meta answers who a process is: its cgroup, and from a watch of this
@@ -108,6 +112,9 @@ func New(cfg Config) (*Meta, error) {
 	}
 	if cfg.OwnerRetryMax <= 0 {
 		cfg.OwnerRetryMax = DefaultOwnerRetryMax
+	}
+	if cfg.CollectEvery <= 0 {
+		cfg.CollectEvery = DefaultCollectEvery
 	}
 	m := &Meta{
 		cfg:     cfg,
@@ -214,7 +221,7 @@ func (m *Meta) Run(ctx context.Context) {
 			m.mu.Unlock()
 		}
 	}()
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(m.cfg.CollectEvery)
 	defer t.Stop()
 	for {
 		select {
