@@ -219,7 +219,7 @@ func (c *Cluster) stop() {
 	terminate(c.apiserver, c.apiDone)
 	terminate(c.etcd, c.etcdDone)
 	if c.tb.Failed() {
-		c.tb.Logf("kube-apiserver log (tail):\n%s", tail(c.path("apiserver.log"), 3000))
+		c.tb.Logf("kube-apiserver log (tail):\n%s", tail(c.path("apiserver.log"), 1500))
 	}
 }
 

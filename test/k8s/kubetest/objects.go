@@ -164,16 +164,16 @@ func (c *Cluster) CronJobPod(tb testing.TB, ns, name, node string, containers ..
 	tb.Helper()
 	ctx := context.Background()
 	labels := map[string]string{"job": name}
+	tmpl := podTemplate(labels, containers)
+	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	cj, err := c.Client.BatchV1().CronJobs(ns).Create(ctx, &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: batchv1.CronJobSpec{Schedule: "*/5 * * * *", JobTemplate: batchv1.JobTemplateSpec{
-			Spec: batchv1.JobSpec{Template: podTemplate(labels, containers)}}},
+			Spec: batchv1.JobSpec{Template: tmpl}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		tb.Fatalf("create cronjob %s/%s: %v", ns, name, err)
 	}
-	tmpl := podTemplate(labels, containers)
-	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	job, err := c.Client.BatchV1().Jobs(ns).Create(ctx, &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Name: name + "-29012345", Namespace: ns,
 			OwnerReferences: []metav1.OwnerReference{controllerRef("batch/v1", "CronJob", cj.Name, cj.UID)}},
