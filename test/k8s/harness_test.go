@@ -36,18 +36,26 @@ type fixture struct {
 func mustFixture(t *testing.T) *fixture {
 	t.Helper()
 	cg := kubetest.MustCgroups(t)
+	return &fixture{c: mustCluster(t), cg: cg}
+}
+
+// mustCluster is the control plane alone, for tests without processes.
+func mustCluster(t *testing.T) *kubetest.Cluster {
+	t.Helper()
 	c := kubetest.Start(t)
 	t.Logf("etcd and kube-apiserver ready in %s", c.StartTime.Round(time.Millisecond))
 	// The agent's identity exactly as deploy/kubernetes ships it.
 	for _, m := range []string{"namespace", "agent-rbac"} {
 		c.Apply(t, m, string(mustRead(t, filepath.Join(kubetest.RepoRoot(), "deploy", "kubernetes", m+".yaml"))))
 	}
-	return &fixture{c: c, cg: cg}
+	return c
 }
 
 // agentREST is the client config of the agent's service account.
-func (f *fixture) agentREST(t *testing.T) *rest.Config {
-	return f.c.ServiceAccountConfig(t, agentNS, agentSA)
+func (f *fixture) agentREST(t *testing.T) *rest.Config { return agentREST(t, f.c) }
+
+func agentREST(t *testing.T, c *kubetest.Cluster) *rest.Config {
+	return c.ServiceAccountConfig(t, agentNS, agentSA)
 }
 
 // start runs argv as the process of one container of p, in the cgroup the

@@ -7,8 +7,11 @@ package k8s
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"runtime"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,7 +103,7 @@ func TestIdentities(t *testing.T) {
 			"k8s.pod.uid": string(debug.UID), "container.id": debug.ContainerIDs["shell"],
 			"k8s.namespace.name": "shop", "k8s.pod.name": "debug", "k8s.container.name": "shell",
 			"container.image.name": "busybox",
-			"service.namespace": "ops", "service.instance.id": "shop.debug.shell",
+			"service.namespace":    "ops", "service.instance.id": "shop.debug.shell",
 		}, "toolbox"},
 		// Another node's pod: only what its cgroup says, never its names.
 		"remote": {map[string]string{
@@ -333,4 +336,42 @@ func keys(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestWatchMemoryFollowsThisNode: with as many pods on another node as on
+// this one, the watch holds this node's only, stripped; the heap it takes
+// is logged per pod (a measurement, not asserted).
+func TestWatchMemoryFollowsThisNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 800 pods")
+	}
+	c := mustCluster(t)
+	c.Namespace(t, "shop")
+	const n = 400
+	lastApplied := strings.Repeat("x", 2048) // what kubectl apply leaves on every object
+	start := time.Now()
+	for i := range 2 * n {
+		node := thisNode
+		if i%2 == 1 {
+			node = otherNode
+		}
+		c.CreatePod(t, kubetest.PodSpec{Namespace: "shop", Name: fmt.Sprintf("p-%d", i), Node: node,
+			Labels:         map[string]string{"app": "shop", "pod-template-hash": "abcde", "version": "v1"},
+			Annotations:    map[string]string{"kubectl.kubernetes.io/last-applied-configuration": lastApplied},
+			ContainerNames: []string{"server", "sidecar"}, Images: []string{"shop/server:1", "envoy:1.30"}})
+	}
+	t.Logf("created %d pods in %s", 2*n, time.Since(start).Round(time.Millisecond))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := startMeta(t, k8smeta.Config{NodeName: thisNode, REST: agentREST(t, c)})
+	took := waitPhase(t, m, k8smeta.PhaseSynced, 60*time.Second)
+	waitFor(t, 10*time.Second, "all of this node's pods", func() bool { return m.State().Pods == n })
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	require.Equal(t, n, m.State().Pods)
+	t.Logf("synced %d pods in %s; heap in use grew %d KiB (%d bytes per pod, client included)",
+		n, took.Round(time.Millisecond), (int64(after.HeapInuse)-int64(before.HeapInuse))/1024,
+		(int64(after.HeapInuse)-int64(before.HeapInuse))/n)
 }

@@ -126,7 +126,8 @@ func (cg *Cgroups) Container(l Layout, uid, id string) string {
 // Start runs cmd inside the cgroup dir from its first instruction
 // (clone3 with CLONE_INTO_CGROUP, as a runtime starts a container's
 // process), so that its exec already shows the container's cgroup. The
-// process is killed at the end of the test.
+// process is killed at the end of the test; waiting for it is the
+// caller's.
 func (cg *Cgroups) Start(cmd *exec.Cmd, dir string) error {
 	fd, err := syscall.Open(dir, syscall.O_DIRECTORY|syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
@@ -155,11 +156,12 @@ func Procs(dir string) ([]string, error) {
 	return strings.Fields(string(b)), nil
 }
 
+// cleanup kills what Start started (its caller reaps it: a zombie holds
+// no cgroup) and removes the subtree.
 func (cg *Cgroups) cleanup() {
 	for _, c := range cg.cmds {
-		if c.Process != nil && c.ProcessState == nil {
+		if c.Process != nil {
 			_ = c.Process.Kill()
-			_ = c.Wait()
 		}
 	}
 	// Anything else still in the subtree (children of the test's
