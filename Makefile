@@ -13,7 +13,7 @@ HELM       = $(shell $(MAKE) -s -C $(K8S_TOOLS) dir)/helm
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
-	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector)"
+	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector and k8s tools)"
 	@echo "make test-unit      unprivileged unit tests only"
 	@echo "make bench          wrk baseline vs agent attached, side by side"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
@@ -67,7 +67,7 @@ test: build collector k8s-tools
 	$(GOTEST) -count=1 -timeout 40m ./...
 
 test-unit:
-	$(GOTEST) -count=1 -short ./config/ ./decoder/ ./spanbuilder/... ./export/ ./detect/ ./cmd/...
+	$(GOTEST) -count=1 -short ./config/ ./decoder/ ./spanbuilder/... ./export/ ./detect/ ./k8smeta/ ./cmd/...
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)
