@@ -334,3 +334,55 @@ func TestManifestsAcceptedByAPIServer(t *testing.T) {
 		}
 	})
 }
+
+// TestHelmInstallKeepsTheKey installs the chart with helm on a real API
+// server, upgrades it and uninstalls it: the generated username key is the
+// same after the upgrade (read back with lookup) and stays after the
+// uninstall, so hashes keep correlating.
+func TestHelmInstallKeepsTheKey(t *testing.T) {
+	helm := kubetest.Tool(t, "helm")
+	c := kubetest.Start(t)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	kubetest.WriteKubeconfig(t, c.Admin, kubeconfig)
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(helm, append(args, "--kubeconfig", kubeconfig)...)
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	key := func() string {
+		t.Helper()
+		s, err := c.Client.CoreV1().Secrets("authprobe").Get(context.Background(), "authprobe-username-key", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(s.Data["key"])
+	}
+	t.Log(run("install", "authprobe", chart, "--namespace", "authprobe", "--create-namespace"))
+	first := key()
+	if len(first) != 48 {
+		t.Fatalf("installed key has %d bytes", len(first))
+	}
+	run("upgrade", "authprobe", chart, "--namespace", "authprobe", "--set", "agent.serviceName=shop")
+	if key() != first {
+		t.Error("the upgrade changed the username key")
+	}
+	cm, err := c.Client.CoreV1().ConfigMaps("authprobe").Get(context.Background(), "authprobe-agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cm.Data["config.yaml"], `service_name: "shop"`) {
+		t.Error("the upgrade did not change the agent config")
+	}
+	run("uninstall", "authprobe", "--namespace", "authprobe")
+	if key() != first {
+		t.Error("the uninstall removed or changed the username key")
+	}
+	if _, err := c.Client.AppsV1().DaemonSets("authprobe").Get(context.Background(), "authprobe-agent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("DaemonSet after uninstall: %v, want not found", err)
+	}
+}
