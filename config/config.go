@@ -62,14 +62,37 @@ type Config struct {
 	src *source
 }
 
-// Target selects processes to watch; an entry matches when any of its set
-// fields matches (exactly one must be set).
+// Target selects processes to watch. Every field it sets must match: at
+// most one of pid, exe and port, and any of the Kubernetes selectors
+// (k8s_*), which match processes in pods of this node and need the agent's
+// pod watch (see k8smeta).
 type Target struct {
 	PID  int    `yaml:"pid"`
 	Exe  string `yaml:"exe"`  // glob on the executable path (path.Match syntax)
 	Port int    `yaml:"port"` // processes listening on this TCP port
+	// K8sNamespace: the pod's namespace.
+	K8sNamespace string `yaml:"k8s_namespace"`
+	// K8sPodLabels: labels the pod has, all with these values.
+	K8sPodLabels map[string]string `yaml:"k8s_pod_labels"`
+	// K8sWorkload: an owner of the pod (a Deployment also owns the pods of
+	// its ReplicaSets, a CronJob those of its Jobs).
+	K8sWorkload K8sWorkload `yaml:"k8s_workload"`
+	// K8sContainer: the container's name in the pod.
+	K8sContainer string `yaml:"k8s_container"`
 	// ServiceName overrides service.name for processes this entry matches.
 	ServiceName string `yaml:"service_name"`
+}
+
+// K8sWorkload names a workload: kind is Deployment, StatefulSet,
+// DaemonSet, ReplicaSet, Job or CronJob.
+type K8sWorkload struct {
+	Kind string `yaml:"kind"`
+	Name string `yaml:"name"`
+}
+
+// HasK8s reports whether the target sets a Kubernetes selector.
+func (t Target) HasK8s() bool {
+	return t.K8sNamespace != "" || len(t.K8sPodLabels) > 0 || t.K8sWorkload != (K8sWorkload{}) || t.K8sContainer != ""
 }
 
 // Route is one configured auth route.

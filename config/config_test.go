@@ -84,11 +84,21 @@ func TestLoadErrors(t *testing.T) {
 		{"bad_targets.yaml", []string{
 			`testdata/bad_targets.yaml:1: capture_bytes: 32 is not in 64..16384`,
 			`testdata/bad_targets.yaml:2: response_bytes: 20000 is not in 64..16384`,
-			`testdata/bad_targets.yaml:4: targets[0]: set exactly one of pid, exe, port (2 set)`,
+			`testdata/bad_targets.yaml:4: targets[0]: set at most one of pid, exe, port (2 set)`,
 			`testdata/bad_targets.yaml:6: targets[1].exe: "python3" is not absolute; it is matched against the whole executable path, e.g. /usr/bin/python3*`,
 			`testdata/bad_targets.yaml:7: targets[2].exe: "/usr/bin/[" is not a valid glob (path.Match syntax: *, ?, [a-z])`,
 			`testdata/bad_targets.yaml:8: targets[3].port: 70000 is not in 1..65535`,
-			`testdata/bad_targets.yaml:9: targets[4]: set exactly one of pid, exe, port (0 set)`,
+			`testdata/bad_targets.yaml:9: targets[4]: selects nothing; set pid, exe or port, or a Kubernetes selector (k8s_namespace, k8s_pod_labels, k8s_workload, k8s_container)`,
+		}},
+		{"bad_k8s_targets.yaml", []string{
+			`testdata/bad_k8s_targets.yaml:2: targets[0].k8s_namespace: "Shop_1" is not a namespace name (lower-case letters, digits and '-', at most 63)`,
+			`testdata/bad_k8s_targets.yaml:5: targets[1].k8s_pod_labels.bad key!: "bad key!" is not a label key ([prefix/]name, the name at most 63 of letters, digits, '-', '_', '.')`,
+			`testdata/bad_k8s_targets.yaml:6: targets[1].k8s_pod_labels.tier: "not valid" is not a label value (at most 63 of letters, digits, '-', '_', '.')`,
+			`testdata/bad_k8s_targets.yaml:7: targets[2].k8s_workload.kind: "deployment" is not one of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob`,
+			`testdata/bad_k8s_targets.yaml:8: targets[3].k8s_workload.kind: missing; one of Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob`,
+			`testdata/bad_k8s_targets.yaml:8: targets[3].k8s_workload.name: "Login" is not a workload name (lower-case letters, digits, '-' and '.')`,
+			`testdata/bad_k8s_targets.yaml:9: targets[4]: set at most one of pid, exe, port (2 set)`,
+			`testdata/bad_k8s_targets.yaml:9: targets[4].k8s_container: "-sidecar" is not a container name (lower-case letters, digits and '-', at most 63)`,
 		}},
 		{"bad_security.yaml", []string{
 			`testdata/bad_security.yaml:7: security.username.privacy: "md5" is not one of hash, plain, drop`,
@@ -262,11 +272,35 @@ func TestInsecureDefault(t *testing.T) {
 	}
 }
 
+// Kubernetes selectors, alone or with a process selector.
+func TestLoadK8sTargets(t *testing.T) {
+	c := mustLoad(t, "testdata/k8s_targets.yaml", noEnv)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := []Target{
+		{K8sNamespace: "shop", K8sPodLabels: map[string]string{"app.kubernetes.io/name": "login", "tier": "web"}, ServiceName: "shop-login"},
+		{K8sWorkload: K8sWorkload{Kind: "Deployment", Name: "idp"}, K8sContainer: "server", Port: 8080},
+		{K8sWorkload: K8sWorkload{Kind: "CronJob", Name: "token-rotator"}, Exe: "/usr/bin/python3*"},
+	}
+	if !reflect.DeepEqual(c.Targets, want) {
+		t.Errorf("targets = %+v\nwant %+v", c.Targets, want)
+	}
+	for i, tg := range c.Targets {
+		if !tg.HasK8s() {
+			t.Errorf("targets[%d].HasK8s() = false", i)
+		}
+	}
+	if (Target{Port: 1}).HasK8s() {
+		t.Error("a port target has no Kubernetes selector")
+	}
+}
+
 // The CLI adds --pid targets after Load and validates again.
 func TestValidateTargets(t *testing.T) {
 	c := mustLoad(t, "testdata/minimal.yaml", noEnv)
 	err := c.Validate()
-	want := "testdata/minimal.yaml: targets: no target; add one (pid, exe or port) here or with --pid"
+	want := "testdata/minimal.yaml: targets: no target; add one (pid, exe, port or a k8s_ selector) here or with --pid"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Validate = %v, want %q", err, want)
 	}
@@ -287,7 +321,7 @@ func TestValidateNoSource(t *testing.T) {
 	c := &Config{}
 	c.applyDefaults(noEnv)
 	err := c.Validate()
-	want := "targets: no target; add one (pid, exe or port) here or with --pid\n" +
+	want := "targets: no target; add one (pid, exe, port or a k8s_ selector) here or with --pid\n" +
 		"routes: no route; add at least one (name, kind, path)\n" +
 		"security.username: privacy hash needs a key: set key_env or key_file, or random_key: true to accept a per-run key"
 	if err == nil || err.Error() != want {

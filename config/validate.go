@@ -51,7 +51,7 @@ func (c *Config) validate(needTargets bool) error {
 		p.add("service_name", "contains control characters")
 	}
 	if needTargets && len(c.Targets) == 0 {
-		p.add("targets", "no target; add one (pid, exe or port) here or with --pid")
+		p.add("targets", "no target; add one (pid, exe, port or a k8s_ selector) here or with --pid")
 	}
 	for i, t := range c.Targets {
 		checkTarget(p, fmt.Sprintf("targets[%d]", i), t)
@@ -120,9 +120,13 @@ func checkTarget(p *problems, pre string, t Target) {
 			set++
 		}
 	}
-	if set != 1 {
-		p.add(pre, "set exactly one of pid, exe, port (%d set)", set)
+	switch {
+	case set > 1:
+		p.add(pre, "set at most one of pid, exe, port (%d set)", set)
+	case set == 0 && !t.HasK8s():
+		p.add(pre, "selects nothing; set pid, exe or port, or a Kubernetes selector (k8s_namespace, k8s_pod_labels, k8s_workload, k8s_container)")
 	}
+	checkK8sSelector(p, pre, t)
 	if t.PID < 0 {
 		p.add(pre+".pid", "%d is not a process id", t.PID)
 	}

@@ -17,6 +17,10 @@ type Process struct {
 	PID         uint32
 	Exe         string // executable path
 	ServiceName string // resolved service.name
+	// Meta is the revision of the process's resource attributes from
+	// k8smeta: exporters that keep a resource per Process build a new one
+	// when it changes (the pod became known, its owner was resolved).
+	Meta uint64
 }
 
 // Span is one auth attempt, ready for an exporter. It holds no secret.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
@@ -80,7 +79,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	host, _ := os.Hostname()
-	meta := k8smeta.New("/proc")
+	kube, err := startKube(ctx, base.With("component", "k8s"), os.Getenv, cfg)
+	if err != nil {
+		return err
+	}
+	defer kube.close()
 	exp, err := export.New(ctx, export.Config{
 		Kind:          cfg.Exporter.Kind,
 		Endpoint:      cfg.Exporter.Endpoint,
@@ -88,8 +91,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Stdout:        stdout,
 		HostName:      host,
 		ExtraResource: k8smeta.Node(os.Getenv),
-		// k8s.pod.uid and container.id of pods; nothing elsewhere.
-		ProcessResource: func(p spanbuilder.Process) []attribute.KeyValue { return meta.Process(p.PID) },
+		// k8s.* and container.* of processes in pods; nothing elsewhere.
+		ProcessResource: kube.resource,
 		OnExportError: func(err error, spans int) {
 			exportLog.Warn("span export failed", "spans", spans, "error", err)
 		},
@@ -139,7 +142,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxResponseBody: cfg.ResponseBytes,
 		ResponseTimeout: uint64(time.Duration(cfg.ResponseTimeout).Nanoseconds()),
 	})
-	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc")
+	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc").WithPods(kube.meta)
 	pipe := newPipeline(base.With("component", "pipeline"), probe, dec, builder, clock, matcher,
 		exp.Emit, det.Observe)
 
@@ -153,7 +156,9 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var srv *http.Server
 	if cfg.Metrics.Addr != "off" {
-		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, base.With("component", "metrics"), flags.pprof)
+		reg := newMetrics(probe, pipe, exp, det)
+		reg.MustRegister(kube)
+		srv, err = serveMetrics(cfg.Metrics.Addr, reg, pipe, base.With("component", "metrics"), flags.pprof, kube.readyDetail)
 		if err != nil {
 			return err
 		}

@@ -108,8 +108,9 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 // serveMetrics serves /metrics, /healthz (the event loop is alive) and
-// /readyz (attached and watching) on addr.
-func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.Logger, withPprof bool) (*http.Server, error) {
+// /readyz (attached and watching; details adds lines of state that do not
+// decide readiness) on addr.
+func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.Logger, withPprof bool, details ...func() string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -130,6 +131,9 @@ func serveMetrics(addr string, reg *prometheus.Registry, p *pipeline, log *slog.
 			return
 		}
 		fmt.Fprintln(w, "ready")
+		for _, d := range details {
+			fmt.Fprintln(w, d())
+		}
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

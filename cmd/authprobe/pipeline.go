@@ -212,6 +212,7 @@ func (p *pipeline) finish(exs []decoder.Exchange) {
 			PID:         proc.PID,
 			Exe:         proc.Exe,
 			ServiceName: proc.ServiceName,
+			Meta:        proc.Meta,
 		})
 		if !ok {
 			continue
@@ -237,6 +238,7 @@ func (p *pipeline) tick() {
 		p.scan(false)
 		p.nextExeScan = now.Add(10 * time.Second)
 	}
+	p.onPodChanges()
 	dec, b := p.dec.Stats(), p.builder.Stats()
 	p.counting(func(s *pipelineStats) {
 		s.Decoder, s.Builder, s.LastTick = dec, b, now

@@ -1,7 +1,8 @@
 // Package targets decides which processes the agent watches. It takes the
-// configured targets (PIDs, executable globs, listening ports) and gives,
-// for a process, whether it is a target and its service name. It reads
-// /proc (executable links, listening sockets) and never logs.
+// configured targets (PIDs, executable globs, listening ports, Kubernetes
+// selectors) and gives, for a process, whether it is a target and its
+// service name. It reads /proc (executable links, listening sockets), asks
+// Pods (k8smeta) who a process is on Kubernetes, and never logs.
 package targets
 
 import (
@@ -16,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/k8smeta"
 )
 
 // Process is a watched process.
@@ -25,18 +27,67 @@ type Process struct {
 	ServiceName string
 	// Pinned processes were named by PID; they stay watched across exec.
 	Pinned bool
+	// Target is the index of the target that matched.
+	Target int
+	// Meta is the revision of the process's Kubernetes identity
+	// (k8smeta.Identity.Rev); 0 when no Pods are configured.
+	Meta uint64
+}
+
+// Pods tells who a process is on Kubernetes (k8smeta.Meta).
+type Pods interface {
+	Process(pid uint32) k8smeta.Identity
+	// Changes is signalled when pods appeared or changed: processes may
+	// match now that did not, and identities may say more.
+	Changes() <-chan struct{}
 }
 
 // Matcher applies the configured targets.
 type Matcher struct {
 	targets        []config.Target
+	selectors      []k8smeta.Selector // per target
 	defaultService string
 	procRoot       string
+	pods           Pods
 }
 
 // NewMatcher builds a matcher; procRoot is normally "/proc".
 func NewMatcher(targets []config.Target, defaultService, procRoot string) *Matcher {
-	return &Matcher{targets: targets, defaultService: defaultService, procRoot: procRoot}
+	m := &Matcher{targets: targets, defaultService: defaultService, procRoot: procRoot}
+	for _, t := range targets {
+		m.selectors = append(m.selectors, k8smeta.Selector{
+			Namespace: t.K8sNamespace,
+			PodLabels: t.K8sPodLabels,
+			Workload:  k8smeta.Workload{Kind: t.K8sWorkload.Kind, Name: t.K8sWorkload.Name},
+			Container: t.K8sContainer,
+		})
+	}
+	return m
+}
+
+// WithPods makes the matcher ask pods who a process is: for Kubernetes
+// selectors and for service names from the pod.
+func (m *Matcher) WithPods(pods Pods) *Matcher {
+	m.pods = pods
+	return m
+}
+
+// PodChanges is Pods' change signal; nil (never ready) without Pods.
+func (m *Matcher) PodChanges() <-chan struct{} {
+	if m.pods == nil {
+		return nil
+	}
+	return m.pods.Changes()
+}
+
+// HasK8sTargets reports whether a target has a Kubernetes selector.
+func (m *Matcher) HasK8sTargets() bool {
+	for _, t := range m.targets {
+		if t.HasK8s() {
+			return true
+		}
+	}
+	return false
 }
 
 // HasPortTargets reports whether ports must be scanned.
@@ -50,38 +101,64 @@ func (m *Matcher) HasPortTargets() bool {
 }
 
 // Match tells whether the process pid (running exe, which may be the
-// path exec was given) is a target, given the ports it listens on.
+// path exec was given) is a target, given the ports it listens on. Every
+// field a target sets must match; the first target that matches wins.
 func (m *Matcher) Match(pid uint32, exe string, ports map[uint16]bool) (Process, bool) {
 	resolved := m.Exe(pid)
 	if resolved == "" {
 		resolved = exe
 	}
-	for _, t := range m.targets {
-		ok := false
+	var id *k8smeta.Identity // read at most once, when needed
+	identity := func() k8smeta.Identity {
+		if id == nil {
+			id = &k8smeta.Identity{}
+			if m.pods != nil {
+				*id = m.pods.Process(pid)
+			}
+		}
+		return *id
+	}
+	for i, t := range m.targets {
 		switch {
-		case t.PID != 0:
-			ok = uint32(t.PID) == pid
-		case t.Exe != "":
-			ok = globMatch(t.Exe, resolved) || (exe != "" && globMatch(t.Exe, exe))
-		case t.Port != 0:
-			ok = ports[uint16(t.Port)]
+		case t.PID != 0 && uint32(t.PID) != pid:
+			continue
+		case t.Exe != "" && !globMatch(t.Exe, resolved) && (exe == "" || !globMatch(t.Exe, exe)):
+			continue
+		case t.Port != 0 && !ports[uint16(t.Port)]:
+			continue
+		case !m.selectors[i].IsZero() && !m.selectors[i].Match(identity()):
+			continue
 		}
-		if ok {
-			return Process{
-				PID:         pid,
-				Exe:         resolved,
-				ServiceName: m.serviceName(t, resolved),
-				Pinned:      t.PID != 0,
-			}, true
-		}
+		return m.process(Process{PID: pid, Exe: resolved, Pinned: t.PID != 0, Target: i}, identity()), true
 	}
 	return Process{}, false
 }
 
-func (m *Matcher) serviceName(t config.Target, exe string) string {
+// Refresh recomputes what the process's pod tells (service name, identity
+// revision) for the target it matched, after Pods signalled a change.
+func (m *Matcher) Refresh(p Process) Process {
+	if m.pods == nil || p.Target < 0 || p.Target >= len(m.targets) {
+		return p
+	}
+	return m.process(p, m.pods.Process(p.PID))
+}
+
+func (m *Matcher) process(p Process, id k8smeta.Identity) Process {
+	p.ServiceName = m.serviceName(m.targets[p.Target], id, p.Exe)
+	if m.pods != nil {
+		p.Meta = id.Rev()
+	}
+	return p
+}
+
+// serviceName: the target's own, else the pod's (as the OpenTelemetry
+// Operator names it), else the configured default, else the executable's.
+func (m *Matcher) serviceName(t config.Target, id k8smeta.Identity, exe string) string {
 	switch {
 	case t.ServiceName != "":
 		return t.ServiceName
+	case id.Known && id.ServiceName != "":
+		return id.ServiceName
 	case m.defaultService != "":
 		return m.defaultService
 	case exe != "":

@@ -3,11 +3,13 @@ package targets
 import (
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/k8smeta"
 )
 
 func TestParseTCPLine(t *testing.T) {
@@ -68,4 +70,82 @@ func TestListeningPorts(t *testing.T) {
 	require.True(t, ports[self][port], "own listener on %d found: %v", port, ports)
 	_, ok := m.Match(self, "", ports[self])
 	require.True(t, ok)
+}
+
+// podsOf answers fixed identities: the matcher's combination logic; the
+// real k8smeta against a real API server is tested in test/k8s.
+type podsOf map[uint32]k8smeta.Identity
+
+func (p podsOf) Process(pid uint32) k8smeta.Identity { return p[pid] }
+func (p podsOf) Changes() <-chan struct{}            { return nil }
+
+func TestMatchKubernetes(t *testing.T) {
+	self := uint32(os.Getpid())
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	login := k8smeta.Identity{
+		Container: k8smeta.Container{PodUID: "u1", ContainerID: "c1"}, Known: true,
+		Namespace: "shop", PodName: "login-abc", Labels: map[string]string{"app": "login"},
+		ContainerName: "server", ReplicaSet: "login-7d", Deployment: "login", ServiceName: "login",
+	}
+	cgroupOnly := k8smeta.Identity{Container: login.Container}
+	tests := []struct {
+		name    string
+		targets []config.Target
+		id      k8smeta.Identity
+		ports   map[uint16]bool
+		match   bool
+		service string
+		target  int
+	}{
+		{"namespace", []config.Target{{K8sNamespace: "shop"}}, login, nil, true, "login", 0},
+		{"other namespace", []config.Target{{K8sNamespace: "bank"}}, login, nil, false, "", 0},
+		{"labels and workload", []config.Target{{K8sPodLabels: map[string]string{"app": "login"}, K8sWorkload: config.K8sWorkload{Kind: "Deployment", Name: "login"}}}, login, nil, true, "login", 0},
+		{"container", []config.Target{{K8sContainer: "sidecar"}, {K8sContainer: "server", ServiceName: "override"}}, login, nil, true, "override", 1},
+		{"and a port it listens on", []config.Target{{K8sNamespace: "shop", Port: 8080}}, login, map[uint16]bool{8080: true}, true, "login", 0},
+		{"and a port it does not", []config.Target{{K8sNamespace: "shop", Port: 8080}}, login, map[uint16]bool{9090: true}, false, "", 0},
+		{"and its exe", []config.Target{{K8sNamespace: "shop", Exe: exe}}, login, nil, true, "login", 0},
+		{"and another exe", []config.Target{{K8sNamespace: "shop", Exe: "/nonexistent"}}, login, nil, false, "", 0},
+		{"pod unknown (API away): no selector match", []config.Target{{K8sNamespace: "shop"}}, cgroupOnly, nil, false, "", 0},
+		{"pod unknown: exe target, exe name", []config.Target{{Exe: exe}}, cgroupOnly, nil, true, "", 0},
+		{"exe target in a pod: the pod's name", []config.Target{{Exe: exe}}, login, nil, true, "login", 0},
+		{"not in a pod", []config.Target{{K8sNamespace: "shop"}, {Exe: exe}}, k8smeta.Identity{}, nil, true, "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMatcher(tt.targets, "", "/proc").WithPods(podsOf{self: tt.id})
+			p, ok := m.Match(self, "", tt.ports)
+			require.Equal(t, tt.match, ok)
+			if !ok {
+				return
+			}
+			want := tt.service
+			if want == "" {
+				want = filepath.Base(exe)
+			}
+			require.Equal(t, want, p.ServiceName)
+			require.Equal(t, tt.target, p.Target)
+			require.Equal(t, tt.id.Rev(), p.Meta)
+		})
+	}
+
+	t.Run("refresh after the pod became known", func(t *testing.T) {
+		pods := podsOf{self: cgroupOnly}
+		m := NewMatcher([]config.Target{{Exe: exe}}, "default-svc", "/proc").WithPods(pods)
+		p, ok := m.Match(self, "", nil)
+		require.True(t, ok)
+		require.Equal(t, "default-svc", p.ServiceName)
+		pods[self] = login
+		q := m.Refresh(p)
+		require.Equal(t, "login", q.ServiceName)
+		require.NotEqual(t, p.Meta, q.Meta, "a new identity is a new revision")
+	})
+	t.Run("no pods: meta stays 0", func(t *testing.T) {
+		m := NewMatcher([]config.Target{{Exe: exe}}, "", "/proc")
+		p, ok := m.Match(self, "", nil)
+		require.True(t, ok)
+		require.Zero(t, p.Meta)
+		require.Nil(t, m.PodChanges())
+		require.False(t, m.HasK8sTargets())
+	})
 }
