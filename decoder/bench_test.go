@@ -36,22 +36,26 @@ func BenchmarkFeedLoginExchange(b *testing.B) {
 		"\r\n")
 	d := New(Config{})
 	info := ConnInfo{
-		Key:   ConnKey{PID: 1, FD: 7, Gen: 1},
+		Key:   ConnKey{Sock: 0xffff8881234, Gen: 1},
 		Peer:  netip.MustParseAddrPort("10.0.0.1:40000"),
 		Local: netip.MustParseAddrPort("10.0.0.2:8080"),
 	}
-	var seq uint32
-	var t uint64
+	var (
+		seq     uint32
+		in, out uint64
+		t       uint64
+	)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req) + len(resp)))
 	for b.Loop() {
-		seq++
 		t += 1000
-		d.Feed(Chunk{Conn: info, Dir: Ingress, Seq: seq, Time: t, Len: uint32(len(req)), Data: req})
-		seq++
+		d.Feed(Chunk{Conn: info, Dir: Ingress, Seq: seq, Offset: in, Time: t, Len: uint32(len(req)), Data: req})
 		t += 1000
-		if out := d.Feed(Chunk{Conn: info, Dir: Egress, Seq: seq, Time: t, Len: uint32(len(resp)), Data: resp}); len(out) != 1 {
-			b.Fatalf("got %d exchanges, want 1", len(out))
+		if exs := d.Feed(Chunk{Conn: info, Dir: Egress, Seq: seq, Offset: out, Time: t, Len: uint32(len(resp)), Data: resp}); len(exs) != 1 {
+			b.Fatalf("got %d exchanges, want 1", len(exs))
 		}
+		seq++
+		in += uint64(len(req))
+		out += uint64(len(resp))
 	}
 }
