@@ -187,9 +187,8 @@ const maxFramingLine = 128
 // only, without keeping them.
 type overflow struct {
 	f framing
-	// broken: a line that ends the fields was seen; later fields are not
-	// read, as Python's http.server does not read them.
-	broken  bool
+	// stopped: a line the fields end at was seen; later ones are not read.
+	stopped bool
 	http10  bool
 	interim bool // a 1xx response head
 	code    int  // a response's status
@@ -247,17 +246,10 @@ func (o *overflow) endLine() bool {
 		o.inLine = false
 	case len(line) == 0 && !long:
 		return true
-	case o.broken:
-	case isContinuation(line):
-		o.f.folded()
+	case o.stopped:
 	default:
-		name, value, ok := fieldLine(line)
-		if !ok {
-			o.broken = true
-			return false
-		}
-		o.f.field(name, value)
-		if long {
+		o.stopped = o.f.line(line)
+		if long && !isContinuation(line) {
 			o.f.folded() // a framing value cut here is not read as a number
 		}
 	}

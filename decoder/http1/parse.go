@@ -72,7 +72,7 @@ type requestLine struct {
 func parseRequestLine(line []byte) (requestLine, bool) {
 	line = trimCR(line)
 	if m, rest, ok := bytes.Cut(line, []byte{' '}); ok {
-		if t, p, ok := bytes.Cut(rest, []byte{' '}); ok && isToken(m) && len(t) > 0 && validVersion(p) {
+		if t, p, ok := bytes.Cut(rest, []byte{' '}); ok && isToken(m) && validGoTarget(t) && validVersion(p) {
 			return requestLine{method: m, target: t, proto: p}, true
 		}
 	}
@@ -103,6 +103,16 @@ func parseRequestLine(line []byte) (requestLine, bool) {
 		return requestLine{method: words[0], target: words[1], simple: true}, true
 	}
 	return requestLine{}, false
+}
+
+// validGoTarget: net/http's URL parser refuses control bytes in a target.
+func validGoTarget(t []byte) bool {
+	for _, c := range t {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return len(t) > 0
 }
 
 // isPySpace reports the bytes Python's str.split() separates words on in
@@ -156,11 +166,9 @@ type statusLine struct {
 // the point is to read them, not to judge them.
 func parseStatusLine(line []byte) (statusLine, bool) {
 	line = trimCR(line)
-	proto, rest, _ := bytes.Cut(line, []byte{' '})
-	if !bytes.HasPrefix(proto, []byte("HTTP/")) {
-		if i := bytes.IndexByte(proto, '\t'); i >= 0 {
-			proto, rest = line[:i], line[i+1:]
-		}
+	proto, rest := line, []byte(nil)
+	if i := bytes.IndexAny(line, " \t"); i >= 0 {
+		proto, rest = line[:i], line[i+1:]
 	}
 	r, ok := bytes.CutPrefix(proto, []byte("HTTP/"))
 	major, minor, ok2 := bytes.Cut(r, []byte{'.'})
@@ -178,20 +186,34 @@ func parseStatusLine(line []byte) (statusLine, bool) {
 	return statusLine{proto: proto, code: code, reason: trimOWS(rest[3:])}, true
 }
 
-// fieldLine splits a header line into name and value. ok is false for a
-// line Python's http.server stops its headers at and Go and Node reject:
-// no colon, or a name byte outside \x21-\x7e.
-func fieldLine(line []byte) (name, value []byte, ok bool) {
+// lineKind is how servers take a header line.
+type lineKind uint8
+
+const (
+	fieldOK     lineKind = iota
+	fieldGoOnly          // a space in the name: Go keeps it (never as framing) and reads on; Python stops at it
+	fieldStop            // no colon, or a byte outside \x21-\x7e in the name: Python stops, Go and Node reject
+)
+
+// fieldLine splits a header line into name and value.
+func fieldLine(line []byte) (name, value []byte, kind lineKind) {
 	i := bytes.IndexByte(line, ':')
-	if i < 0 {
-		return nil, nil, false
+	if i <= 0 {
+		if i == 0 {
+			return nil, trimOWS(line[1:]), fieldOK // Python keeps an empty name
+		}
+		return nil, nil, fieldStop
 	}
+	kind = fieldOK
 	for _, c := range line[:i] {
-		if c < 0x21 || c > 0x7e {
-			return nil, nil, false
+		switch {
+		case c == ' ':
+			kind = fieldGoOnly
+		case c < 0x21 || c > 0x7e:
+			return nil, nil, fieldStop
 		}
 	}
-	return line[:i], trimOWS(line[i+1:]), true
+	return line[:i], trimOWS(line[i+1:]), kind
 }
 
 func isContinuation(line []byte) bool { return len(line) > 0 && (line[0] == ' ' || line[0] == '\t') }
@@ -200,37 +222,50 @@ func isContinuation(line []byte) bool { return len(line) > 0 && (line[0] == ' ' 
 // line, through the empty line or up to the last complete line) for
 // framing, and counts the fields a full parse will keep. It stops where
 // parseFields stops.
-func scanFields(head []byte, f *framing) (fields int, broken bool) {
-	first := true
+func scanFields(head []byte, f *framing) (fields int) {
 	for {
 		line, rest, ok := cutLine(head)
 		if !ok || len(line) == 0 {
-			return fields, broken
+			return fields
 		}
 		head = rest
-		if isContinuation(line) {
-			if first {
-				broken = true // a continuation first: Python skips it, Go rejects
-			} else {
-				f.folded()
-			}
-			continue
+		if f.line(line) {
+			return fields
 		}
-		first = false
-		name, value, ok := fieldLine(line)
-		if !ok {
-			return fields, true
+		if !isContinuation(line) {
+			fields++
 		}
-		fields++
-		f.field(name, value)
 	}
+}
+
+// line takes one header line into account and reports a line the fields
+// stop at.
+func (f *framing) line(line []byte) (stop bool) {
+	if isContinuation(line) {
+		if f.fields == 0 {
+			f.broken = true // a continuation first: Python skips it, Go rejects
+		} else {
+			f.folded()
+		}
+		return false
+	}
+	name, value, kind := fieldLine(line)
+	switch kind {
+	case fieldStop:
+		f.broken = true
+		return true
+	case fieldGoOnly:
+		f.broken, f.pyDone = true, true
+	}
+	f.fields++
+	f.field(name, value)
+	return false
 }
 
 // parseFields parses the header lines of head (as scanFields) into h,
 // with strings aliasing head: head must never change afterwards.
 // Continuation lines are joined with a space (RFC 9112 §5.2).
 func parseFields(head []byte, h exchange.Header) exchange.Header {
-	first := true
 	for {
 		line, rest, ok := cutLine(head)
 		if !ok || len(line) == 0 {
@@ -238,7 +273,7 @@ func parseFields(head []byte, h exchange.Header) exchange.Header {
 		}
 		head = rest
 		if isContinuation(line) {
-			if v := trimOWS(line); !first && len(v) > 0 {
+			if v := trimOWS(line); len(h) > 0 && len(v) > 0 {
 				last := &h[len(h)-1]
 				if last.Value == "" {
 					last.Value = str(v)
@@ -248,9 +283,8 @@ func parseFields(head []byte, h exchange.Header) exchange.Header {
 			}
 			continue
 		}
-		first = false
-		name, value, ok := fieldLine(line)
-		if !ok {
+		name, value, kind := fieldLine(line)
+		if kind == fieldStop {
 			return h
 		}
 		h = append(h, exchange.HeaderField{Name: str(name), Value: str(value)})
@@ -321,6 +355,12 @@ type framing struct {
 	chunked bool  // the last coding of the last Transfer-Encoding is chunked
 	teOdd   bool  // a Transfer-Encoding other than exactly "chunked"
 	last    int   // what the previous field was, for continuation lines
+	fields  int   // fields seen
+	// broken: a line servers disagree on (AmbiguousHeader); pyDone: Python
+	// stopped reading fields there, Go reads on; early: framing fields
+	// before that, which Python reads too.
+	broken, pyDone bool
+	early          int
 }
 
 const (
@@ -337,6 +377,7 @@ func (f *framing) field(name, value []byte) {
 	switch {
 	case len(name) == len("content-length") && equalFold(name, "content-length"):
 		f.last = lastCL
+		f.countEarly()
 		f.clN++
 		n, odd := contentLength(value)
 		f.clOdd = f.clOdd || odd
@@ -345,10 +386,17 @@ func (f *framing) field(name, value []byte) {
 		}
 	case len(name) == len("transfer-encoding") && equalFold(name, "transfer-encoding"):
 		f.last = lastTE
+		f.countEarly()
 		f.teN++
 		last, only := lastCoding(value)
 		f.chunked = equalFold(last, "chunked")
 		f.teOdd = f.teOdd || !only || !f.chunked
+	}
+}
+
+func (f *framing) countEarly() {
+	if !f.pyDone {
+		f.early++
 	}
 }
 
@@ -380,7 +428,18 @@ func (f *framing) requestBody(http10 bool) (mode bodyMode, n int64, amb exchange
 	if f.teN > 1 || f.teOdd || (f.teN > 0 && http10) {
 		amb |= exchange.AmbiguousTE
 	}
+	if f.broken {
+		amb |= exchange.AmbiguousHeader
+	}
 	switch {
+	case f.pyDone && f.early == 0:
+		// Python read no framing field (it stopped before them): no body,
+		// the earliest end.
+		return bodyNone, 0, amb
+	case f.teN > 0 && f.chunked && http10 && f.clN == 0:
+		// Go ignores Transfer-Encoding on HTTP/1.0 and reads no body; what
+		// follows is its next request.
+		return bodyNone, 0, amb
 	case f.teN > 0 && f.chunked:
 		return bodyChunked, f.cl, amb
 	case f.cl > 0:
@@ -445,7 +504,7 @@ func contentLength(v []byte) (n int64, odd bool) {
 	for i, c := range v {
 		switch {
 		case c >= '0' && c <= '9':
-			n = min(n*10+int64(c-'0'), maxContentLength)
+			n = addDigit(n, c)
 			prevDigit = true
 		case c == '_' && prevDigit && i+1 < len(v):
 			prevDigit = false
@@ -470,9 +529,17 @@ func plainDigits(v []byte) (int64, bool) {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = min(n*10+int64(c-'0'), maxContentLength)
+		n = addDigit(n, c)
 	}
 	return n, true
+}
+
+// addDigit appends a decimal digit to n, saturating at maxContentLength.
+func addDigit(n int64, c byte) int64 {
+	if n >= maxContentLength/10 {
+		return maxContentLength
+	}
+	return min(n*10+int64(c-'0'), maxContentLength)
 }
 
 // lastCoding returns the last transfer coding listed in v and whether it
@@ -573,4 +640,108 @@ func responseStart(b []byte) int {
 		return j
 	}
 	return -1
+}
+
+// requestHead is what a request head says; its slices alias the head.
+type requestHead struct {
+	line requestLine
+	n    int // header fields a full parse keeps
+	f    framing
+}
+
+// readRequestHead reads a request head for its line and framing; with
+// truncated, head is the start of a longer one.
+func readRequestHead(head []byte, truncated bool) (requestHead, bool) {
+	rl, rest, ok := parseLine(head, truncated)
+	if !ok {
+		return requestHead{}, false
+	}
+	h := requestHead{line: rl, f: newFraming()}
+	h.n = scanFields(rest, &h.f)
+	return h, true
+}
+
+func (h *requestHead) http10() bool { return string(h.line.proto) == "HTTP/1.0" || h.line.simple }
+
+// kind is what the response to the request needs from it.
+func (h *requestHead) kind() exchange.Kind {
+	switch rl := &h.line; {
+	case rl.simple || string(rl.proto) == "HTTP/0.9":
+		return exchange.KindSimple
+	case string(rl.method) == "HEAD":
+		return exchange.KindHead
+	case string(rl.method) == "CONNECT":
+		return exchange.KindConnect
+	}
+	return exchange.KindOther
+}
+
+func parseLine(head []byte, truncated bool) (requestLine, []byte, bool) {
+	line, rest, complete := cutLine(head)
+	if complete {
+		rl, ok := parseRequestLine(line)
+		return rl, rest, ok
+	}
+	if !truncated {
+		return requestLine{}, nil, false
+	}
+	rl, ok := truncatedLine(line)
+	return rl, nil, ok
+}
+
+// truncatedLine reads the request line of a head cut before the line's
+// end: the method and the start of the target.
+func truncatedLine(line []byte) (requestLine, bool) {
+	i := bytes.IndexAny(line, " \t")
+	if i <= 0 || !isToken(line[:i]) {
+		return requestLine{}, false
+	}
+	target := bytes.TrimLeft(line[i:], " \t")
+	if j := bytes.IndexAny(target, " \t"); j >= 0 {
+		target = target[:j]
+	}
+	if len(target) == 0 {
+		return requestLine{}, false
+	}
+	return requestLine{method: line[:i], target: target}, true
+}
+
+// fillRequest sets r's line and header from head, which readRequestHead
+// accepted: its strings alias head, which must never change afterwards.
+func fillRequest(r *exchange.Request, head []byte, truncated bool, fields exchange.Header) {
+	rl, rest, _ := parseLine(head, truncated)
+	r.Method, r.Target, r.Proto = str(rl.method), str(rl.target), str(rl.proto)
+	if rl.simple {
+		r.Proto = "HTTP/0.9"
+	}
+	r.Header = parseFields(rest, fields)
+	r.HeadTruncated = truncated
+}
+
+// setRequestFraming records how a request's body was framed.
+func setRequestFraming(r *exchange.Request, f *framing, mode bodyMode, amb exchange.Ambiguity) {
+	r.Ambiguous = amb
+	r.Chunked = mode == bodyChunked
+	r.ContentLength = -1
+	if f.clN > 0 && !r.Chunked {
+		r.ContentLength = max(f.cl, 0)
+	}
+}
+
+// fillResponse sets r's status line and header from head, as fillRequest.
+func fillResponse(r *exchange.Response, head []byte, truncated bool, fields exchange.Header) {
+	line, rest, _ := cutLine(head)
+	sl, _ := parseStatusLine(line)
+	r.Proto, r.StatusCode, r.Reason = str(sl.proto), sl.code, str(sl.reason)
+	r.Header = parseFields(rest, fields)
+	r.HeadTruncated = truncated
+}
+
+// setResponseFraming records how a response's body was framed.
+func setResponseFraming(r *exchange.Response, f *framing, mode bodyMode) {
+	r.Chunked = mode == bodyChunked
+	r.ContentLength = -1
+	if f.clN > 0 && !r.Chunked {
+		r.ContentLength = max(f.cl, 0)
+	}
 }

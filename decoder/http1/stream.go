@@ -452,70 +452,21 @@ func (c *Conn) onHead(s *stream, dir exchange.Direction, head []byte, m exchange
 	return c.onResponseHead(s, head, m, truncated)
 }
 
-// kindOf is what the response to a request needs from it.
-func kindOf(rl *requestLine) exchange.Kind {
-	switch {
-	case rl.simple || string(rl.proto) == "HTTP/0.9":
-		return exchange.KindSimple
-	case string(rl.method) == "HEAD":
-		return exchange.KindHead
-	case string(rl.method) == "CONNECT":
-		return exchange.KindConnect
-	}
-	return exchange.KindOther
-}
-
-// truncatedLine reads the request line of a head cut before the line's
-// end: the method and the start of the target.
-func truncatedLine(line []byte) (requestLine, bool) {
-	i := bytes.IndexFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
-	if i <= 0 || !isToken(line[:i]) {
-		return requestLine{}, false
-	}
-	target := bytes.TrimLeft(line[i:], " \t")
-	if j := bytes.IndexAny(target, " \t"); j >= 0 {
-		target = target[:j]
-	}
-	if len(target) == 0 {
-		return requestLine{}, false
-	}
-	return requestLine{method: line[:i], target: target}, true
-}
-
-func parseLine(head []byte, truncated bool) (requestLine, []byte, bool) {
-	line, rest, complete := cutLine(head)
-	if complete {
-		rl, ok := parseRequestLine(line)
-		return rl, rest, ok
-	}
-	if !truncated {
-		return requestLine{}, nil, false
-	}
-	rl, ok := truncatedLine(line)
-	return rl, nil, ok
-}
-
 func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated bool) bool {
-	rl, rest, ok := parseLine(head, truncated)
+	h, ok := readRequestHead(head, truncated)
 	if !ok {
 		return false
 	}
 	c.spoke = true
-	f := newFraming()
-	nf, broken := scanFields(rest, &f)
-	http10 := string(rl.proto) == "HTTP/1.0" || rl.simple
-	mode, n, amb := f.requestBody(http10)
-	if broken {
-		amb |= exchange.AmbiguousHeader
-	}
+	mode, n, _ := h.f.requestBody(h.http10())
 	body := int64(-1)
 	if mode == bodyLength {
 		body = n
 	}
 	p := c.q.Request(exchange.RequestInfo{
 		// Valid only during the call: they alias the chunk or the buffer.
-		Method: str(rl.method), Target: str(rl.target),
-		Kind: kindOf(&rl), Start: s.start, End: m.T, PID: m.PID, TID: m.TID,
+		Method: str(h.line.method), Target: str(h.line.target),
+		Kind: h.kind(), Start: s.start, End: m.T, PID: m.PID, TID: m.TID,
 		HeadBytes: len(head), BodyBytes: body,
 	})
 	if p != nil {
@@ -526,42 +477,26 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 		}
 		arena := make([]byte, len(head), len(head)+room)
 		copy(arena, head)
-		rl, rest, _ = parseLine(arena, truncated)
-		r := &p.Req
-		r.Method, r.Target, r.Proto = str(rl.method), str(rl.target), str(rl.proto)
-		if rl.simple {
-			r.Proto = "HTTP/0.9"
-		}
-		r.Header = parseFields(rest, p.RequestFields(nf))
-		r.Body = arena[len(head):len(head):cap(arena)]
-		r.HeadTruncated = truncated
+		fillRequest(&p.Req, arena, truncated, p.RequestFields(h.n))
+		p.Req.Body = arena[len(head):len(head):cap(arena)]
 	}
 	s.p = p
 	if truncated {
 		s.state = stOver
-		s.over = overflow{f: f, broken: broken, http10: http10}
+		s.over = overflow{f: h.f, http10: h.http10()}
 		s.over.start(head)
 		return true
 	}
-	c.frameRequest(s, &f, http10, broken, m)
+	c.frameRequest(s, &h.f, h.http10(), m)
 	return true
 }
 
 // frameRequest sets up the body of the request whose head ended.
-func (c *Conn) frameRequest(s *stream, f *framing, http10, broken bool, m exchange.Meta) {
+func (c *Conn) frameRequest(s *stream, f *framing, http10 bool, m exchange.Meta) {
 	mode, n, amb := f.requestBody(http10)
-	if broken {
-		amb |= exchange.AmbiguousHeader
-	}
 	s.ambiguous = amb&^exchange.AmbiguousHeader != 0
 	if p := s.p; p != nil {
-		r := &p.Req
-		r.Ambiguous = amb
-		r.Chunked = mode == bodyChunked
-		r.ContentLength = -1
-		if f.clN > 0 && !r.Chunked {
-			r.ContentLength = max(f.cl, 0)
-		}
+		setRequestFraming(&p.Req, f, mode, amb)
 	}
 	s.body, s.hole, s.full, s.skipSent = framer{}, false, false, false
 	switch mode {
@@ -584,7 +519,7 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 	}
 	c.spoke = true
 	f := newFraming()
-	nf, _ := scanFields(rest, &f)
+	nf := scanFields(rest, &f)
 	if sl.code < 200 && sl.code != 101 {
 		// Interim (100 Continue, 103 Early Hints): the final response is
 		// still to come.
@@ -605,13 +540,8 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 		}
 		arena := make([]byte, len(head), len(head)+room)
 		copy(arena, head)
-		line, rest, _ := cutLine(arena)
-		sl, _ := parseStatusLine(line)
-		r := &p.Resp
-		r.Proto, r.StatusCode, r.Reason = str(sl.proto), sl.code, str(sl.reason)
-		r.Header = parseFields(rest, p.ResponseFields(nf))
-		r.Body = arena[len(head):len(head):cap(arena)]
-		r.HeadTruncated = truncated
+		fillResponse(&p.Resp, arena, truncated, p.ResponseFields(nf))
+		p.Resp.Body = arena[len(head):len(head):cap(arena)]
 		p.ResponseBytes(m.T)
 	}
 	s.p, s.kind = p, kind
@@ -628,12 +558,7 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 func (c *Conn) frameResponse(s *stream, f *framing, code int, m exchange.Meta) {
 	mode, n := f.responseBody(code, s.kind)
 	if p := s.p; p != nil {
-		r := &p.Resp
-		r.Chunked = mode == bodyChunked
-		r.ContentLength = -1
-		if f.clN > 0 && !r.Chunked {
-			r.ContentLength = max(f.cl, 0)
-		}
+		setResponseFraming(&p.Resp, f, mode)
 	}
 	s.body, s.hole, s.full = framer{}, false, false
 	switch mode {
@@ -670,7 +595,7 @@ func (c *Conn) feedOver(s *stream, dir exchange.Direction, b []byte, m exchange.
 	case o.interim:
 		s.state = stIdle
 	case dir == exchange.Ingress:
-		c.frameRequest(s, &o.f, o.http10, o.broken, m)
+		c.frameRequest(s, &o.f, o.http10, m)
 	default:
 		c.frameResponse(s, &o.f, o.code, m)
 	}
@@ -794,5 +719,3 @@ func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool
 	}
 	c.endMessage(s, dir, m, true)
 }
-
-
