@@ -198,6 +198,9 @@ func (q *Queue) Next() (Kind, bool) {
 	return e.kind, true
 }
 
+// Bytes is what the queue's pending requests hold.
+func (q *Queue) Bytes() int { return q.bytes }
+
 // Waiting is how many tracked requests wait for (the end of) a response.
 func (q *Queue) Waiting() int { return q.pending }
 
@@ -394,16 +397,18 @@ func (q *Queue) pairByTime(start uint64) bool {
 		return false
 	}
 	t := q.entries[last].t
-	first := last
-	for first > q.head && (q.entries[first-1].gap || q.entries[first-1].t == t) {
-		first--
+	alone := q.entries[last].n <= 1
+	for i := last - 1; i >= q.head && alone; i-- {
+		if e := &q.entries[i]; !e.gap {
+			alone = e.t != t
+			break
+		}
 	}
-	alone := first == last && q.entries[last].n <= 1
-	end := first
+	drop := last - q.head // the entries before the answer lost their responses
 	if !alone {
-		end = last + 1
+		drop++ // the answer cannot be known: all of them
 	}
-	for q.head < end {
+	for range drop {
 		if p := q.entries[q.head].p; p != nil {
 			p.Ex.Lost = true
 			q.deliver(p, EndLost)

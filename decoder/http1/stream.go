@@ -459,9 +459,12 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 	}
 	c.spoke = true
 	mode, n, _ := h.f.requestBody(h.http10())
-	body := int64(-1)
-	if mode == bodyLength {
+	var body int64 // bytes the body may keep: unknown (-1) when chunked
+	switch mode {
+	case bodyLength:
 		body = n
+	case bodyChunked:
+		body = -1
 	}
 	p := c.q.Request(exchange.RequestInfo{
 		// Valid only during the call: they alias the chunk or the buffer.
@@ -719,3 +722,7 @@ func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool
 	}
 	c.endMessage(s, dir, m, true)
 }
+
+// HeldHead is the most head bytes one direction buffers (bounded by
+// MaxHeadBytes).
+func (c *Conn) HeldHead() int { return max(len(c.in.head), len(c.out.head)) }
