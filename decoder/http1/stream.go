@@ -307,9 +307,10 @@ func (c *Conn) idle(s *stream, dir exchange.Direction, b []byte, m exchange.Meta
 		return i
 	}
 	s.start = m.T
-	if dir == exchange.Egress {
+	if dir == exchange.Egress && !plausibleResponse(b[i:]) {
 		if k, ok := c.q.Next(); ok && k == exchange.KindSimple {
-			// An HTTP/0.9 answer has no head: bytes up to the close.
+			// An HTTP/0.9 answer has no head (Python's): bytes up to the
+			// close. Node answers one with a status line, read as usual.
 			p, _, _ := c.q.Response(m.T)
 			if p != nil {
 				p.Resp.Proto, p.Resp.ContentLength = "HTTP/0.9", -1
