@@ -125,7 +125,7 @@ func TestPipelineBounds(t *testing.T) {
 
 // exchangeCost is what one tracked request holds beyond its head and body.
 func exchangeCost() int {
-	q := exchange.NewQueue(&exchange.Sink{Limits: exchange.Limits{MaxPending: 1, MaxPendingBytes: 1 << 20, MaxTotalPendingBytes: 1 << 20}}, ConnInfo{})
+	q := exchange.NewQueue(&exchange.Sink{Limits: exchange.Limits{MaxPending: 1, MaxPendingBytes: 1 << 20, MaxTotalPendingBytes: 1 << 20}}, &ConnInfo{})
 	q.Request(exchange.RequestInfo{})
 	return q.Bytes()
 }

@@ -34,8 +34,9 @@ type Decoder struct {
 	cfg   Config
 	conns map[uint64]*conn // by socket; the generation is checked
 	lru   conn             // sentinel of the recency list; lru.next is the newest
-	sink  exchange.Sink
-	spare []Exchange // the slice returned last time, reused next time
+	sink    exchange.Sink
+	scratch http1.Scratch
+	spare   []Exchange // the slice returned last time, reused next time
 	// verdicts for the kernel, drained by Verdicts.
 	verdicts, spareVerdicts []Verdict
 }
@@ -221,8 +222,8 @@ func (d *Decoder) lookup(info ConnInfo) *conn {
 		}
 	}
 	c := &conn{info: info}
-	c.queue = exchange.NewQueue(&d.sink, info)
-	c.h1 = http1.New(http1.Config{MaxHeadBytes: d.cfg.MaxHeadBytes}, &c.queue, &d.sink.Stats)
+	c.queue = exchange.NewQueue(&d.sink, &c.info)
+	c.h1 = http1.New(http1.Config{MaxHeadBytes: d.cfg.MaxHeadBytes}, &c.queue, &d.sink.Stats, &d.scratch)
 	c.parser = &c.h1
 	d.conns[info.Key.Sock] = c
 	c.prev, c.next = &d.lru, d.lru.next

@@ -166,7 +166,7 @@ type entry struct {
 // answers requests in the order they arrived.
 type Queue struct {
 	sink    *Sink
-	info    ConnInfo
+	info    *ConnInfo
 	entries []entry // entries[head:] are waiting, oldest first
 	head    int
 	pending int // entries with a Pending
@@ -176,8 +176,9 @@ type Queue struct {
 	uncertain bool
 }
 
-// NewQueue returns the queue of one connection.
-func NewQueue(s *Sink, info ConnInfo) Queue { return Queue{sink: s, info: info} }
+// NewQueue returns the queue of one connection, whose exchanges carry
+// *info.
+func NewQueue(s *Sink, info *ConnInfo) Queue { return Queue{sink: s, info: info} }
 
 // Empty reports whether no request, placeholder or gap is waiting.
 func (q *Queue) Empty() bool { return q.head == len(q.entries) }
@@ -245,7 +246,7 @@ func (q *Queue) Request(r RequestInfo) *Pending {
 		return nil
 	}
 	p := &Pending{sink: s, cost: cost, kind: r.Kind}
-	p.Ex = Exchange{Conn: q.info, PID: r.PID, TID: r.TID, Request: &p.Req,
+	p.Ex = Exchange{Conn: *q.info, PID: r.PID, TID: r.TID, Request: &p.Req,
 		RequestStart: r.Start, RequestEnd: r.End}
 	q.pending++
 	q.bytes += cost

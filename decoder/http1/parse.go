@@ -195,51 +195,60 @@ const (
 	fieldStop            // no colon, or a byte outside \x21-\x7e in the name: Python stops, Go and Node reject
 )
 
-// fieldLine splits a header line into name and value.
-func fieldLine(line []byte) (name, value []byte, kind lineKind) {
-	i := bytes.IndexByte(line, ':')
-	if i <= 0 {
-		if i == 0 {
-			return nil, trimOWS(line[1:]), fieldOK // Python keeps an empty name
+// splitField finds the colon of a header line and its value's bounds
+// (optional whitespace trimmed).
+func splitField(line []byte) (colon, vs, ve int, kind lineKind) {
+	colon = -1
+	for i, c := range line {
+		if c == ':' {
+			colon = i
+			break
 		}
-		return nil, nil, fieldStop
-	}
-	kind = fieldOK
-	for _, c := range line[:i] {
 		switch {
 		case c == ' ':
 			kind = fieldGoOnly
 		case c < 0x21 || c > 0x7e:
-			return nil, nil, fieldStop
+			return 0, 0, 0, fieldStop
 		}
 	}
-	return line[:i], trimOWS(line[i+1:]), kind
+	if colon < 0 {
+		return 0, 0, 0, fieldStop
+	}
+	vs, ve = colon+1, len(line)
+	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
+		vs++
+	}
+	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
+		ve--
+	}
+	return colon, vs, ve, kind
+}
+
+// fieldLine splits a header line into name and value.
+func fieldLine(line []byte) (name, value []byte, kind lineKind) {
+	colon, vs, ve, kind := splitField(line)
+	if kind == fieldStop {
+		return nil, nil, kind
+	}
+	return line[:colon], line[vs:ve], kind
 }
 
 func isContinuation(line []byte) bool { return len(line) > 0 && (line[0] == ' ' || line[0] == '\t') }
 
-// scanFields walks the header lines of head (the bytes after the start
-// line, through the empty line or up to the last complete line) for
-// framing, and counts the fields a full parse will keep. It stops where
-// parseFields stops.
-func scanFields(head []byte, f *framing) (fields int) {
-	for {
-		line, rest, ok := cutLine(head)
-		if !ok || len(line) == 0 {
-			return fields
-		}
-		head = rest
-		if f.line(line) {
-			return fields
-		}
-		if !isContinuation(line) {
-			fields++
-		}
-	}
+// span is where bytes sit in a head.
+type span struct{ off, n uint32 }
+
+func (s span) of(head []byte) []byte { return head[s.off : s.off+s.n] }
+
+// fieldSpan is one header field of a head; a folded value runs through
+// its continuation lines.
+type fieldSpan struct {
+	name, value span
+	folded      bool
 }
 
-// line takes one header line into account and reports a line the fields
-// stop at.
+// line takes one header line into account (the overflow reader's path)
+// and reports a line the fields stop at.
 func (f *framing) line(line []byte) (stop bool) {
 	if isContinuation(line) {
 		if f.fields == 0 {
@@ -262,33 +271,82 @@ func (f *framing) line(line []byte) (stop bool) {
 	return false
 }
 
-// parseFields parses the header lines of head (as scanFields) into h,
-// with strings aliasing head: head must never change afterwards.
-// Continuation lines are joined with a space (RFC 9112 §5.2).
-func parseFields(head []byte, h exchange.Header) exchange.Header {
-	for {
-		line, rest, ok := cutLine(head)
-		if !ok || len(line) == 0 {
-			return h
+// readFields walks the header lines of head from offset at (through the
+// empty line, or up to the last complete line of a head cut short) once:
+// it takes each into account for framing and appends the fields a
+// message keeps to spans. It stops at a line the fields end at.
+func readFields(head []byte, at int, f *framing, spans []fieldSpan) []fieldSpan {
+	for at < len(head) {
+		j := bytes.IndexByte(head[at:], '\n')
+		if j < 0 {
+			return spans
 		}
-		head = rest
+		end := at + j
+		if end > at && head[end-1] == '\r' {
+			end--
+		}
+		line := head[at:end]
+		if len(line) == 0 {
+			return spans
+		}
 		if isContinuation(line) {
-			if v := trimOWS(line); len(h) > 0 && len(v) > 0 {
-				last := &h[len(h)-1]
-				if last.Value == "" {
-					last.Value = str(v)
-				} else {
-					last.Value = last.Value + " " + str(v)
-				}
+			if f.fields == 0 {
+				f.broken = true // a continuation first: Python skips it, Go rejects
+			} else {
+				f.folded()
+				last := &spans[len(spans)-1]
+				last.folded = true
+				last.value.n = uint32(end) - last.value.off
 			}
+		} else {
+			colon, vs, ve, kind := splitField(line)
+			switch kind {
+			case fieldStop:
+				f.broken = true
+				return spans
+			case fieldGoOnly:
+				f.broken, f.pyDone = true, true
+			}
+			f.fields++
+			f.field(line[:colon], line[vs:ve])
+			spans = append(spans, fieldSpan{
+				name:  span{uint32(at), uint32(colon)},
+				value: span{uint32(at + vs), uint32(ve - vs)},
+			})
+		}
+		at += j + 1
+	}
+	return spans
+}
+
+// fillFields makes the header of spans read from head (strings alias
+// head, which must never change afterwards) into h.
+func fillFields(head []byte, spans []fieldSpan, h exchange.Header) exchange.Header {
+	for _, s := range spans {
+		v := str(s.value.of(head))
+		if s.folded {
+			v = joinFolded(s.value.of(head))
+		}
+		h = append(h, exchange.HeaderField{Name: str(s.name.of(head)), Value: v})
+	}
+	return h
+}
+
+// joinFolded joins a value's continuation lines with single spaces (RFC
+// 9112 §5.2).
+func joinFolded(b []byte) string {
+	var out []byte
+	for part := range bytes.SplitSeq(b, []byte{'\n'}) {
+		part = trimOWS(bytes.TrimSuffix(trimOWS(part), []byte{'\r'}))
+		if len(part) == 0 {
 			continue
 		}
-		name, value, kind := fieldLine(line)
-		if kind == fieldStop {
-			return h
+		if len(out) > 0 {
+			out = append(out, ' ')
 		}
-		h = append(h, exchange.HeaderField{Name: str(name), Value: str(value)})
+		out = append(out, part...)
 	}
+	return string(out)
 }
 
 // str makes a string of bytes that never change again (a message's own
@@ -644,20 +702,21 @@ func responseStart(b []byte) int {
 
 // requestHead is what a request head says; its slices alias the head.
 type requestHead struct {
-	line requestLine
-	n    int // header fields a full parse keeps
-	f    framing
+	line   requestLine
+	fields []fieldSpan
+	f      framing
 }
 
-// readRequestHead reads a request head for its line and framing; with
-// truncated, head is the start of a longer one.
-func readRequestHead(head []byte, truncated bool) (requestHead, bool) {
+// readRequestHead reads a request head for its line, fields and framing
+// (the fields go to spans' spare room); with truncated, head is the start
+// of a longer one.
+func readRequestHead(head []byte, truncated bool, spans []fieldSpan) (requestHead, bool) {
 	rl, rest, ok := parseLine(head, truncated)
 	if !ok {
 		return requestHead{}, false
 	}
 	h := requestHead{line: rl, f: newFraming()}
-	h.n = scanFields(rest, &h.f)
+	h.fields = readFields(head, len(head)-len(rest), &h.f, spans[:0])
 	return h, true
 }
 
@@ -706,15 +765,16 @@ func truncatedLine(line []byte) (requestLine, bool) {
 	return requestLine{method: line[:i], target: target}, true
 }
 
-// fillRequest sets r's line and header from head, which readRequestHead
-// accepted: its strings alias head, which must never change afterwards.
-func fillRequest(r *exchange.Request, head []byte, truncated bool, fields exchange.Header) {
-	rl, rest, _ := parseLine(head, truncated)
+// fillRequest sets r's line and header from head, a copy of the head
+// readRequestHead read into h: its strings alias head, which must never
+// change afterwards.
+func fillRequest(r *exchange.Request, head []byte, truncated bool, h *requestHead, fields exchange.Header) {
+	rl, _, _ := parseLine(head, truncated)
 	r.Method, r.Target, r.Proto = str(rl.method), str(rl.target), str(rl.proto)
 	if rl.simple {
 		r.Proto = "HTTP/0.9"
 	}
-	r.Header = parseFields(rest, fields)
+	r.Header = fillFields(head, h.fields, fields)
 	r.HeadTruncated = truncated
 }
 
@@ -729,11 +789,11 @@ func setRequestFraming(r *exchange.Request, f *framing, mode bodyMode, amb excha
 }
 
 // fillResponse sets r's status line and header from head, as fillRequest.
-func fillResponse(r *exchange.Response, head []byte, truncated bool, fields exchange.Header) {
-	line, rest, _ := cutLine(head)
+func fillResponse(r *exchange.Response, head []byte, truncated bool, spans []fieldSpan, fields exchange.Header) {
+	line, _, _ := cutLine(head)
 	sl, _ := parseStatusLine(line)
 	r.Proto, r.StatusCode, r.Reason = str(sl.proto), sl.code, str(sl.reason)
-	r.Header = parseFields(rest, fields)
+	r.Header = fillFields(head, spans, fields)
 	r.HeadTruncated = truncated
 }
 

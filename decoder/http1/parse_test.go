@@ -15,12 +15,12 @@ func parseRequest(b []byte) (exchange.Request, bool) {
 	if n := headEnd(b, 0); n >= 0 {
 		b, truncated = b[:n], false
 	}
-	h, ok := readRequestHead(b, truncated)
+	h, ok := readRequestHead(b, truncated, nil)
 	if !ok {
 		return exchange.Request{}, false
 	}
 	var r exchange.Request
-	fillRequest(&r, b, truncated, nil)
+	fillRequest(&r, b, truncated, &h, nil)
 	mode, _, amb := h.f.requestBody(h.http10())
 	setRequestFraming(&r, &h.f, mode, amb)
 	return r, true
@@ -37,9 +37,9 @@ func parseResponse(b []byte) (exchange.Response, bool) {
 		return exchange.Response{}, false
 	}
 	f := newFraming()
-	scanFields(rest, &f)
+	spans := readFields(b, len(b)-len(rest), &f, nil)
 	var r exchange.Response
-	fillResponse(&r, b, truncated, nil)
+	fillResponse(&r, b, truncated, spans, nil)
 	mode, _ := f.responseBody(sl.code, exchange.KindOther)
 	setResponseFraming(&r, &f, mode)
 	return r, true

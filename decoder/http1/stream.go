@@ -20,6 +20,12 @@ type Config struct {
 	MaxHeadBytes int
 }
 
+// Scratch is memory the parsers of one decoder reuse from head to head;
+// like the decoder, it is for one goroutine.
+type Scratch struct {
+	fields []fieldSpan
+}
+
 type state uint8
 
 const (
@@ -55,7 +61,7 @@ type stream struct {
 	// orphan response, a request beyond the bounds).
 	p    *exchange.Pending
 	kind exchange.Kind // the request kind a response answers
-	over overflow
+	over *overflow     // stOver only
 	// hole: bytes of the current body were not captured, so no more are
 	// kept; full: the kept body reached its limit; skipSent: a skip
 	// verdict was given for the current body.
@@ -74,6 +80,7 @@ type Conn struct {
 	cfg     Config
 	q       *exchange.Queue
 	stats   *exchange.Stats
+	scratch *Scratch
 	in, out stream
 	// off: the connection is not HTTP/1, or left it; nothing more is parsed.
 	off bool
@@ -82,10 +89,10 @@ type Conn struct {
 }
 
 // New returns the parser of one connection, feeding q and counting into
-// stats. Both directions start out of step, waiting for Boundary or a
-// message start.
-func New(cfg Config, q *exchange.Queue, stats *exchange.Stats) Conn {
-	return Conn{cfg: cfg, q: q, stats: stats}
+// stats, with the scratch memory of its decoder. Both directions start
+// out of step, waiting for Boundary or a message start.
+func New(cfg Config, q *exchange.Queue, stats *exchange.Stats, scratch *Scratch) Conn {
+	return Conn{cfg: cfg, q: q, stats: stats, scratch: scratch}
 }
 
 func (c *Conn) stream(dir exchange.Direction) *stream {
@@ -454,10 +461,11 @@ func (c *Conn) onHead(s *stream, dir exchange.Direction, head []byte, m exchange
 }
 
 func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated bool) bool {
-	h, ok := readRequestHead(head, truncated)
+	h, ok := readRequestHead(head, truncated, c.scratch.fields)
 	if !ok {
 		return false
 	}
+	c.scratch.fields = h.fields[:0] // keep what it grew to
 	c.spoke = true
 	mode, n, _ := h.f.requestBody(h.http10())
 	var body int64 // bytes the body may keep: unknown (-1) when chunked
@@ -481,13 +489,13 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 		}
 		arena := make([]byte, len(head), len(head)+room)
 		copy(arena, head)
-		fillRequest(&p.Req, arena, truncated, p.RequestFields(h.n))
+		fillRequest(&p.Req, arena, truncated, &h, p.RequestFields(len(h.fields)))
 		p.Req.Body = arena[len(head):len(head):cap(arena)]
 	}
 	s.p = p
 	if truncated {
 		s.state = stOver
-		s.over = overflow{f: h.f, http10: h.http10()}
+		s.over = &overflow{f: h.f, http10: h.http10()}
 		s.over.start(head)
 		return true
 	}
@@ -523,13 +531,14 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 	}
 	c.spoke = true
 	f := newFraming()
-	nf := scanFields(rest, &f)
+	fields := readFields(head, len(head)-len(rest), &f, c.scratch.fields[:0])
+	c.scratch.fields = fields[:0]
 	if sl.code < 200 && sl.code != 101 {
 		// Interim (100 Continue, 103 Early Hints): the final response is
 		// still to come.
 		s.p = nil
 		if truncated {
-			s.state, s.over = stOver, overflow{f: f, interim: true}
+			s.state, s.over = stOver, &overflow{f: f, interim: true}
 			s.over.start(head)
 			return true
 		}
@@ -544,13 +553,13 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 		}
 		arena := make([]byte, len(head), len(head)+room)
 		copy(arena, head)
-		fillResponse(&p.Resp, arena, truncated, p.ResponseFields(nf))
+		fillResponse(&p.Resp, arena, truncated, fields, p.ResponseFields(len(fields)))
 		p.Resp.Body = arena[len(head):len(head):cap(arena)]
 		p.ResponseBytes(m.T)
 	}
 	s.p, s.kind = p, kind
 	if truncated {
-		s.state, s.over = stOver, overflow{f: f, code: sl.code}
+		s.state, s.over = stOver, &overflow{f: f, code: sl.code}
 		s.over.start(head)
 		return true
 	}
@@ -594,7 +603,8 @@ func (c *Conn) feedOver(s *stream, dir exchange.Direction, b []byte, m exchange.
 	if !end {
 		return n
 	}
-	o := &s.over
+	o := s.over
+	s.over = nil
 	switch {
 	case o.interim:
 		s.state = stIdle
@@ -677,7 +687,7 @@ func (c *Conn) keep(s *stream, dir exchange.Direction, b []byte, m exchange.Meta
 // the message's end was not seen.
 func (c *Conn) endMessage(s *stream, dir exchange.Direction, m exchange.Meta, broken bool) {
 	p := s.p
-	s.p, s.state, s.body = nil, stIdle, framer{}
+	s.p, s.state, s.body, s.over = nil, stIdle, framer{}, nil
 	s.hole, s.full, s.skipSent = false, false, false
 	if p == nil || p.Emitted() {
 		return

@@ -11,8 +11,8 @@ func mustConn(tb testing.TB) (*Conn, *exchange.Sink) {
 	tb.Helper()
 	sink := &exchange.Sink{Limits: exchange.Limits{MaxRequestBody: 64, MaxResponseBody: 64, MaxPending: 8,
 		MaxPendingBytes: 1 << 20, MaxTotalPendingBytes: 1 << 20}}
-	q := exchange.NewQueue(sink, exchange.ConnInfo{})
-	c := New(Config{MaxHeadBytes: 1024}, &q, &sink.Stats)
+	q := exchange.NewQueue(sink, &exchange.ConnInfo{})
+	c := New(Config{MaxHeadBytes: 1024}, &q, &sink.Stats, &Scratch{})
 	tb.Cleanup(func() { c.Close(exchange.Meta{}) })
 	c.Boundary(exchange.Ingress, exchange.Meta{})
 	c.Boundary(exchange.Egress, exchange.Meta{})
