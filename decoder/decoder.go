@@ -31,9 +31,9 @@ var _ streamParser = (*http1.Conn)(nil)
 // Decoder reassembles chunks into exchanges. It is not safe for concurrent
 // use: one goroutine reads the ring buffer and feeds it.
 type Decoder struct {
-	cfg   Config
-	conns map[uint64]*conn // by socket; the generation is checked
-	lru   conn             // sentinel of the recency list; lru.next is the newest
+	cfg     Config
+	conns   map[uint64]*conn // by socket; the generation is checked
+	lru     conn             // sentinel of the recency list; lru.next is the newest
 	sink    exchange.Sink
 	scratch http1.Scratch
 	spare   []Exchange // the slice returned last time, reused next time
