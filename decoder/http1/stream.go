@@ -238,17 +238,6 @@ func (c *Conn) Boundary(dir exchange.Direction, m exchange.Meta) {
 	s.state = stIdle
 }
 
-// Unsync says that the position of dir in its messages is unknown (the
-// capture starts mid-stream): it resynchronises on the next message start.
-func (c *Conn) Unsync(dir exchange.Direction, m exchange.Meta) {
-	s := c.stream(dir)
-	if s.state == stUnsync {
-		return
-	}
-	c.cut(s, dir, m, false)
-	c.unsync(s)
-}
-
 // Close ends the connection: a response delimited by the close is
 // complete, anything else under way is cut, and every request still
 // waiting ends with EndClosed.
