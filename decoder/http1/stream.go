@@ -232,7 +232,9 @@ func (c *Conn) Boundary(dir exchange.Direction, m exchange.Meta) {
 	case stUnsync, stIdle:
 	default:
 		c.stats.Desyncs++
-		c.cut(s, dir, m, false)
+		if c.cut(s, dir, m, false) && dir == exchange.Ingress {
+			c.stats.Lost(exchange.LossDesync, 1) // a head too short to make a request
+		}
 	}
 	s.releaseHead()
 	s.state = stIdle
@@ -696,23 +698,24 @@ func (c *Conn) endMessage(s *stream, dir exchange.Direction, m exchange.Meta, br
 
 // cut ends whatever message dir was in because its place in the stream
 // is lost: a head with its first line makes a truncated message, a body
-// ends truncated. lost marks the exchange as touched by lost events.
-func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool) {
+// ends truncated. lost marks the exchange as touched by lost events. It
+// reports a head that was dropped because it made no message.
+func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool) (dropped bool) {
 	switch s.state {
 	case stHead:
 		// What was seen of the head makes a truncated message when its
-		// start line is there; otherwise the hole that cut it is counted.
+		// start line is there; otherwise it is dropped.
 		h := s.head
 		s.head = nil
 		ok := len(h) > 0 && c.onHead(s, dir, h, m, true)
 		clear(h)
 		if !ok {
 			s.state = stIdle
-			return
+			return true
 		}
 	case stOver, stBody:
 	default:
-		return
+		return false
 	}
 	if p := s.p; p != nil && !p.Emitted() {
 		p.Ex.Lost = p.Ex.Lost || lost
@@ -721,6 +724,7 @@ func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool
 		}
 	}
 	c.endMessage(s, dir, m, true)
+	return false
 }
 
 // HeldHead is the most head bytes one direction buffers (bounded by
