@@ -1,86 +1,102 @@
 package decoder
 
-// Defaults applied by New for zero Config fields.
-const (
-	DefaultMaxRequestBody  = 4096
-	DefaultMaxResponseBody = 1024
-	DefaultMaxConnections  = 65536
-	DefaultMaxHeadBytes    = 16384
-	DefaultResponseTimeout = 30_000_000_000 // 30 s in ns
+import (
+	"github.com/authprobe/authprobe/decoder/exchange"
+	"github.com/authprobe/authprobe/decoder/http1"
 )
 
-// maxPending bounds the requests a connection may have waiting for their
-// responses (pipelining depth), so that per-connection memory stays within
-// maxPending times (MaxHeadBytes + MaxRequestBody + MaxResponseBody).
-const maxPending = 16
+// streamParser is what a protocol's parser does for the connection layer:
+// it gets each direction's bytes in stream order, and is told where bytes
+// are missing and why. http1.Conn is the one implementation today; an
+// HTTP/2 parser is the second.
+type streamParser interface {
+	// Data parses captured bytes at stream offset off; it may return an
+	// ingress offset up to which the kernel need not copy (0: none).
+	Data(dir Direction, off uint64, data []byte, m exchange.Meta) (skipTo uint64)
+	// Hole accounts for n stream bytes that arrived without data.
+	Hole(dir Direction, n uint64, cause exchange.HoleCause, m exchange.Meta)
+	// Boundary: the kernel knows the next byte starts a message.
+	Boundary(dir Direction, m exchange.Meta)
+	// Close ends the connection; Evict drops it without a close.
+	Close(m exchange.Meta)
+	Evict()
+	// Quiescent: both directions between messages, nothing waiting.
+	Quiescent() bool
+	// Off: not this protocol (or it left it); nothing more to parse.
+	Off() bool
+}
+
+var _ streamParser = (*http1.Conn)(nil)
 
 // Decoder reassembles chunks into exchanges. It is not safe for concurrent
 // use: one goroutine reads the ring buffer and feeds it.
 type Decoder struct {
-	cfg   Config
-	conns map[connID]*conn
-	lru   conn           // sentinel of the recency list; lru.next is the newest
-	pids  map[uint32]int // connections per process, for ForgetPID
-	stats Stats
-	out   []Exchange // exchanges finished by the current call
-}
-
-type connID struct {
-	pid uint32
-	fd  int32
+	cfg     Config
+	conns   map[uint64]*conn // by socket; the generation is checked
+	lru     conn             // sentinel of the recency list; lru.next is the newest
+	sink    exchange.Sink
+	scratch http1.Scratch
+	spare   []Exchange // the slice returned last time, reused next time
+	// verdicts for the kernel, drained by Verdicts.
+	verdicts, spareVerdicts []Verdict
 }
 
 // conn is the state of one connection.
 type conn struct {
-	info       ConnInfo
-	seen       bool // a chunk was accepted, lastSeq is valid
-	lastSeq    uint32
-	lastTime   uint64
-	epoch      uint32 // sequence gaps seen so far
-	upgraded   bool   // 101 or CONNECT: the rest is not HTTP
-	in, out    stream
-	queue      []*pending // requests waiting for their responses, oldest first
-	prev, next *conn
+	info ConnInfo
+	last uint64 // time of the last chunk
+	dirs [2]order
+	// inFromStart: ingress was seen from the connection's first byte, so
+	// egress is at 0 until a chunk says otherwise.
+	inFromStart bool
+	queue       exchange.Queue
+	h1          http1.Conn
+	parser      streamParser
+	off         bool // turned off: chunks are dropped until the kernel stops
+	// resumed: a VerdictResume was sent for these offsets.
+	resumed               bool
+	resumedIn, resumedOut uint64
+	prev, next            *conn
 }
 
-// pending is an exchange under construction. Request and Response live in
-// it so that an exchange costs one allocation.
-type pending struct {
-	ex       Exchange
-	req      Request
-	resp     Response
-	epoch    uint32 // conn.epoch when the request head arrived
-	lost     bool
-	respHead bool // the final response head was parsed
-	// phantom holds the place of a request already emitted (timed out or
-	// dropped) so that its late response is not paired with the next one.
-	phantom bool
-}
-
-// New returns a Decoder; zero Config fields take the Default values. A
-// negative body limit keeps no body bytes.
+// New returns a Decoder; zero Config fields take the Default values.
 func New(cfg Config) *Decoder {
-	if cfg.MaxRequestBody == 0 {
-		cfg.MaxRequestBody = DefaultMaxRequestBody
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
 	}
-	if cfg.MaxResponseBody == 0 {
-		cfg.MaxResponseBody = DefaultMaxResponseBody
-	}
+	def(&cfg.MaxRequestBody, DefaultMaxRequestBody)
+	def(&cfg.MaxResponseBody, DefaultMaxResponseBody)
 	cfg.MaxRequestBody = max(cfg.MaxRequestBody, 0)
 	cfg.MaxResponseBody = max(cfg.MaxResponseBody, 0)
-	if cfg.MaxConnections <= 0 {
-		cfg.MaxConnections = DefaultMaxConnections
-	}
-	if cfg.MaxHeadBytes <= 0 {
-		cfg.MaxHeadBytes = DefaultMaxHeadBytes
+	for _, f := range []struct {
+		v *int
+		d int
+	}{
+		{&cfg.MaxConnections, DefaultMaxConnections},
+		{&cfg.MaxHeadBytes, DefaultMaxHeadBytes},
+		{&cfg.MaxPending, DefaultMaxPending},
+		{&cfg.MaxPendingBytes, DefaultMaxPendingBytes},
+		{&cfg.MaxTotalPendingBytes, DefaultMaxTotalPendingBytes},
+		{&cfg.ReorderWindow, DefaultReorderWindow},
+		{&cfg.ReorderBytes, DefaultReorderBytes},
+	} {
+		if *f.v <= 0 {
+			*f.v = f.d
+		}
 	}
 	if cfg.ResponseTimeout == 0 {
 		cfg.ResponseTimeout = DefaultResponseTimeout
 	}
-	d := &Decoder{
-		cfg:   cfg,
-		conns: make(map[connID]*conn),
-		pids:  make(map[uint32]int),
+	d := &Decoder{cfg: cfg, conns: make(map[uint64]*conn)}
+	d.sink.Limits = exchange.Limits{
+		MaxRequestBody:       cfg.MaxRequestBody,
+		MaxResponseBody:      cfg.MaxResponseBody,
+		MaxPending:           cfg.MaxPending,
+		MaxPendingBytes:      cfg.MaxPendingBytes,
+		MaxTotalPendingBytes: cfg.MaxTotalPendingBytes,
+		Interesting:          cfg.Interesting,
 	}
 	d.lru.next, d.lru.prev = &d.lru, &d.lru
 	return d
@@ -90,144 +106,132 @@ func New(cfg Config) *Decoder {
 func (d *Decoder) Config() Config { return d.cfg }
 
 // Stats returns the counters so far.
-func (d *Decoder) Stats() Stats { return d.stats }
+func (d *Decoder) Stats() Stats { return d.sink.Stats }
 
 // Feed takes the next chunk of a connection and returns the exchanges it
-// completed, oldest first. Data is not retained after Feed returns. A
+// completed, oldest first. Data is not kept after Feed returns; the
+// returned slice is valid until the next call of Feed, Close or Expire. A
 // chunk of a new connection may evict the least recently used one when
 // MaxConnections are tracked: its waiting requests end with EndLost.
 func (d *Decoder) Feed(ch Chunk) []Exchange {
-	d.stats.Chunks++
+	st := &d.sink.Stats
+	st.Chunks++
 	if ch.Dir != Ingress && ch.Dir != Egress {
-		d.stats.ParseErrors++
-		return nil
-	}
-	c := d.lookup(ch.Conn)
-	if c.seen {
-		// Serial arithmetic copes with Seq wrapping around.
-		switch diff := ch.Seq - c.lastSeq; {
-		case diff == 0 || diff > 1<<31:
-			return d.take() // duplicate or out of order: already accounted for
-		case diff > 1:
-			d.gap(c, diff-1)
-		}
-	}
-	c.seen, c.lastSeq = true, ch.Seq
-	c.lastTime = max(c.lastTime, ch.Time)
-	if c.upgraded {
+		st.LateChunks++ // not a direction: nothing can place it
 		return d.take()
 	}
-	s, req := &c.in, true
-	if ch.Dir == Egress {
-		s, req = &c.out, false
-	}
-	d.feedStream(c, s, req, ch.Data, ch.Time)
-	if int64(ch.Len) > int64(len(ch.Data)) && !c.upgraded {
-		d.skipStream(c, s, req, int64(ch.Len)-int64(len(ch.Data)), ch.Time)
-	}
-	return d.take()
-}
-
-// Close finishes the connection key at time t: requests still waiting end
-// with EndClosed, or EndResponse when their response head was seen
-// (a close-delimited response ends here). A close of another generation
-// of the same fd finishes the connection held for it too, as a chunk of
-// another generation would: the fd has moved on. t is the close time; the
-// exchanges keep the timestamps of their chunks.
-func (d *Decoder) Close(key ConnKey, t uint64) []Exchange {
-	c := d.conns[connID{key.PID, key.FD}]
+	c := d.lookup(ch.Conn)
 	if c == nil {
-		return nil
+		st.LateChunks++ // a chunk of a connection already replaced on its socket
+		return d.take()
 	}
-	d.finish(c, EndClosed)
+	c.last = max(c.last, ch.Time)
+	if c.off {
+		st.OffChunks++
+		return d.take()
+	}
+	if int(ch.Len) < len(ch.Data) {
+		ch.Data = ch.Data[:ch.Len]
+	}
+	d.sequence(c, &c.dirs[ch.Dir-1], &ch)
+	d.decide(c)
 	return d.take()
 }
 
-// ForgetPID finishes every connection of an exited process.
-func (d *Decoder) ForgetPID(pid uint32) []Exchange {
-	if d.pids[pid] == 0 {
-		return nil
+// Close ends the connection key at time t: a response delimited by the
+// close is complete, requests still waiting end with EndClosed (or
+// EndResponse when their response head was seen). Chunks still held for
+// reordering are taken with their gaps counted as lost.
+func (d *Decoder) Close(key ConnKey, t uint64) []Exchange {
+	c := d.conns[key.Sock]
+	if c == nil || c.info.Key.Gen > key.Gen {
+		return d.take()
 	}
-	for id, c := range d.conns {
-		if id.pid == pid {
-			d.finish(c, EndClosed)
+	d.endConn(c, func() {
+		for i := range c.dirs {
+			d.flush(c, &c.dirs[i])
 		}
-	}
+		c.parser.Close(exchange.Meta{T: t})
+	})
 	return d.take()
 }
 
-// Expire returns the requests that have waited longer than
-// ResponseTimeout for a response (EndTimeout), and responses whose body
-// stalled as long (EndResponse), and finishes connections idle for more
-// than twice ResponseTimeout. now is on the chunks' clock.
+// Expire ends the requests that have waited longer than ResponseTimeout
+// for a response (EndTimeout) and responses whose body stalled as long
+// (EndResponse), gives up on missing chunks that were already missing at
+// the previous Expire, and drops connections idle for more than twice
+// ResponseTimeout. now is on the chunks' clock.
 func (d *Decoder) Expire(now uint64) []Exchange {
 	timeout := d.cfg.ResponseTimeout
 	for c := d.lru.prev; c != &d.lru; {
 		prev := c.prev
-		if olderThan(now, c.lastTime, 2*timeout) {
-			d.finish(c, EndTimeout)
+		if now > c.last && now-c.last > 2*timeout {
+			d.endConn(c, func() { c.queue.End(EndTimeout); c.parser.Evict() })
 			c = prev
 			continue
 		}
-		for i := 0; i < len(c.queue); {
-			p := c.queue[i]
-			switch {
-			case p.phantom:
-				i++
-			case p.respHead:
-				if olderThan(now, p.ex.ResponseEnd, timeout) {
-					d.emit(c, p, EndResponse) // removes it from the queue
-				} else {
-					i++
+		if !c.off {
+			for i := range c.dirs {
+				o := &c.dirs[i]
+				if len(o.held) > 0 && o.stale {
+					d.flush(c, o)
 				}
-			case olderThan(now, p.ex.RequestEnd, timeout):
-				c.queue[i] = &pending{phantom: true, epoch: p.epoch}
-				d.emit(c, p, EndTimeout)
-				i++
-			default:
-				i++
+				o.stale = len(o.held) > 0
 			}
+			c.queue.Expire(now, timeout)
+			d.decide(c)
 		}
 		c = prev
 	}
 	return d.take()
 }
 
-func olderThan(now, t, age uint64) bool { return now > t && now-t > age }
-
-func (d *Decoder) take() []Exchange {
-	out := d.out
-	d.out = nil
+// Verdicts returns the verdicts for the kernel found since the last call,
+// oldest first; the slice is valid until the next call.
+func (d *Decoder) Verdicts() []Verdict {
+	out := d.verdicts
+	d.verdicts, d.spareVerdicts = d.spareVerdicts[:0], out
 	return out
 }
 
-// lookup returns the connection a chunk belongs to, finishing the previous
-// connection on the same fd when the generation changed and evicting the
-// least recently used connection when the table is full.
+func (d *Decoder) take() []Exchange {
+	out := d.sink.Out
+	d.sink.Out, d.spare = d.spare[:0], out
+	return out
+}
+
+// lookup returns the connection a chunk belongs to: a chunk of a newer
+// generation on the same socket ends the previous connection (the socket
+// was freed and reused), one of an older generation belongs to nothing
+// (nil). A new connection may evict the least recently used one.
 func (d *Decoder) lookup(info ConnInfo) *conn {
-	id := connID{info.Key.PID, info.Key.FD}
-	if c := d.conns[id]; c != nil {
-		if c.info.Key.Gen == info.Key.Gen {
-			d.touchLRU(c)
+	if c := d.conns[info.Key.Sock]; c != nil {
+		switch {
+		case c.info.Key.Gen == info.Key.Gen:
+			d.touch(c)
 			return c
+		case c.info.Key.Gen > info.Key.Gen:
+			return nil
 		}
-		d.finish(c, EndClosed) // the fd was reused: the old connection closed
+		d.endConn(c, func() { c.parser.Close(exchange.Meta{T: c.last}) })
 	}
 	if len(d.conns) >= d.cfg.MaxConnections {
 		if old := d.lru.prev; old != &d.lru {
-			d.stats.Evicted++
-			d.finish(old, EndLost)
+			d.sink.Stats.Evicted++
+			d.endConn(old, func() { old.parser.Evict(); old.queue.End(EndLost) })
 		}
 	}
 	c := &conn{info: info}
-	d.conns[id] = c
-	d.pids[id.pid]++
+	c.queue = exchange.NewQueue(&d.sink, &c.info)
+	c.h1 = http1.New(http1.Config{MaxHeadBytes: d.cfg.MaxHeadBytes}, &c.queue, &d.sink.Stats, &d.scratch)
+	c.parser = &c.h1
+	d.conns[info.Key.Sock] = c
 	c.prev, c.next = &d.lru, d.lru.next
 	c.next.prev, d.lru.next = c, c
 	return c
 }
 
-func (d *Decoder) touchLRU(c *conn) {
+func (d *Decoder) touch(c *conn) {
 	if d.lru.next == c {
 		return
 	}
@@ -236,142 +240,50 @@ func (d *Decoder) touchLRU(c *conn) {
 	c.next.prev, d.lru.next = c, c
 }
 
-// finish emits what a connection still holds and forgets it. Requests
-// without a response end with reason, except that a response head already
-// seen makes EndResponse and a sequence gap makes EndLost.
-func (d *Decoder) finish(c *conn, reason EndReason) {
-	if s := &c.out; s.state == stBody && s.body.mode == bodyClose && reason == EndClosed {
-		d.endMessage(c, s, false, false) // the close is this response's end
+// endConn runs end (which emits what the connection still holds), wipes
+// what it held and forgets it.
+func (d *Decoder) endConn(c *conn, end func()) {
+	end()
+	for i := range c.dirs {
+		c.dirs[i].release()
 	}
-	for len(c.queue) > 0 {
-		p := c.queue[0]
-		if p.phantom {
-			c.queue = c.queue[1:]
-			continue
-		}
-		end := reason
-		if p.lost && reason == EndClosed {
-			end = EndLost
-		}
-		d.emit(c, p, end)
-	}
-	c.in.releaseHead()
-	c.out.releaseHead()
-	c.in, c.out, c.queue = stream{}, stream{}, nil
-	id := connID{c.info.Key.PID, c.info.Key.FD}
-	delete(d.conns, id)
-	if d.pids[id.pid]--; d.pids[id.pid] <= 0 {
-		delete(d.pids, id.pid)
-	}
+	delete(d.conns, c.info.Key.Sock)
 	c.prev.next, c.next.prev = c.next, c.prev
 	c.prev, c.next = nil, nil
 }
 
-// gap handles lost chunks: both directions resynchronise on the next
-// message start, and every exchange in flight is marked Lost.
-func (d *Decoder) gap(c *conn, lost uint32) {
-	d.stats.SeqGaps += uint64(lost)
-	c.epoch++
-	for _, p := range c.queue {
-		p.lost = true
+// decide queues the verdicts a connection's state calls for: VerdictOff
+// once it is not HTTP, VerdictResume once per pair of offsets at which it
+// is quiescent (both directions at a boundary, nothing waiting, nothing
+// held back).
+func (d *Decoder) decide(c *conn) {
+	st := &d.sink.Stats
+	if c.off {
+		return
 	}
-	for _, sd := range [2]struct {
-		s   *stream
-		req bool
-	}{{&c.in, true}, {&c.out, false}} {
-		s := sd.s
-		if s.state == stBody {
-			d.endMessage(c, s, sd.req, true)
+	if c.parser.Off() {
+		c.off = true
+		st.VerdictsOff++
+		d.verdicts = append(d.verdicts, Verdict{Key: c.info.Key, Kind: VerdictOff})
+		c.queue.End(EndClosed)
+		c.parser.Evict()
+		for i := range c.dirs {
+			c.dirs[i].release()
 		}
-		s.releaseHead()
-		s.state = stResync
+		return
 	}
-}
-
-// enqueue adds a parsed request to the connection's queue, dropping the
-// oldest entry when the pipeline is deeper than maxPending.
-func (d *Decoder) enqueue(c *conn, p *pending) {
-	if len(c.queue) >= maxPending {
-		old := c.queue[0]
-		if old.phantom {
-			c.queue = c.queue[1:]
-		} else {
-			old.lost = true
-			d.emit(c, old, EndLost)
-		}
+	in, out := &c.dirs[0], &c.dirs[1]
+	if !in.started || len(in.held) > 0 || len(out.held) > 0 || !c.parser.Quiescent() {
+		return
 	}
-	c.queue = append(c.queue, p)
-}
-
-// responseTarget returns the request a new final response answers, or nil
-// when it answers none we hold (an orphan, or an already emitted request).
-func (d *Decoder) responseTarget(c *conn) *pending {
-	if len(c.queue) == 0 {
-		d.stats.Orphans++
-		return nil
+	outOff := out.off
+	if !out.started && !c.inFromStart {
+		return // where egress stands is unknown
 	}
-	if c.queue[0].epoch != c.epoch {
-		// The oldest request predates the last gap. If a request arrived
-		// after the gap, clients that wait for each response before the
-		// next request (nearly all) lost the older responses in the gap.
-		for i := 1; i < len(c.queue); i++ {
-			if c.queue[i].epoch != c.epoch {
-				continue
-			}
-			for _, p := range append([]*pending(nil), c.queue[:i]...) {
-				if p.phantom {
-					d.removeQueued(c, p)
-					continue
-				}
-				p.lost = true
-				d.emit(c, p, EndLost)
-			}
-			c.queue[0].lost = true
-			break
-		}
+	if c.resumed && c.resumedIn == in.off && c.resumedOut == outOff {
+		return
 	}
-	p := c.queue[0]
-	if p.phantom {
-		d.removeQueued(c, p)
-		return nil
-	}
-	return p
-}
-
-func (d *Decoder) removeQueued(c *conn, p *pending) {
-	for i, q := range c.queue {
-		if q == p {
-			copy(c.queue[i:], c.queue[i+1:])
-			c.queue[len(c.queue)-1] = nil
-			c.queue = c.queue[:len(c.queue)-1]
-			return
-		}
-	}
-}
-
-// emit hands an exchange to the caller and drops every reference the
-// decoder held to it.
-func (d *Decoder) emit(c *conn, p *pending, end EndReason) {
-	d.removeQueued(c, p)
-	if c.in.cur == p {
-		// The response came before the end of the request body.
-		p.req.BodyTruncated = true
-		c.in.cur = nil
-	}
-	if c.out.cur == p {
-		p.resp.BodyTruncated = true
-		c.out.cur = nil
-	}
-	if p.respHead {
-		end = EndResponse // a parsed response head counts as the response
-	}
-	p.ex.End, p.ex.Lost = end, p.lost
-	d.stats.Exchanges++
-	if p.req.BodyTruncated {
-		d.stats.TruncatedBodies++
-	}
-	if p.ex.Response != nil && p.resp.BodyTruncated {
-		d.stats.TruncatedBodies++
-	}
-	d.out = append(d.out, p.ex)
+	c.resumed, c.resumedIn, c.resumedOut = true, in.off, outOff
+	st.VerdictsResume++
+	d.verdicts = append(d.verdicts, Verdict{Key: c.info.Key, Kind: VerdictResume, InOff: in.off, OutOff: outOff})
 }

@@ -3,165 +3,160 @@ package decoder
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
-
-// headSeeds returns the messages of the exchange fixtures, as seeds for the
-// head parsers.
-func headSeeds(tb testing.TB, dir Direction) [][]byte {
-	tb.Helper()
-	paths, err := filepath.Glob(filepath.Join("testdata", "exchanges", "*.txt"))
-	if err != nil || len(paths) == 0 {
-		tb.Fatalf("no fixtures: %v", err)
-	}
-	var seeds [][]byte
-	for _, p := range paths {
-		for _, st := range mustLoadScript(tb, p) {
-			if st.chunk.Dir == dir && len(st.chunk.Data) > 0 {
-				seeds = append(seeds, st.chunk.Data)
-			}
-		}
-	}
-	return seeds
-}
-
-func FuzzParseRequestHead(f *testing.F) {
-	for _, s := range headSeeds(f, Ingress) {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if n := headEnd(b, 0); n >= 0 && (n > len(b) || b[n-1] != '\n') {
-			t.Fatalf("headEnd = %d for %d bytes", n, len(b))
-		}
-		var r Request
-		if err := parseRequestHead(b, &r); err != nil {
-			return
-		}
-		if r.Method == "" || !isToken(r.Method) || !validTarget(r.Target) ||
-			(r.Proto != proto10 && r.Proto != proto11) {
-			t.Fatalf("accepted a bad request line: %q %q %q", r.Method, r.Target, r.Proto)
-		}
-		checkHeader(t, r.Header)
-		if r.ContentLength < -1 || (r.Chunked && r.ContentLength != -1) {
-			t.Fatalf("framing: length %d chunked %v", r.ContentLength, r.Chunked)
-		}
-	})
-}
-
-func FuzzParseResponseHead(f *testing.F) {
-	for _, s := range headSeeds(f, Egress) {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		var r Response
-		if err := parseResponseHead(b, &r); err != nil {
-			return
-		}
-		if r.StatusCode < 100 || r.StatusCode > 999 || (r.Proto != proto10 && r.Proto != proto11) ||
-			!validFieldValue(r.Reason) {
-			t.Fatalf("accepted a bad status line: %q %d %q", r.Proto, r.StatusCode, r.Reason)
-		}
-		checkHeader(t, r.Header)
-		if r.ContentLength < -1 || (r.Chunked && r.ContentLength != -1) {
-			t.Fatalf("framing: length %d chunked %v", r.ContentLength, r.Chunked)
-		}
-	})
-}
-
-func checkHeader(t *testing.T, h Header) {
-	for _, f := range h {
-		if f.Name == "" || !isToken(f.Name) || !validFieldValue(f.Value) || f.Value != trimOWS(f.Value) {
-			t.Fatalf("accepted a bad field %q", f.Name)
-		}
-	}
-}
 
 // fuzzConfig is small so that the fuzzer reaches every limit.
 func fuzzConfig() Config {
 	return Config{
-		MaxRequestBody:  64,
-		MaxResponseBody: 32,
-		MaxConnections:  3,
-		MaxHeadBytes:    512,
-		ResponseTimeout: 1000,
+		MaxRequestBody:       64,
+		MaxResponseBody:      32,
+		MaxConnections:       3,
+		MaxHeadBytes:         512,
+		ResponseTimeout:      1000,
+		MaxPending:           4,
+		MaxPendingBytes:      16 << 10,
+		MaxTotalPendingBytes: 40 << 10,
+		ReorderWindow:        2,
+		ReorderBytes:         600,
+		// Targets under /x are not interesting: placeholders only.
+		Interesting: func(method, target string) bool { return !strings.HasPrefix(target, "/x") },
 	}
 }
 
-// FuzzDecoder plays an arbitrary program of chunks, closes, expiries and
-// fd reuse over four fds. Each operation is one byte, op, then:
+// FuzzDecoder plays an arbitrary program of chunks, closes and expiries
+// over four sockets. Each operation is one byte, op; the socket is op>>6.
 //
-//	op%16 < 12: a chunk; direction op&1, fd op>>6, a sequence gap when
-//	            op&0x10, then a length byte n and n data bytes; for
-//	            op%16 >= 8, Len exceeds the data by 7*n
-//	op%16 == 12: Close(fd op>>6)
-//	op%16 == 13: Expire far enough to time requests out
-//	op%16 == 14: ForgetPID
-//	op%16 == 15: the fd op>>6 is reused (new Gen)
+//	op%16 < 10: a chunk of direction op&1, then a length byte n and n
+//	            data bytes (none for budget). op&0x10 skips one sequence
+//	            number and 3n stream bytes first (lost events).
+//	            op%16/2 == 0: plain; 1: Len exceeds the data by 7n;
+//	            2: a budget chunk of 7n+1 bytes; 3: held back and sent after
+//	            the next chunk of its direction (reordered); 4: the kernel
+//	            skipped n%3 requests of 5n bytes first (boundary, episode).
+//	op%16 == 10: Close
+//	op%16 == 11: Expire far enough to time requests out
+//	op%16 == 12: Expire just after (flushes the reorder window)
+//	op%16 == 13: the socket is reused (new Gen)
+//	op%16 == 14: drain and check the verdicts
+//	op%16 == 15: an unreadable chunk of 13 bytes of direction op>>5&1
 //
-// The decoder must not panic and must stay within its memory bounds.
+// The decoder must not panic, must stay within its memory bounds and must
+// hold nothing once every connection is closed.
 func FuzzDecoder(f *testing.F) {
-	paths, _ := filepath.Glob(filepath.Join("testdata", "exchanges", "*.txt"))
-	for _, p := range paths {
-		f.Add(encodeProgram(mustLoadScript(f, p), 0))
-		f.Add(encodeProgram(mustLoadScript(f, p), 7))
+	for _, p := range fixturePaths(f) {
+		sc := mustLoadScript(f, p)
+		f.Add(encodeProgram(sc.steps, 0))
+		f.Add(encodeProgram(sc.steps, 7))
 	}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		d := New(fuzzConfig())
+		type dirState struct {
+			seq  uint32
+			off  uint64
+			held *Chunk
+		}
 		var (
-			seqs [4]uint32
+			dirs [4][2]dirState
 			gens = [4]uint64{1, 1, 1, 1}
 			now  uint64
 		)
-		key := func(fd int) ConnKey { return ConnKey{PID: 9, FD: int32(fd), Gen: gens[fd]} }
+		key := func(s int) ConnKey { return ConnKey{Sock: uint64(s + 1), Gen: gens[s]} }
+		feed := func(ch Chunk) []Exchange {
+			data := ch.Data
+			out := d.Feed(ch)
+			clear(data) // the decoder must not keep chunk data
+			return out
+		}
 		for len(prog) > 0 {
 			op := prog[0]
 			prog = prog[1:]
-			fd := int(op >> 6)
+			s := int(op >> 6)
 			now += 7
 			var out []Exchange
-			switch op % 16 {
-			case 12:
-				out = d.Close(key(fd), now)
-			case 13:
+			switch k := op % 16; {
+			case k == 10:
+				out = d.Close(key(s), now)
+				dirs[s] = [2]dirState{}
+				gens[s]++
+			case k == 11:
 				now += 3000
 				out = d.Expire(now)
-			case 14:
-				out = d.ForgetPID(9)
-			case 15:
-				gens[fd]++
-				seqs[fd] = 0
+			case k == 12:
+				now++
+				out = d.Expire(now)
+			case k == 13:
+				gens[s]++
+				dirs[s] = [2]dirState{}
+			case k == 14:
+				checkVerdicts(t, d.Verdicts())
+			case k == 15:
+				di := int(op>>5) & 1
+				ds := &dirs[s][di]
+				out = feed(Chunk{Conn: ConnInfo{Key: key(s)}, Dir: Direction(di + 1), Seq: ds.seq,
+					Offset: ds.off, Time: now, Len: 13, Flags: Unreadable})
+				ds.seq++
+				ds.off += 13
 			default:
 				if len(prog) == 0 {
 					return
 				}
-				n := min(int(prog[0]), len(prog)-1)
-				// A copy, wiped after Feed: the decoder must not keep
-				// references to chunk data.
-				data := append([]byte(nil), prog[1:1+n]...)
-				prog = prog[1+n:]
-				seqs[fd]++
+				n := int(prog[0])
+				prog = prog[1:]
+				kind := k / 2
+				if kind != 2 {
+					n = min(n, len(prog))
+				}
+				di := int(op & 1)
+				ds := &dirs[s][di]
 				if op&0x10 != 0 {
-					seqs[fd]++
+					ds.seq++
+					ds.off += 3 * uint64(n)
 				}
-				dir := Ingress
-				if op&1 != 0 {
-					dir = Egress
+				ch := Chunk{Conn: ConnInfo{Key: key(s)}, Dir: Direction(di + 1), Time: now}
+				switch kind {
+				case 2:
+					ch.Len, ch.Flags = 7*uint32(n)+1, Budget
+				case 4:
+					ch.Skipped = uint32(n % 3)
+					if ch.Skipped > 0 {
+						ds.off += 5 * uint64(n)
+					}
+					ch.Flags = Boundary | Episode
+					fallthrough
+				default:
+					ch.Data = append([]byte(nil), prog[:n]...)
+					prog = prog[n:]
+					ch.Len = uint32(n)
+					if kind == 1 {
+						ch.Len += 7 * uint32(n)
+					}
 				}
-				l := uint32(n)
-				if op%16 >= 8 {
-					l += 7 * uint32(n)
+				ch.Seq, ch.Offset = ds.seq, ds.off
+				ds.seq++
+				ds.off += uint64(ch.Len)
+				switch {
+				case kind == 3 && ds.held == nil:
+					ds.held = &ch
+				default:
+					out = feed(ch)
+					if h := ds.held; h != nil {
+						ds.held = nil
+						checkExchanges(t, out)
+						out = feed(*h)
+					}
 				}
-				out = d.Feed(Chunk{Conn: ConnInfo{Key: key(fd)}, Dir: dir, Seq: seqs[fd], Time: now, Len: l, Data: data})
-				clear(data)
 			}
 			checkExchanges(t, out)
 			checkBounds(t, d)
 		}
-		for fd := range 4 {
-			checkExchanges(t, d.Close(key(fd), now))
+		checkVerdicts(t, d.Verdicts())
+		for s := range 4 {
+			checkExchanges(t, d.Close(key(s), now))
 		}
-		if len(d.conns) != 0 || len(d.pids) != 0 {
-			t.Fatalf("%d connections left after closing all", len(d.conns))
+		if len(d.conns) != 0 || d.sink.Bytes() != 0 {
+			t.Fatalf("%d connections, %d pending bytes left after closing all", len(d.conns), d.sink.Bytes())
 		}
 	})
 }
@@ -171,10 +166,10 @@ func FuzzDecoder(f *testing.F) {
 func encodeProgram(steps []step, split int) []byte {
 	var prog []byte
 	for _, st := range steps {
-		fd := byte(st.chunk.Conn.Key.FD&3) << 6
+		s := byte(st.chunk.Conn.Key.Sock&3) << 6
 		switch st.op {
 		case "in", "out":
-			op := fd
+			op := s
 			if st.op == "out" {
 				op |= 1
 			}
@@ -189,11 +184,9 @@ func encodeProgram(steps []step, split int) []byte {
 				data = data[n:]
 			}
 		case "close":
-			prog = append(prog, fd|12)
+			prog = append(prog, s|10)
 		case "expire":
-			prog = append(prog, 13)
-		case "forget":
-			prog = append(prog, 14)
+			prog = append(prog, 12)
 		}
 	}
 	return prog
@@ -201,6 +194,7 @@ func encodeProgram(steps []step, split int) []byte {
 
 func checkExchanges(t *testing.T, exs []Exchange) {
 	t.Helper()
+	cfg := fuzzConfig()
 	for _, ex := range exs {
 		if ex.Request == nil {
 			t.Fatal("exchange without request")
@@ -208,14 +202,32 @@ func checkExchanges(t *testing.T, exs []Exchange) {
 		if (ex.End == EndResponse) != (ex.Response != nil) {
 			t.Fatalf("end %v with response %v", ex.End, ex.Response != nil)
 		}
-		if len(ex.Request.Body) > fuzzConfig().MaxRequestBody {
+		if len(ex.Request.Body) > cfg.MaxRequestBody {
 			t.Fatalf("request body %d bytes", len(ex.Request.Body))
 		}
-		if ex.Response != nil && len(ex.Response.Body) > fuzzConfig().MaxResponseBody {
+		if ex.Response != nil && len(ex.Response.Body) > cfg.MaxResponseBody {
 			t.Fatalf("response body %d bytes", len(ex.Response.Body))
 		}
 		if ex.RequestEnd < ex.RequestStart || ex.ResponseEnd < ex.ResponseStart {
 			t.Fatalf("times out of order: %s", summary(ex))
+		}
+		if strings.HasPrefix(ex.Request.Target, "/x") {
+			t.Fatalf("an uninteresting request became an exchange: %s", summary(ex))
+		}
+	}
+}
+
+func checkVerdicts(t *testing.T, vs []Verdict) {
+	t.Helper()
+	for _, v := range vs {
+		switch v.Kind {
+		case VerdictResume, VerdictOff:
+		case VerdictSkip:
+			if v.SkipTo == 0 {
+				t.Fatalf("skip to 0")
+			}
+		default:
+			t.Fatalf("verdict kind %d", v.Kind)
 		}
 	}
 }
@@ -224,24 +236,28 @@ func checkExchanges(t *testing.T, exs []Exchange) {
 // its connection table.
 func checkBounds(t *testing.T, d *Decoder) {
 	t.Helper()
-	if len(d.conns) > d.cfg.MaxConnections {
-		t.Fatalf("%d connections, max %d", len(d.conns), d.cfg.MaxConnections)
+	cfg := d.cfg
+	if len(d.conns) > cfg.MaxConnections {
+		t.Fatalf("%d connections, max %d", len(d.conns), cfg.MaxConnections)
+	}
+	if b := d.sink.Bytes(); b < 0 || b > cfg.MaxTotalPendingBytes {
+		t.Fatalf("%d pending bytes, max %d", b, cfg.MaxTotalPendingBytes)
 	}
 	n := 0
 	for c := d.lru.next; c != &d.lru; c = c.next {
 		n++
-		if d.conns[connID{c.info.Key.PID, c.info.Key.FD}] != c {
+		if d.conns[c.info.Key.Sock] != c {
 			t.Fatal("recency list and table disagree")
 		}
-		if len(c.in.head) > d.cfg.MaxHeadBytes || len(c.out.head) > d.cfg.MaxHeadBytes {
-			t.Fatalf("head buffers %d/%d bytes", len(c.in.head), len(c.out.head))
+		if h := c.h1.HeldHead(); h > cfg.MaxHeadBytes {
+			t.Fatalf("head buffers hold %d bytes", h)
 		}
-		if len(c.queue) > maxPending {
-			t.Fatalf("%d requests queued", len(c.queue))
+		if w := c.queue.Waiting(); w > cfg.MaxPending {
+			t.Fatalf("%d requests waiting, max %d", w, cfg.MaxPending)
 		}
-		for _, p := range c.queue {
-			if len(p.req.Body) > d.cfg.MaxRequestBody || len(p.resp.Body) > d.cfg.MaxResponseBody {
-				t.Fatalf("bodies %d/%d bytes", len(p.req.Body), len(p.resp.Body))
+		for i := range c.dirs {
+			if o := &c.dirs[i]; len(o.held) > cfg.ReorderWindow || o.heldBytes > cfg.ReorderBytes {
+				t.Fatalf("%d chunks (%d bytes) held for reordering", len(o.held), o.heldBytes)
 			}
 		}
 	}
@@ -250,13 +266,11 @@ func checkBounds(t *testing.T, d *Decoder) {
 	}
 }
 
-// TestFuzzCorpusFiles makes sure the committed corpus directories exist,
+// TestFuzzCorpusFiles makes sure the committed corpus directory exists,
 // so that a lost corpus is noticed rather than silently not run.
 func TestFuzzCorpusFiles(t *testing.T) {
-	for _, name := range []string{"FuzzParseRequestHead", "FuzzParseResponseHead", "FuzzDecoder"} {
-		entries, err := os.ReadDir(filepath.Join("testdata", "fuzz", name))
-		if err != nil || len(entries) == 0 {
-			t.Errorf("no committed corpus for %s: %v", name, err)
-		}
+	entries, err := os.ReadDir(filepath.Join("testdata", "fuzz", "FuzzDecoder"))
+	if err != nil || len(entries) == 0 {
+		t.Errorf("no committed corpus for FuzzDecoder: %v", err)
 	}
 }

@@ -1,52 +1,76 @@
-// Package decoder turns the captured byte chunks of many connections into
-// HTTP/1.x exchanges: it reassembles each connection's chunks in sequence
-// order, parses request and response heads, follows Content-Length and
-// chunked bodies (kept up to the capture limit), pairs each request with its
-// response and carries the kernel timestamps through. It knows HTTP, not
-// auth, and never logs.
+// Package decoder turns the chunks the kernel captured on many connections
+// into HTTP exchanges, and tells the kernel what it need not capture.
+//
+// It is built in layers that call one way (README.md):
+//
+//	Decoder     connection table (by socket), per-direction ordering of
+//	            chunks by sequence number, holes, verdicts for the kernel
+//	  http1     one stream parser per protocol: heads, framing, bodies
+//	    exchange   requests queued per connection, responses paired in
+//	               order, finished exchanges; the shared vocabulary
+//
+// It knows HTTP, not auth (Config.Interesting is how the pipeline says
+// which requests matter), and never logs.
 package decoder
 
-import "net/netip"
+import "github.com/authprobe/authprobe/decoder/exchange"
 
-// Direction of a chunk as seen by the traced (server) process.
-type Direction uint8
-
-const (
-	// Ingress bytes were read by the process (requests, on a server).
-	Ingress Direction = iota + 1
-	// Egress bytes were written by the process (responses).
-	Egress
+// The vocabulary is shared with the layers below; these are its names for
+// the decoder's users.
+type (
+	Direction   = exchange.Direction
+	ConnKey     = exchange.ConnKey
+	Role        = exchange.Role
+	ConnInfo    = exchange.ConnInfo
+	HeaderField = exchange.HeaderField
+	Header      = exchange.Header
+	Request     = exchange.Request
+	Response    = exchange.Response
+	Ambiguity   = exchange.Ambiguity
+	EndReason   = exchange.EndReason
+	Exchange    = exchange.Exchange
+	Stats       = exchange.Stats
+	Loss        = exchange.Loss
 )
 
-// ConnKey names one connection for its whole life: the kernel socket and
-// its generation. Whichever process or fd uses the socket, it is the same
-// connection (docs/capture.md).
-type ConnKey struct {
-	Sock uint64 // struct sock address
-	Gen  uint64 // differs for every connection that used Sock
-}
-
-// Role is who opened the connection, as far as the kernel knows.
-type Role uint8
-
 const (
-	RoleUnknown Role = iota // accepted by the traced process, or predates the agent
-	RoleClient              // the traced process connected it
+	Ingress = exchange.Ingress
+	Egress  = exchange.Egress
+
+	RoleUnknown = exchange.RoleUnknown
+	RoleClient  = exchange.RoleClient
+
+	AmbiguousCLTE    = exchange.AmbiguousCLTE
+	AmbiguousCL      = exchange.AmbiguousCL
+	AmbiguousTE      = exchange.AmbiguousTE
+	AmbiguousCLValue = exchange.AmbiguousCLValue
+	AmbiguousHeader  = exchange.AmbiguousHeader
+
+	EndResponse = exchange.EndResponse
+	EndClosed   = exchange.EndClosed
+	EndTimeout  = exchange.EndTimeout
+	EndLost     = exchange.EndLost
+
+	LossSeqGap     = exchange.LossSeqGap
+	LossBudget     = exchange.LossBudget
+	LossUnreadable = exchange.LossUnreadable
+	LossTruncated  = exchange.LossTruncated
+	LossEvicted    = exchange.LossEvicted
+	LossQueueFull  = exchange.LossQueueFull
+	LossParseError = exchange.LossParseError
+	LossDesync     = exchange.LossDesync
+	NumLoss        = exchange.NumLoss
 )
 
-// ConnInfo describes a connection's endpoints as seen by the traced process.
-type ConnInfo struct {
-	Key   ConnKey
-	Peer  netip.AddrPort // the socket peer (the client, for a server)
-	Local netip.AddrPort
-	Role  Role
-}
+// Unhex is the value of a hexadecimal digit; ok is false for other bytes.
+func Unhex(c byte) (v byte, ok bool) { return exchange.Unhex(c) }
 
 // ChunkFlags qualify a chunk (the kernel's event_flags).
 type ChunkFlags uint8
 
 const (
-	// Boundary: Data starts at a message boundary the kernel knows.
+	// Boundary: Data starts at a request boundary the kernel knows (the
+	// connection's first byte, or right after requests it skipped).
 	Boundary ChunkFlags = 1 << 0
 	// Episode: the first chunk of a capture episode; the kernel filtered
 	// the connection until this read.
@@ -77,10 +101,13 @@ type Chunk struct {
 	// Time is the kernel monotonic timestamp (ns) at the end of the I/O.
 	Time uint64
 	// Len is how many stream bytes the chunk covers; Data is the captured
-	// prefix of them (len(Data) <= Len).
+	// prefix of them (len(Data) <= Len). Data is not kept after Feed.
 	Len  uint32
 	Data []byte
-	// Flags, Skipped and Unanswered are the kernel's notes (see bpf.ConnEvent).
+	// Flags, Skipped and Unanswered are the kernel's notes (see
+	// bpf.ConnEvent): Skipped whole requests were proven non-auth and
+	// skipped right before this chunk; Unanswered of their responses the
+	// kernel suppresses itself (informational).
 	Flags      ChunkFlags
 	Skipped    uint32
 	Unanswered uint32
@@ -94,8 +121,8 @@ const (
 	// VerdictResume: everything sent is decided and answered; the kernel
 	// may filter again if its offsets still equal InOff and OutOff.
 	VerdictResume VerdictKind = 1 << 0
-	// VerdictSkip: ingress bytes before SkipTo are a non-auth body: do not
-	// copy them.
+	// VerdictSkip: ingress bytes before SkipTo are a body nobody keeps: do
+	// not copy them.
 	VerdictSkip VerdictKind = 1 << 1
 	// VerdictOff: stop capturing the connection (not HTTP, tunnel).
 	VerdictOff VerdictKind = 1 << 2
@@ -105,127 +132,56 @@ const (
 type Verdict struct {
 	Key           ConnKey
 	Kind          VerdictKind
-	InOff, OutOff uint64
-	SkipTo        uint64
+	InOff, OutOff uint64 // VerdictResume
+	SkipTo        uint64 // VerdictSkip
 }
 
-// HeaderField is one header line, in wire order; duplicates are kept.
-type HeaderField struct {
-	Name  string
-	Value string
-}
-
-// Header is the ordered header list of a request or response.
-type Header []HeaderField
-
-// Request is a parsed HTTP request head and the captured start of its body.
-type Request struct {
-	Method string
-	Target string // request-target as sent (path and query)
-	Proto  string // HTTP/1.0 or HTTP/1.1
-	Header Header
-	// ContentLength is the declared length, -1 when absent or chunked.
-	ContentLength int64
-	Chunked       bool
-	// Body is the captured (de-chunked) start of the body.
-	Body []byte
-	// BodyTruncated: the body is longer than what was captured.
-	BodyTruncated bool
-	// Ambiguous names what in the request's framing peers may read
-	// differently (Content-Length with Transfer-Encoding, two
-	// Content-Lengths): the kind of request smuggling attempts use.
-	Ambiguous Ambiguity
-}
-
-// Ambiguity flags a request that servers and proxies may frame
-// differently.
-type Ambiguity uint8
-
-const (
-	// AmbiguousCLTE: Content-Length together with Transfer-Encoding.
-	AmbiguousCLTE Ambiguity = 1 << iota
-	// AmbiguousCL: more than one Content-Length (equal or not).
-	AmbiguousCL
-	// AmbiguousTE: a Transfer-Encoding other than a final "chunked", or
-	// more than one.
-	AmbiguousTE
-)
-
-// Response is a parsed HTTP response head and the captured start of its body.
-type Response struct {
-	Proto         string
-	StatusCode    int
-	Reason        string
-	Header        Header
-	ContentLength int64
-	Chunked       bool
-	Body          []byte
-	BodyTruncated bool
-}
-
-// EndReason says why an exchange ended without a response.
-type EndReason uint8
-
-const (
-	EndResponse EndReason = iota // a response was seen
-	EndClosed                    // the connection closed first
-	EndTimeout                   // no response within the timeout
-	EndLost                      // chunks were lost; the response cannot be known
-)
-
-// Exchange is one request and, when seen, its response.
-type Exchange struct {
-	Conn ConnInfo
-	// PID and TID read the request: the exchange belongs to that process.
-	PID, TID uint32
-	Request  *Request
-	Response *Response // nil when no response was seen
-	End      EndReason
-	// Kernel monotonic timestamps (ns): the first and last chunk of the
-	// request, and of the response (0 when there is none).
-	RequestStart, RequestEnd   uint64
-	ResponseStart, ResponseEnd uint64
-	// Lost is set when a sequence gap touched this exchange.
-	Lost bool
-}
-
-// Config bounds the decoder's memory and time.
+// Config bounds the decoder's memory and time. Zero fields take the
+// Default values.
 type Config struct {
-	// MaxBodyBytes kept per request and per response body.
+	// MaxRequestBody and MaxResponseBody bytes are kept per body; a
+	// negative value keeps none.
 	MaxRequestBody  int
 	MaxResponseBody int
-	// MaxConnections tracked at once; the oldest idle one is evicted.
+	// MaxConnections tracked at once; the least recently used one is
+	// evicted (its requests end with EndLost).
 	MaxConnections int
-	// MaxHeadBytes a request or response head may take before it is an
-	// error (default 16 KiB).
+	// MaxHeadBytes of a request or response head are kept; a longer head
+	// keeps its first lines and its framing is still followed.
 	MaxHeadBytes int
-	// ResponseTimeout (ns) after which a request without response is
-	// emitted with End=EndTimeout by Expire.
+	// ResponseTimeout (ns) after which Expire ends a request without
+	// response (EndTimeout); a connection idle for twice as long is
+	// dropped.
 	ResponseTimeout uint64
+	// MaxPending requests may wait for their responses on one connection
+	// (pipelining), holding at most MaxPendingBytes; MaxTotalPendingBytes
+	// bounds all connections together. A request beyond them is counted
+	// lost (LossQueueFull) and only its place is kept.
+	MaxPending           int
+	MaxPendingBytes      int
+	MaxTotalPendingBytes int
+	// ReorderWindow chunks (ReorderBytes of data) of one direction are held
+	// while an earlier one is missing; beyond that, or when the gap is still
+	// there at the second Expire, the missing chunks count as lost.
+	ReorderWindow int
+	ReorderBytes  int
+	// Interesting says whether a request (its method and raw target) is
+	// worth an exchange; nil means every request is. Others only hold their
+	// place for pairing: no body kept, no exchange, their bodies skipped
+	// in the kernel. method and target are valid only during the call.
+	Interesting func(method, target string) bool
 }
 
-// Stats counts what the decoder saw and dropped, by reason.
-type Stats struct {
-	Chunks          uint64
-	Exchanges       uint64
-	ParseErrors     uint64 // unparseable heads (garbage, binary)
-	SeqGaps         uint64 // chunks lost in the kernel or ring buffer
-	Evicted         uint64 // connections evicted at MaxConnections
-	Orphans         uint64 // responses without a request
-	TruncatedBodies uint64
-}
-
-// String names the reason in lower case (response, closed, timeout, lost).
-func (e EndReason) String() string {
-	switch e {
-	case EndResponse:
-		return "response"
-	case EndClosed:
-		return "closed"
-	case EndTimeout:
-		return "timeout"
-	case EndLost:
-		return "lost"
-	}
-	return "unknown"
-}
+// Defaults applied by New for zero Config fields.
+const (
+	DefaultMaxRequestBody       = 4096
+	DefaultMaxResponseBody      = 1024
+	DefaultMaxConnections       = 65536
+	DefaultMaxHeadBytes         = 16384
+	DefaultResponseTimeout      = 30_000_000_000 // 30 s in ns
+	DefaultMaxPending           = 1024           // 500 pipelined logins and then some
+	DefaultMaxPendingBytes      = 4 << 20
+	DefaultMaxTotalPendingBytes = 32 << 20
+	DefaultReorderWindow        = 8
+	DefaultReorderBytes         = 64 << 10
+)

@@ -1,0 +1,538 @@
+package exchange
+
+import "unsafe"
+
+// Limits bound what the queues of one decoder hold and decide which
+// requests are worth holding at all.
+type Limits struct {
+	// MaxRequestBody and MaxResponseBody bytes are kept per body.
+	MaxRequestBody  int
+	MaxResponseBody int
+	// MaxPending requests may wait for their responses on one connection,
+	// holding at most MaxPendingBytes; MaxTotalPendingBytes bounds the
+	// sum over all connections. A request beyond a bound is counted lost
+	// (LossQueueFull) and held as a placeholder so that pairing stays in
+	// step.
+	MaxPending           int
+	MaxPendingBytes      int
+	MaxTotalPendingBytes int
+	// Interesting says whether a request is worth an exchange; nil means
+	// every request is. It must not keep method or target: they are only
+	// valid during the call.
+	Interesting func(method, target string) bool
+}
+
+// Sink is what the queues of one decoder share: the limits, the counters
+// and the exchanges finished for the caller.
+type Sink struct {
+	Limits Limits
+	Stats  Stats
+	// Out collects finished exchanges, oldest first; the decoder hands it
+	// to its caller and resets it.
+	Out   []Exchange
+	bytes int // held by every pending request of every queue
+}
+
+// Bytes is what the pending requests of all queues hold.
+func (s *Sink) Bytes() int { return s.bytes }
+
+const (
+	// Header fields a request or response of a typical client keeps
+	// inside its Pending, without an allocation of their own.
+	inlineRequestFields  = 16
+	inlineResponseFields = 12
+	// pendingSize counts a Pending against the byte bounds.
+	pendingSize = int(unsafe.Sizeof(Pending{}))
+)
+
+type pendingState uint8
+
+const (
+	waiting   pendingState = iota // in the queue, no response yet
+	answering                     // its response head was seen, the body is under way
+	emitted                       // handed to the caller; parsers must let go of it
+)
+
+// Pending is an exchange under construction. The request, the response
+// and the header fields of typical messages live in it, so that an
+// exchange costs this one allocation plus one per message for its bytes.
+type Pending struct {
+	Ex   Exchange
+	Req  Request
+	Resp Response
+
+	reqFields  [inlineRequestFields]HeaderField
+	respFields [inlineResponseFields]HeaderField
+	sink       *Sink
+	cost       int
+	kind       Kind
+	state      pendingState
+	reqDone    bool // the request's body ended
+}
+
+// Kind is what framing the response to this request needs.
+func (p *Pending) Kind() Kind { return p.kind }
+
+// MaxRequestBody and MaxResponseBody are the body bytes kept.
+func (p *Pending) MaxRequestBody() int  { return p.sink.Limits.MaxRequestBody }
+func (p *Pending) MaxResponseBody() int { return p.sink.Limits.MaxResponseBody }
+
+// Emitted reports whether the exchange was handed to the caller (its
+// response ended, it timed out or the connection ended): a parser still
+// holding it must stop writing to it.
+func (p *Pending) Emitted() bool { return p.state == emitted }
+
+// RequestFields returns an empty header with room for n fields, inside
+// the Pending when they fit.
+func (p *Pending) RequestFields(n int) Header {
+	if n <= len(p.reqFields) {
+		return p.reqFields[:0]
+	}
+	return make(Header, 0, n)
+}
+
+// ResponseFields is RequestFields for the response.
+func (p *Pending) ResponseFields(n int) Header {
+	if n <= len(p.respFields) {
+		return p.respFields[:0]
+	}
+	return make(Header, 0, n)
+}
+
+// KeepRequestBody appends captured body bytes up to MaxRequestBody and
+// reports whether the body is now full (more bytes would be dropped).
+func (p *Pending) KeepRequestBody(b []byte) (full bool) {
+	if p.state == emitted {
+		return true
+	}
+	return keep(&p.Req.Body, &p.Req.BodyTruncated, b, p.sink.Limits.MaxRequestBody)
+}
+
+// KeepResponseBody is KeepRequestBody for the response.
+func (p *Pending) KeepResponseBody(b []byte) (full bool) {
+	if p.state == emitted {
+		return true
+	}
+	return keep(&p.Resp.Body, &p.Resp.BodyTruncated, b, p.sink.Limits.MaxResponseBody)
+}
+
+func keep(body *[]byte, trunc *bool, b []byte, limit int) bool {
+	room := limit - len(*body)
+	if len(b) > room {
+		b = b[:max(room, 0)]
+		*trunc = true
+	}
+	if len(b) > 0 {
+		*body = AppendSecret(*body, b, limit)
+	}
+	return len(*body) >= limit
+}
+
+// RequestDone records that the request's body ended.
+func (p *Pending) RequestDone(t uint64) {
+	if p.state == emitted {
+		return
+	}
+	p.reqDone = true
+	p.Ex.RequestEnd = max(p.Ex.RequestEnd, t)
+}
+
+// RequestBytes records that request bytes arrived at t.
+func (p *Pending) RequestBytes(t uint64) {
+	if p.state != emitted {
+		p.Ex.RequestEnd = max(p.Ex.RequestEnd, t)
+	}
+}
+
+// ResponseBytes records that response bytes arrived at t.
+func (p *Pending) ResponseBytes(t uint64) {
+	if p.state != emitted {
+		p.Ex.ResponseEnd = max(p.Ex.ResponseEnd, t)
+	}
+}
+
+// entry is one place in a queue: a pending request, placeholders for
+// requests that are not tracked (uninteresting, beyond the bounds, timed
+// out) or a gap where requests may have been lost.
+type entry struct {
+	p    *Pending
+	n    uint32 // placeholders: how many requests this entry stands for
+	kind Kind   // placeholders: the kind of every one of them
+	gap  bool   // an unknown number of requests was lost here
+	t    uint64 // head time of the (first) request; a gap's: when it was found
+}
+
+// Queue pairs the requests of one connection with its responses: HTTP/1
+// answers requests in the order they arrived.
+type Queue struct {
+	sink    *Sink
+	info    *ConnInfo
+	entries []entry // entries[head:] are waiting, oldest first
+	head    int
+	pending int // entries with a Pending
+	bytes   int
+	// uncertain: responses were lost, so the next response may answer any
+	// waiting request; it is paired by time.
+	uncertain bool
+}
+
+// NewQueue returns the queue of one connection, whose exchanges carry
+// *info.
+func NewQueue(s *Sink, info *ConnInfo) Queue { return Queue{sink: s, info: info} }
+
+// Empty reports whether no request, placeholder or gap is waiting.
+func (q *Queue) Empty() bool { return q.head == len(q.entries) }
+
+// Next returns the kind of the request the next response answers, when
+// the queue knows it.
+func (q *Queue) Next() (Kind, bool) {
+	if q.Empty() || q.uncertain {
+		return KindOther, false
+	}
+	e := &q.entries[q.head]
+	switch {
+	case e.gap:
+		return KindOther, false
+	case e.p != nil:
+		return e.p.kind, true
+	}
+	return e.kind, true
+}
+
+// Bytes is what the queue's pending requests hold.
+func (q *Queue) Bytes() int { return q.bytes }
+
+// Waiting is how many tracked requests wait for (the end of) a response.
+func (q *Queue) Waiting() int { return q.pending }
+
+// maxEntries bounds the entries of a queue: placeholders of different
+// kinds or times cannot merge, and must not grow without end.
+func (q *Queue) maxEntries() int { return 2*q.sink.Limits.MaxPending + 64 }
+
+// RequestInfo describes a request head to the queue.
+type RequestInfo struct {
+	// Method and Target are only valid during the call to Request.
+	Method, Target string
+	Kind           Kind
+	// Start and End are the times of the first and last chunk of the head.
+	Start, End uint64
+	PID, TID   uint32
+	// HeadBytes the request keeps; BodyBytes it declares (-1: unknown,
+	// chunked), kept up to MaxRequestBody.
+	HeadBytes int
+	BodyBytes int64
+}
+
+// Request queues a parsed request head. It returns nil when the request
+// is only held as a placeholder (not interesting, or beyond the bounds):
+// the caller then keeps none of it.
+func (q *Queue) Request(r RequestInfo) *Pending {
+	s := q.sink
+	lim := &s.Limits
+	if lim.Interesting != nil && !lim.Interesting(r.Method, r.Target) {
+		s.Stats.Uninteresting++
+		q.placeholder(r.Kind, r.End)
+		return nil
+	}
+	body := lim.MaxRequestBody
+	if r.BodyBytes >= 0 {
+		body = int(min(r.BodyBytes, int64(body)))
+	}
+	cost := pendingSize + r.HeadBytes + body
+	if q.pending >= lim.MaxPending || q.bytes+cost > lim.MaxPendingBytes ||
+		s.bytes+cost > lim.MaxTotalPendingBytes {
+		s.Stats.Lost(LossQueueFull, 1)
+		q.placeholder(r.Kind, r.End)
+		return nil
+	}
+	p := &Pending{sink: s, cost: cost, kind: r.Kind}
+	p.Ex = Exchange{Conn: *q.info, PID: r.PID, TID: r.TID, Request: &p.Req,
+		RequestStart: r.Start, RequestEnd: r.End}
+	q.pending++
+	q.bytes += cost
+	s.bytes += cost
+	q.push(entry{p: p, t: r.End})
+	return p
+}
+
+// placeholder holds the place of a request that is not tracked, so that
+// its response is not paired with the next one. Placeholders of one kind
+// read at the same time (a pipelined burst) share an entry.
+func (q *Queue) placeholder(k Kind, t uint64) {
+	if n := len(q.entries); n > q.head {
+		last := &q.entries[n-1]
+		if last.p == nil && !last.gap && (last.kind == k && last.t == t || n-q.head >= q.maxEntries()) {
+			if last.kind != k || last.t != t {
+				// Too many distinct placeholders to track one by one: from
+				// here on the pairing is a guess.
+				q.uncertain = true
+			}
+			last.n++
+			return
+		}
+	}
+	q.push(entry{n: 1, kind: k, t: t})
+}
+
+func (q *Queue) push(e entry) {
+	if q.head > 0 && q.head == len(q.entries) {
+		q.entries, q.head = q.entries[:0], 0
+	} else if q.head > 32 && q.head*2 > len(q.entries) {
+		n := copy(q.entries, q.entries[q.head:])
+		clear(q.entries[n:])
+		q.entries, q.head = q.entries[:n], 0
+	}
+	q.entries = append(q.entries, e)
+}
+
+func (q *Queue) pop() {
+	q.entries[q.head] = entry{}
+	q.head++
+	if q.head == len(q.entries) {
+		q.entries, q.head = q.entries[:0], 0
+	}
+}
+
+// IngressHole records that requests may have been lost at time t: their
+// responses will come, and must not be paired with the requests after.
+func (q *Queue) IngressHole(t uint64) {
+	if n := len(q.entries); n > q.head && q.entries[n-1].gap {
+		return
+	}
+	q.push(entry{gap: true, t: t})
+}
+
+// EgressHole records that responses may have been lost: the next response
+// can answer any waiting request.
+func (q *Queue) EgressHole() {
+	if q.pending > 0 || !q.Empty() {
+		q.uncertain = true
+	}
+}
+
+// Response finds what a final response whose head was written at start
+// answers: a tracked request (now answering; the parser fills p.Resp and
+// calls Done), a placeholder (p nil, ok true: frame it and drop it) or
+// nothing (ok false: an orphan, counted).
+func (q *Queue) Response(start uint64) (p *Pending, k Kind, ok bool) {
+	for !q.Empty() {
+		e := &q.entries[q.head]
+		switch {
+		case e.p != nil && e.p.state == answering:
+			// The parser began a new response without ending this one.
+			q.deliver(e.p, EndResponse)
+			q.pop()
+			continue
+		case e.gap:
+			if !q.resolveGap(start) {
+				q.sink.Stats.Orphans++
+				return nil, KindOther, false
+			}
+			continue
+		case q.uncertain:
+			if !q.pairByTime(start) {
+				q.sink.Stats.Orphans++
+				return nil, KindOther, false
+			}
+			e = &q.entries[q.head]
+		}
+		if e.p == nil {
+			k := e.kind
+			if e.n--; e.n == 0 {
+				q.pop()
+			}
+			return nil, k, true
+		}
+		e.p.state = answering
+		e.p.Ex.Response = &e.p.Resp
+		e.p.Ex.ResponseStart, e.p.Ex.ResponseEnd = start, start
+		return e.p, e.p.kind, true
+	}
+	q.sink.Stats.Orphans++
+	return nil, KindOther, false
+}
+
+// resolveGap decides about a response that meets a gap at the head of the
+// queue: a response written before the next known request was read
+// answers a lost request (false); otherwise the gap is closed and the
+// requests read with the next one are marked Lost, their pairing a guess.
+func (q *Queue) resolveGap(start uint64) bool {
+	i := q.head + 1
+	for i < len(q.entries) && q.entries[i].gap {
+		i++
+	}
+	if i == len(q.entries) || start < q.entries[i].t {
+		return false
+	}
+	t := q.entries[i].t
+	for q.entries[q.head].gap {
+		q.pop()
+	}
+	for j := q.head; j < len(q.entries) && q.entries[j].t == t; j++ {
+		if p := q.entries[j].p; p != nil {
+			p.Ex.Lost = true
+		}
+	}
+	return true
+}
+
+// pairByTime chooses the request a response answers after responses were
+// lost. Clients nearly always wait for a response before the next request,
+// so the answer is the last request read before the response was written;
+// the ones before it lost their responses. When that last read carried
+// several requests (pipelining) the answer cannot be known: they all end
+// lost and the response is an orphan.
+func (q *Queue) pairByTime(start uint64) bool {
+	last := -1
+	for i := q.head; i < len(q.entries); i++ {
+		e := &q.entries[i]
+		if e.gap {
+			continue
+		}
+		if e.t > start {
+			break
+		}
+		last = i
+	}
+	if last < 0 {
+		return false
+	}
+	t := q.entries[last].t
+	alone := q.entries[last].n <= 1
+	for i := last - 1; i >= q.head && alone; i-- {
+		if e := &q.entries[i]; !e.gap {
+			alone = e.t != t
+			break
+		}
+	}
+	drop := last - q.head // the entries before the answer lost their responses
+	if !alone {
+		drop++ // the answer cannot be known: all of them
+	}
+	for range drop {
+		if p := q.entries[q.head].p; p != nil {
+			p.Ex.Lost = true
+			q.deliver(p, EndLost)
+		}
+		q.pop()
+	}
+	if !alone {
+		return false
+	}
+	q.uncertain = false
+	if p := q.entries[q.head].p; p != nil {
+		p.Ex.Lost = true
+	}
+	return true
+}
+
+// Done ends the exchange whose response was under way (p, from Response).
+func (q *Queue) Done(p *Pending) {
+	if p.state != answering {
+		return
+	}
+	q.deliver(p, EndResponse)
+	if !q.Empty() && q.entries[q.head].p == p {
+		q.pop()
+		return
+	}
+	for i := q.head; i < len(q.entries); i++ {
+		if q.entries[i].p == p {
+			q.entries = append(q.entries[:i], q.entries[i+1:]...)
+			return
+		}
+	}
+}
+
+// Expire ends requests that waited more than timeout for a response
+// (EndTimeout; a placeholder keeps their place for the late response), a
+// response whose body stalled as long (EndResponse), and drops
+// placeholders and gaps older than twice the timeout at the head of the
+// queue: their responses are not coming.
+func (q *Queue) Expire(now, timeout uint64) {
+	if !q.Empty() {
+		if p := q.entries[q.head].p; p != nil && p.state == answering && olderThan(now, p.Ex.ResponseEnd, timeout) {
+			q.deliver(p, EndResponse)
+			q.pop()
+		}
+	}
+	for i := q.head; i < len(q.entries); i++ {
+		e := &q.entries[i]
+		if p := e.p; p != nil && p.state == waiting && olderThan(now, p.Ex.RequestEnd, timeout) {
+			q.deliver(p, EndTimeout)
+			*e = entry{n: 1, kind: p.kind, t: e.t}
+		}
+	}
+	for !q.Empty() {
+		e := &q.entries[q.head]
+		if e.p != nil || !olderThan(now, e.t, 2*timeout) {
+			break
+		}
+		q.pop()
+	}
+}
+
+// End delivers every request still held with reason (a response under
+// way ends with EndResponse, its body truncated) and empties the queue.
+func (q *Queue) End(reason EndReason) {
+	for !q.Empty() {
+		if p := q.entries[q.head].p; p != nil {
+			q.deliver(p, reason)
+		}
+		q.pop()
+	}
+	q.uncertain = false
+}
+
+// deliver hands p's exchange to the sink; the caller removes its entry.
+func (q *Queue) deliver(p *Pending, end EndReason) {
+	s := q.sink
+	switch p.state {
+	case emitted:
+		return
+	case answering:
+		if end != EndResponse {
+			p.Resp.BodyTruncated = true
+		}
+		end = EndResponse // a final response head counts as the response
+	}
+	if !p.reqDone {
+		p.Req.BodyTruncated = true
+	}
+	if end != EndResponse {
+		p.Ex.Response = nil
+	}
+	if end == EndLost {
+		p.Ex.Lost = true
+	}
+	p.state = emitted
+	p.Ex.End = end
+	q.pending--
+	q.bytes -= p.cost
+	s.bytes -= p.cost
+	s.Stats.Exchanges++
+	if p.Req.BodyTruncated {
+		s.Stats.TruncatedBodies++
+	}
+	if p.Ex.Response != nil && p.Resp.BodyTruncated {
+		s.Stats.TruncatedBodies++
+	}
+	s.Out = append(s.Out, p.Ex)
+}
+
+func olderThan(now, t, age uint64) bool { return now > t && now-t > age }
+
+// AppendSecret appends b to dst, never growing it beyond limit bytes
+// (unless dst and b need more), and wipes dst's old backing array when it
+// has to grow, so that no stray copy of captured bytes outlives its use.
+func AppendSecret(dst, b []byte, limit int) []byte {
+	if len(dst)+len(b) <= cap(dst) {
+		return append(dst, b...)
+	}
+	n := max(2*cap(dst), len(dst)+len(b), 256)
+	n = min(n, max(limit, len(dst)+len(b)))
+	grown := make([]byte, len(dst), n)
+	copy(grown, dst)
+	clear(dst)
+	return append(grown, b...)
+}
