@@ -64,7 +64,9 @@ enum event_flags {
 	/* The syscall's buffer could not be read (unsupported syscall such as
 	 * io_uring or sendfile, or a fault): len bytes moved, none captured. */
 	EVF_UNREADABLE = 1 << 2,
-	/* Capture budget of the episode exhausted: bytes counted, not copied. */
+	/* Bytes counted, not copied (cap < len): the episode's budget or the
+	 * response's response_bytes is exhausted, or a read was longer than
+	 * MAX_SLICES events carry. */
 	EVF_BUDGET = 1 << 3,
 };
 
@@ -88,6 +90,8 @@ enum counter {
 	CNT_TLS_SKIPPED,          /* connections that carried a TLS record on the plaintext path */
 	CNT_VERDICTS_APPLIED,     /* user-space verdicts the kernel applied */
 	CNT_VERDICTS_STALE,       /* user-space verdicts that arrived too late to apply */
+	CNT_TRUNC_SLICES,         /* bytes of one read beyond what MAX_SLICES events carry */
+	CNT_DROP_WATCH_FULL,      /* a watched process's child could not be watched (map full) */
 	CNT_MAX,
 };
 
@@ -104,9 +108,10 @@ struct conn_addr {
 	__u16 family;  /* AF_INET or AF_INET6 */
 };
 
-/* Per-connection state, keyed by the struct sock address. Offsets and
- * sequence numbers are updated with atomics: several threads may use one
- * socket. */
+/* Per-connection state, keyed by the struct sock address. Offsets,
+ * sequence numbers and the bytes taken from budgets are updated with
+ * atomics: several threads may use one socket. Kernel-private: Go only
+ * reads it in tests. */
 struct conn_state {
 	__u64 gen;        /* bpf_ktime_get_ns at first sight */
 	__u64 in_off;     /* ingress bytes moved so far */
@@ -114,8 +119,8 @@ struct conn_state {
 	__u64 skip_to;    /* ingress bytes before this offset are not copied (verdict) */
 	__u32 in_seq;     /* next ingress event sequence number */
 	__u32 out_seq;    /* next egress event sequence number */
-	__u32 budget;     /* ingress capture bytes left in this episode */
-	__u32 resp_budget;/* capture bytes left of the current response */
+	__u32 in_used;    /* ingress bytes copied in this episode (of burst_bytes) */
+	__u32 resp_used;  /* bytes copied of the current response (of response_bytes) */
 	__u32 skipped;    /* requests skipped since the last ingress event */
 	__u32 unanswered; /* skipped requests whose final response has not started */
 	__u8 mode;        /* enum conn_mode */
