@@ -96,10 +96,22 @@ func (r *recorder) Listen(ev ProcEvent) {
 
 // events returns the data events matching keep, in arrival order.
 func (r *recorder) events(keep func(ConnEvent) bool) []ConnEvent {
+	return r.eventsSince(0, keep)
+}
+
+// mark is a point in the data events, for eventsSince.
+func (r *recorder) mark() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.data)
+}
+
+// eventsSince returns the data events after mark that match keep.
+func (r *recorder) eventsSince(mark int, keep func(ConnEvent) bool) []ConnEvent {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []ConnEvent
-	for _, ev := range r.data {
+	for _, ev := range r.data[mark:] {
 		if keep(ev) {
 			out = append(out, ev)
 		}
@@ -123,10 +135,16 @@ func (r *recorder) proc(kind *[]ProcEvent, keep func(ProcEvent) bool) []ProcEven
 // waitEvents waits until n data events match keep and returns them.
 func (r *recorder) waitEvents(tb testing.TB, n int, keep func(ConnEvent) bool) []ConnEvent {
 	tb.Helper()
+	return r.waitEventsSince(tb, 0, n, keep)
+}
+
+// waitEventsSince waits until n data events after mark match keep.
+func (r *recorder) waitEventsSince(tb testing.TB, mark, n int, keep func(ConnEvent) bool) []ConnEvent {
+	tb.Helper()
 	var got []ConnEvent
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if got = r.events(keep); len(got) >= n {
+		if got = r.eventsSince(mark, keep); len(got) >= n {
 			return got
 		}
 		time.Sleep(5 * time.Millisecond)

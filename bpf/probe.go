@@ -121,6 +121,12 @@ func Load(cfg Config) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
+	return loadWith(cfg, keys, candidates)
+}
+
+// loadWith loads the lifecycle programs and the first of candidates that
+// loads and attaches.
+func loadWith(cfg Config, keys []lifecycleRouteKey, candidates []backend) (*Probe, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)

@@ -42,6 +42,10 @@ def run(cmd, args, channel):
         s.listen(64)
         socks[s.fileno()] = s
         return "%d %d" % (s.fileno(), s.getsockname()[1])
+    if cmd == "connect":
+        c = socket.create_connection((args[0], int(args[1])))
+        socks[c.fileno()] = c
+        return str(c.fileno())
     if cmd == "accept":
         c, _ = sock(int(args[0])).accept()
         socks[c.fileno()] = c
