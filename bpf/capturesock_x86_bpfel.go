@@ -68,6 +68,7 @@ type captureSockConnState struct {
 	InOff      uint64
 	OutOff     uint64
 	SkipTo     uint64
+	Carry      uint64
 	InSeq      uint32
 	OutSeq     uint32
 	InUsed     uint32
@@ -80,7 +81,8 @@ type captureSockConnState struct {
 	Source     uint8
 	Captured   uint8
 	EgressOn   uint8
-	Pad        uint16
+	CarryLen   uint8
+	Pad        uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8

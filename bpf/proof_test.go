@@ -211,8 +211,49 @@ func runProofCase(t *testing.T, rec *recorder, h *helper, lfd, port int, req str
 	require.Equal(t, uint32(0), first.Skipped)
 	require.Equal(t, FlagEpisode|FlagBoundary, first.Flags)
 	require.Equal(t, uint64(0), first.Off)
+	if len(req) <= carryMax {
+		// Too short to prove: carried to the next read and sent with it.
+		require.Equal(t, req+loginReq, string(first.Data))
+		return false
+	}
 	require.Equal(t, req, string(first.Data), "sent whole")
 	return false
+}
+
+// carryMax mirrors CARRY_MAX in headers/types.h.
+const carryMax = 8
+
+// Go's net/http reads one byte in the background while a handler runs,
+// so the next request arrives as "G" and "ET /...": the short read is
+// carried and proven with the next one; if that fails, the episode starts
+// at the carried byte.
+func TestCarriedShortRead(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		p := mustLoad(t, backend, Config{})
+		rec := mustRun(t, p)
+		h, lfd, port := serve(t, p)
+		delta := counterDelta(t, p)
+		c := dial(t, port)
+		fd := h.int("accept", lfd)
+		for range 3 {
+			mustWrite(t, c, []byte(healthReq))
+			h.do("read", fd, 1)
+			h.read(fd)
+			h.do("write", fd, []byte(resp200))
+		}
+		mustWrite(t, c, []byte(loginReq))
+		h.do("read", fd, 1)
+		h.do("read", fd, 3)
+		h.read(fd)
+		ev := rec.waitEvents(t, 1, fromClient(c))[0]
+		require.Equal(t, uint32(3), ev.Skipped)
+		require.Equal(t, FlagEpisode|FlagBoundary, ev.Flags)
+		require.Equal(t, uint64(3*len(healthReq)), ev.Off)
+		// "P" and "OST" were carried (4 bytes), the rest ended the carry.
+		require.Equal(t, loginReq, string(ev.Data))
+		require.Equal(t, uint32(len(loginReq)), ev.Len)
+		require.Equal(t, uint64(3), delta("requests_skipped"))
+	})
 }
 
 func TestProofTable(t *testing.T) {

@@ -12,6 +12,8 @@
 struct report {
 	__u64 off;       /* stream offset of the first reported byte */
 	__u32 from;      /* the I/O's byte that is the first reported one */
+	__u32 carry;     /* bytes reported before the I/O's: a carried short read */
+	__u32 _pad2;
 	__u32 len;       /* bytes reported */
 	__u32 cap;       /* bytes to copy: a prefix of len */
 	__u32 filled;    /* ev.data[0..filled) already holds bytes from.. of the I/O */
@@ -44,7 +46,9 @@ static long slice_step(__u32 k, void *data)
 		have = min64(r->filled, want);
 	__u8 flags = k == 0 ? r->flags : (r->flags & EVF_UNREADABLE);
 	if (have < want) {
-		__u32 got = capture_copy(&r->io, r->from + start + have, want - have, have);
+		/* Reported byte i is the I/O's byte from + i - carry; the
+		 * carried bytes are always among the filled ones. */
+		__u32 got = capture_copy(&r->io, r->from + start + have - r->carry, want - have, have);
 		if (got < want - have) {
 			/* A fault: what could not be copied is not sent. */
 			want = have + got;

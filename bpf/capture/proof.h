@@ -33,6 +33,15 @@ static __always_inline __u64 eq_bytes(__u64 w, __u8 c)
 	return ~(((x & LOW7) + LOW7) | x | LOW7);
 }
 
+/* has_cr_or_lf says whether w holds a CR or an LF: the classic test for a
+ * zero byte, exact about whether there is one (not about where). */
+static __always_inline bool has_cr_or_lf(__u64 w)
+{
+	__u64 a = w ^ (ONES * '\n');
+	__u64 b = w ^ (ONES * '\r');
+	return (((a - ONES) & ~a) | ((b - ONES) & ~b)) & HIGH;
+}
+
 /* in_range marks the ASCII bytes of w in [lo, hi]. */
 static __always_inline __u64 in_range(__u64 w, __u8 lo, __u8 hi)
 {
@@ -132,23 +141,16 @@ static __always_inline void rl_version(struct rl_scan *r, const __u8 *buf, __u32
 	r->result = PROOF_OK;
 }
 
-/* capture_rl_word scans word i of the request line; a phase may end in
+/* rl_word scans the word at base of the request line; a phase may end in
  * it and the next begin, so it goes round at most once per phase. It
- * returns 1 when the scan is over. A global function, so that the
- * verifier checks it once for any scan state instead of following the
- * state from word to word. */
-__noinline int capture_rl_word(struct rl_scan *r, __u32 i)
+ * returns 1 when the scan is over. */
+static __always_inline int rl_word(struct rl_scan *r, const __u8 *buf, __u32 base)
 {
-	struct capture_scratch *s = scratch_get();
-	if (!r || !s)
-		return 1;
-	const __u8 *buf = s->ev.data;
-	__u32 base = (i * 8) & (PROOF_MAX - 1);
 	if (base >= r->len) {
 		r->result = PROOF_FAIL; /* the read ends inside the request line */
 		return 1;
 	}
-	__u64 w = load64(buf + base);
+	__u64 w = load64(buf + (base & (PROOF_MAX - 1)));
 	__u64 valid = valid_bytes(base, r->len);
 	__u64 sp = eq_bytes(w, ' ');
 	__u64 slash = eq_bytes(w, '/');
@@ -216,9 +218,34 @@ __noinline int capture_rl_word(struct rl_scan *r, __u32 i)
 	return 0;
 }
 
+/* Words one call of a block scan takes: a call per word would cost more
+ * than the word. */
+#define BLOCK_WORDS 8
+
+/* capture_rl_block scans block i of the request line. A global function,
+ * so that the verifier checks it once for any scan state instead of
+ * following the state from block to block. */
+__noinline int capture_rl_block(struct rl_scan *r, struct capture_scratch *s, __u32 i)
+{
+	if (!r || !s)
+		return 1;
+	for (int k = 0; k < BLOCK_WORDS; k++)
+		if (rl_word(r, s->ev.data, (i * BLOCK_WORDS + k) * 8))
+			return 1;
+	return 0;
+}
+
+/* scan_loop is what a block callback gets: the scan and the scratch it
+ * reads, so that no block looks the scratch up again. */
+struct scan_loop {
+	void *scan;
+	struct capture_scratch *s;
+};
+
 static long rl_step(__u32 i, void *data)
 {
-	return capture_rl_word(data, i) ? 1 : 0;
+	struct scan_loop *l = data;
+	return capture_rl_block(l->scan, l->s, i) ? 1 : 0;
 }
 
 struct hdr_scan {
@@ -249,20 +276,10 @@ static __always_inline bool frames_body(const __u8 *buf, __u32 p)
 	       (load64(buf + POS(p) + 9) | ONES * 0x20) == STR8('e', 'n', 'c', 'o', 'd', 'i', 'n', 'g');
 }
 
-/* capture_hdr_word scans word i (from the first) of the header lines;
- * it returns 1 when the scan is over. Global, like capture_rl_word. */
-__noinline int capture_hdr_word(struct hdr_scan *h, __u32 i)
+/* hdr_word checks the word w at base of the header lines, which holds a
+ * CR, an LF or a line start; it returns 1 when the scan is over. */
+static __always_inline int hdr_word(struct hdr_scan *h, const __u8 *buf, __u32 base, __u64 w)
 {
-	struct capture_scratch *s = scratch_get();
-	if (!h || !s)
-		return 1;
-	const __u8 *buf = s->ev.data;
-	__u32 base = ((h->first + i) * 8) & (PROOF_MAX - 1);
-	if (base >= h->len) {
-		h->result = PROOF_FAIL; /* no empty line */
-		return 1;
-	}
-	__u64 w = load64(buf + base);
 	__u64 valid = valid_bytes(base, h->len) & HIGH;
 	__u64 lf = eq_bytes(w, '\n') & valid;
 	__u64 cr = eq_bytes(w, '\r') & valid;
@@ -308,9 +325,37 @@ __noinline int capture_hdr_word(struct hdr_scan *h, __u32 i)
 	return 0;
 }
 
+/* capture_hdr_block scans block i of the header lines; it returns 1 when
+ * the scan is over. Global, like capture_rl_block. */
+__noinline int capture_hdr_block(struct hdr_scan *h, struct capture_scratch *s, __u32 i)
+{
+	if (!h || !s)
+		return 1;
+	__u32 len = h->len;
+	__u32 at = (h->first + i * BLOCK_WORDS) * 8;
+	__u32 carry = h->carry;
+	for (int k = 0; k < BLOCK_WORDS; k++, at += 8) {
+		if (at >= len) {
+			h->result = PROOF_FAIL; /* no empty line */
+			return 1;
+		}
+		__u32 base = at & (PROOF_MAX - 1);
+		__u64 w = load64(s->ev.data + base);
+		/* Most words of a head are inside a line: no CR, no LF, no
+		 * line start; nothing to check. */
+		if (!carry && at + 8 <= len && !has_cr_or_lf(w))
+			continue;
+		if (hdr_word(h, s->ev.data, base, w))
+			return 1;
+		carry = h->carry;
+	}
+	return 0;
+}
+
 static long hdr_step(__u32 i, void *data)
 {
-	return capture_hdr_word(data, i) ? 1 : 0;
+	struct scan_loop *l = data;
+	return capture_hdr_block(l->scan, l->s, i) ? 1 : 0;
 }
 
 /* route_may_match looks the lower-cased path up in the route trie. */
@@ -336,13 +381,15 @@ __noinline int capture_prove(__u32 len)
 	if (!s)
 		return 0;
 	struct rl_scan r = {.len = len};
-	bpf_loop(PROOF_MAX / 8, rl_step, &r, 0);
+	struct scan_loop l = {.scan = &r, .s = s};
+	bpf_loop(PROOF_MAX / 8 / BLOCK_WORDS, rl_step, &l, 0);
 	if (r.result != PROOF_OK || route_may_match(s, r.path, r.pathlen))
 		return 0;
 	/* Start at the word holding the request line's LF, so that a line
 	 * start right after it is seen. */
 	struct hdr_scan h = {.len = len, .first = (r.hdr - 1) / 8};
-	bpf_loop(PROOF_MAX / 8, hdr_step, &h, 0);
+	l.scan = &h;
+	bpf_loop(PROOF_MAX / 8 / BLOCK_WORDS + 1, hdr_step, &l, 0);
 	return h.result == PROOF_OK;
 }
 

@@ -60,6 +60,7 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 	st->unanswered = 0;
 	st->egress_on = 0;
 	st->skip_to = 0;
+	st->carry_len = 0;
 	count(CNT_VERDICTS_APPLIED);
 }
 
@@ -105,9 +106,10 @@ static __always_inline void episode_start(struct conn_state *st)
 }
 
 /* ingress_report sends the ingress bytes of io at stream offset off that
- * user space has not asked the kernel to skip. */
+ * user space has not asked the kernel to skip, after carry bytes carried
+ * from before it (already in the scratch event with the filled ones). */
 static __always_inline void ingress_report(struct capture_io *io, struct conn_state *st,
-					   __u64 off, __u8 flags, __u32 filled)
+					   __u64 off, __u8 flags, __u32 filled, __u32 carry)
 {
 	__u64 from = 0;
 	__u64 skip_to = st->skip_to;
@@ -117,7 +119,7 @@ static __always_inline void ingress_report(struct capture_io *io, struct conn_st
 		from = skip_to - off;
 		filled = 0;
 	}
-	__u32 n = io->len - from;
+	__u32 n = io->len - from + carry;
 	__u32 cap = 0;
 	if (io->kind == IO_NONE) {
 		flags |= EVF_UNREADABLE;
@@ -128,8 +130,9 @@ static __always_inline void ingress_report(struct capture_io *io, struct conn_st
 			count_n(CNT_TRUNC_BUDGET, c - cap);
 	}
 	struct report r = {
-		.off = off + from,
+		.off = off + from - carry,
 		.from = from,
+		.carry = carry,
 		.len = n,
 		.cap = cap,
 		.filled = filled,
@@ -161,33 +164,46 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 	if (st->mode == MODE_OFF)
 		return;
 	__u8 flags = 0;
-	__u32 filled = 0;
+	__u32 filled = 0, carry = 0;
 	if (st->mode == MODE_FILTER) {
 		bool boundary = st->boundary;
+		carry = st->carry_len & (CARRY_MAX * 2 - 1);
+		st->carry_len = 0;
+		struct capture_scratch *s = scratch_get();
+		if (!s)
+			return;
+		/* The carried bytes first, then this read's. */
+		*(__u64 *)s->ev.data = st->carry;
+		filled = carry;
 		if (boundary && io->kind != IO_NONE) {
-			struct capture_scratch *s = scratch_get();
-			if (!s)
-				return;
-			filled = capture_copy(io, 0, io->len < PROOF_MAX ? io->len : PROOF_MAX, 0);
+			filled += capture_copy(io, 0, min64(io->len, PROOF_MAX - carry), carry);
 			if (filled >= 3 && is_tls_record(s->ev.data)) {
 				st->mode = MODE_OFF;
 				count(CNT_TLS_SKIPPED);
 				return;
 			}
-			/* One skipped request at a time: its response must have
-			 * started before another is skipped, so a response the
-			 * kernel suppresses always begins its own write. */
-			if (filled == io->len && st->unanswered == 0 && capture_prove(filled)) {
-				__sync_fetch_and_add(&st->skipped, 1);
-				__sync_fetch_and_add(&st->unanswered, 1);
-				count(CNT_REQUESTS_SKIPPED);
-				return;
+			if (filled == carry + io->len && st->unanswered == 0) {
+				if (filled <= CARRY_MAX) {
+					st->carry = *(__u64 *)s->ev.data;
+					st->carry_len = filled;
+					return;
+				}
+				/* One skipped request at a time: its response must
+				 * have started before another is skipped, so a
+				 * response the kernel suppresses always begins its
+				 * own write. */
+				if (capture_prove(filled)) {
+					__sync_fetch_and_add(&st->skipped, 1);
+					__sync_fetch_and_add(&st->unanswered, 1);
+					count(CNT_REQUESTS_SKIPPED);
+					return;
+				}
 			}
 		}
 		episode_start(st);
 		flags = EVF_EPISODE | (boundary ? EVF_BOUNDARY : 0);
 	}
-	ingress_report(io, st, off, flags, filled);
+	ingress_report(io, st, off, flags, filled, carry);
 }
 
 enum head_kind {

@@ -20,6 +20,10 @@
 /* Bytes of a request the kernel examines to prove it is not an auth
  * request; a longer head always goes to user space. */
 #define PROOF_MAX 4096
+/* A read at a request boundary this short is kept and proven together
+ * with the next one (Go's net/http reads 1 byte in the background while a
+ * handler runs, which splits the next request after its first byte). */
+#define CARRY_MAX 8
 /* Bytes of a request path the route-prefix trie is keyed on. */
 #define ROUTE_KEY_LEN 64
 /* iovecs followed per readv/writev/recvmsg/sendmsg. */
@@ -117,6 +121,7 @@ struct conn_state {
 	__u64 in_off;     /* ingress bytes moved so far */
 	__u64 out_off;    /* egress bytes moved so far */
 	__u64 skip_to;    /* ingress bytes before this offset are not copied (verdict) */
+	__u64 carry;      /* the first carry_len bytes of a request not proven yet */
 	__u32 in_seq;     /* next ingress event sequence number */
 	__u32 out_seq;    /* next egress event sequence number */
 	__u32 in_used;    /* ingress bytes copied in this episode (of burst_bytes) */
@@ -129,7 +134,8 @@ struct conn_state {
 	__u8 source;      /* enum byte_source */
 	__u8 captured;    /* an event was sent: the close must be reported */
 	__u8 egress_on;   /* egress of this episode is being sent */
-	__u16 _pad;
+	__u8 carry_len;   /* bytes in carry: a read too short to prove, kept for the next */
+	__u8 _pad;
 	struct conn_addr peer;
 	struct conn_addr local;
 };
