@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -82,5 +83,62 @@ func TestCaptureLoginOnly(t *testing.T) {
 		require.Equal(t, uint64(1), delta("requests_skipped"))
 		require.Equal(t, uint64(1), delta("episodes"))
 		require.Zero(t, delta("drop_ringbuf_full"))
+	})
+}
+
+// startGoServer runs the test binary as a Go net/http server.
+func startGoServer(tb testing.TB) (int, string) {
+	tb.Helper()
+	self, err := os.Executable()
+	require.NoError(tb, err)
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), goServerEnv+"=1", "GOMAXPROCS=1")
+	out, err := cmd.StdoutPipe()
+	require.NoError(tb, err)
+	require.NoError(tb, cmd.Start())
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(tb, err)
+	var port int
+	_, err = fmt.Sscanf(line, "listening %d", &port)
+	require.NoError(tb, err)
+	return cmd.Process.Pid, fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// Keep-alive non-auth traffic to a Go server stays in the kernel filter,
+// although Go reads the first byte of each next request in the background;
+// the login after it is captured whole.
+func TestGoServerKeepAlive(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		p := mustLoad(t, backend, Config{})
+		rec := mustRun(t, p)
+		pid, addr := startGoServer(t)
+		watch(t, p, pid)
+		delta := counterDelta(t, p)
+		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")},
+		}).DialContext, MaxIdleConnsPerHost: 1}}
+		const n = 200
+		for range n {
+			resp, err := client.Get("http://" + addr + "/health")
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		resp, err := client.Post("http://"+addr+"/login", "application/x-www-form-urlencoded",
+			strings.NewReader("user=alice&password=wrong"))
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+		in := rec.waitEvents(t, 1, func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress })
+		require.Equal(t, FlagEpisode|FlagBoundary, in[0].Flags)
+		require.Equal(t, uint32(n), in[0].Skipped)
+		require.True(t, strings.HasPrefix(string(in[0].Data), "POST /login HTTP/1.1\r\n"), string(in[0].Data))
+		require.Equal(t, uint64(n), delta("requests_skipped"))
+		require.Equal(t, uint64(1), delta("episodes"))
+		out := rec.waitEvents(t, 1, func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Egress })
+		require.True(t, strings.HasPrefix(string(out[0].Data), "HTTP/1.1 401"), string(out[0].Data))
 	})
 }
