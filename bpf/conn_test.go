@@ -572,3 +572,59 @@ func TestHelperSanity(t *testing.T) {
 	f := h.do("pid")
 	require.Equal(t, f[0], f[1], "the leader answers")
 }
+
+// An unwatched process is not captured.
+func TestUnwatch(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{})
+	rec := mustRun(t, p)
+	h, lfd, port := serve(t, p)
+	require.NoError(t, p.Unwatch(uint32(h.pid)))
+	require.NoError(t, p.Unwatch(uint32(h.pid)), "twice is fine")
+	watched, err := p.Watched()
+	require.NoError(t, err)
+	require.NotContains(t, pids(watched), uint32(h.pid))
+	c := dial(t, port)
+	fd := h.int("accept", lfd)
+	mustWrite(t, c, []byte(loginReq))
+	h.read(fd)
+	// Watched again, a new connection is captured; the first never was.
+	watch(t, p, h.pid)
+	c2 := dial(t, port)
+	fd2 := h.int("accept", lfd)
+	mustWrite(t, c2, []byte(loginReq))
+	h.read(fd2)
+	rec.waitEvents(t, 1, fromClient(c2))
+	require.Empty(t, rec.events(fromClient(c)))
+}
+
+// Socket I/O from a syscall whose buffer the socket backend cannot read
+// (sendfile here; io_uring and mmsg alike) still moves the stream: it is
+// an event with a length and no bytes, counted.
+func TestSendfileUnreadable(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{})
+	rec := mustRun(t, p)
+	h, lfd, port := serve(t, p)
+	delta := counterDelta(t, p)
+	c := dial(t, port)
+	fd := h.int("accept", lfd)
+	go func() { _, _ = io.Copy(io.Discard, c) }()
+	mustWrite(t, c, []byte(loginReq))
+	h.read(fd)
+	head := "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+	h.do("write", fd, []byte(head))
+	h.do("sendfile", fd, "/proc/self/exe", 1000)
+	h.do("write", fd, []byte(resp401))
+	out := rec.waitEvents(t, 3, dirOf(Egress, fromClient(c)))
+	require.Equal(t, head, string(out[0].Data))
+	require.Equal(t, FlagUnreadable, out[1].Flags)
+	require.Equal(t, uint64(len(head)), out[1].Off)
+	require.Empty(t, out[1].Data)
+	var moved uint64
+	for _, ev := range out[1 : len(out)-1] {
+		moved += uint64(ev.Len)
+	}
+	require.Equal(t, uint64(1000), moved)
+	require.Equal(t, uint64(len(head)+1000), out[len(out)-1].Off)
+	require.Equal(t, resp401, string(out[len(out)-1].Data))
+	require.NotZero(t, delta("unsupported_syscall"))
+}

@@ -72,6 +72,9 @@ def run(cmd, args, channel):
         return str(os.writev(int(args[0]), [unhex(a) for a in args[1:]]))
     if cmd == "sendmsg":
         return str(sock(int(args[0])).sendmsg([unhex(a) for a in args[1:]]))
+    if cmd == "sendfile":
+        with open(args[1], "rb") as f:
+            return str(os.sendfile(int(args[0]), f.fileno(), 0, int(args[2])))
     if cmd == "close":
         fd = int(args[0])
         forget(fd)
