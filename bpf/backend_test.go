@@ -1,7 +1,9 @@
 package bpf
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/stretchr/testify/require"
@@ -76,4 +78,32 @@ func TestConfigErrors(t *testing.T) {
 	require.ErrorContains(t, err, "no route prefixes")
 	_, err = Load(Config{Routes: testRoutes, RingBufferBytes: 1 << 16, WakeupBytes: 1 << 15})
 	require.ErrorContains(t, err, "wakeup bytes")
+}
+
+// Run returns promptly when its context is cancelled, whenever that
+// happens, also while events flow.
+func TestRunStops(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{})
+	h, lfd, port := serve(t, p)
+	c := dial(t, port)
+	fd := h.int("accept", lfd)
+	mustWrite(t, c, []byte(loginReq))
+	h.read(fd)
+	for i := range 50 {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx, &recorder{}, 20*time.Millisecond, func() {}) }()
+		if i%2 == 0 {
+			mustWrite(t, c, []byte(healthReq))
+			h.read(fd)
+		}
+		time.Sleep(time.Duration(i%7) * 3 * time.Millisecond)
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(2 * time.Second):
+			t.Fatalf("run %d did not stop", i)
+		}
+	}
 }
