@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"unsafe"
@@ -101,8 +102,8 @@ type Handler interface {
 }
 
 var (
-	connEventSize = int(unsafe.Sizeof(authprobeConnEvent{}))
-	procEventHead = int(unsafe.Offsetof(authprobeProcessEvent{}.Filename))
+	connEventSize = int(unsafe.Sizeof(lifecycleConnEvent{}))
+	procEventHead = int(unsafe.Offsetof(lifecycleProcessEvent{}.Filename))
 )
 
 // dispatch decodes one ring buffer sample. The layouts come from bpf2go's
@@ -112,52 +113,60 @@ func dispatch(raw []byte, h Handler) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("empty sample")
 	}
-	switch authprobeEventType(raw[0]) {
-	case authprobeEventTypeEVENT_DATA, authprobeEventTypeEVENT_CLOSE:
+	switch lifecycleEventType(raw[0]) {
+	case lifecycleEventTypeEVENT_DATA, lifecycleEventTypeEVENT_CLOSE:
 		if len(raw) < connEventSize {
 			return fmt.Errorf("short connection event: %d bytes", len(raw))
 		}
-		hdr := (*authprobeConnEvent)(unsafe.Pointer(&raw[0]))
+		hdr := (*lifecycleConnEvent)(unsafe.Pointer(&raw[0]))
 		end := connEventSize + int(hdr.Cap)
 		if end > len(raw) {
 			return fmt.Errorf("connection event claims %d bytes, has %d", hdr.Cap, len(raw)-connEventSize)
 		}
 		ev := ConnEvent{
-			PID:   hdr.Tgid,
-			FD:    hdr.Fd,
-			Gen:   hdr.Gen,
-			Seq:   hdr.Seq,
-			Time:  hdr.Ts,
-			Dir:   Direction(hdr.Dir),
-			Len:   hdr.Len,
-			Data:  raw[connEventSize:end],
-			Peer:  addrPort(hdr.Peer.Addr, hdr.Peer.Port, hdr.Peer.Family),
-			Local: addrPort(hdr.Local.Addr, hdr.Local.Port, hdr.Local.Family),
+			Sock:       hdr.Sock,
+			Gen:        hdr.Gen,
+			PID:        hdr.Pid,
+			TID:        hdr.Tid,
+			Dir:        Direction(hdr.Dir),
+			Seq:        hdr.Seq,
+			Off:        hdr.Off,
+			Len:        hdr.Len,
+			Data:       raw[connEventSize:end],
+			Time:       hdr.Ts,
+			Flags:      EventFlags(hdr.Flags),
+			Role:       Role(hdr.Role),
+			Source:     Source(hdr.Source),
+			Skipped:    hdr.Skipped,
+			Unanswered: hdr.Unanswered,
+			Peer:       addrPort(hdr.Peer.Addr, hdr.Peer.Port, hdr.Peer.Family),
+			Local:      addrPort(hdr.Local.Addr, hdr.Local.Port, hdr.Local.Family),
 		}
-		if hdr.Type == uint8(authprobeEventTypeEVENT_DATA) {
+		if hdr.Type == uint8(lifecycleEventTypeEVENT_DATA) {
 			h.Data(ev)
 		} else {
 			h.Close(ev)
 		}
-	case authprobeEventTypeEVENT_EXEC, authprobeEventTypeEVENT_EXIT, authprobeEventTypeEVENT_FORK:
+	case lifecycleEventTypeEVENT_EXEC, lifecycleEventTypeEVENT_EXIT,
+		lifecycleEventTypeEVENT_FORK, lifecycleEventTypeEVENT_LISTEN:
 		if len(raw) < procEventHead {
 			return fmt.Errorf("short process event: %d bytes", len(raw))
 		}
-		pe := (*authprobeProcessEvent)(unsafe.Pointer(&raw[0]))
-		ev := ProcEvent{PID: pe.Pid, PPID: pe.Ppid, Time: pe.Ts}
-		switch authprobeEventType(raw[0]) {
-		case authprobeEventTypeEVENT_EXEC:
+		pe := (*lifecycleProcessEvent)(unsafe.Pointer(&raw[0]))
+		ev := ProcEvent{PID: pe.Pid, PPID: pe.Ppid, Time: pe.Ts, Start: pe.Start}
+		switch lifecycleEventType(raw[0]) {
+		case lifecycleEventTypeEVENT_EXEC:
 			name := raw[procEventHead:min(len(raw), procEventHead+len(pe.Filename))]
-			for i, c := range name {
-				if c == 0 {
-					name = name[:i]
-					break
-				}
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
 			}
 			ev.Exe = string(name)
 			h.Exec(ev)
-		case authprobeEventTypeEVENT_FORK:
+		case lifecycleEventTypeEVENT_FORK:
 			h.Fork(ev)
+		case lifecycleEventTypeEVENT_LISTEN:
+			ev.Port = pe.Port
+			h.Listen(ev)
 		default:
 			h.Exit(ev)
 		}
@@ -180,38 +189,4 @@ func addrPort(a [16]uint8, port, family uint16) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port)
 	}
 	return netip.AddrPort{}
-}
-
-// Counter names, indexed by the C enum counter.
-var counterNames = [...]string{
-	authprobeCounterCNT_EVENTS_DATA:        "events_data",
-	authprobeCounterCNT_EVENTS_CLOSE:       "events_close",
-	authprobeCounterCNT_EVENTS_PROC:        "events_process",
-	authprobeCounterCNT_REQUESTS_MATCHED:   "requests_matched",
-	authprobeCounterCNT_REQUESTS_SKIPPED:   "requests_skipped",
-	authprobeCounterCNT_DROP_RINGBUF_FULL:  "drop_ringbuf_full",
-	authprobeCounterCNT_DROP_READ_FAULT:    "drop_read_fault",
-	authprobeCounterCNT_DROP_IOV_TRUNCATED: "drop_iov_truncated",
-	authprobeCounterCNT_TRUNC_REQUEST:      "truncated_request",
-	authprobeCounterCNT_TRUNC_RESPONSE:     "truncated_response",
-	authprobeCounterCNT_DROP_NOT_TCP:       "drop_not_tcp",
-	authprobeCounterCNT_DROP_CONN_STATE:    "drop_conn_state",
-}
-
-// Counters sums the kernel's per-CPU counters by name. Names starting
-// with "drop_" are losses; "truncated_" are captures cut at the limits.
-func (p *Probe) Counters() (map[string]uint64, error) {
-	out := make(map[string]uint64, len(counterNames))
-	var perCPU []uint64
-	for i, name := range counterNames {
-		if err := p.objs.Counters.Lookup(uint32(i), &perCPU); err != nil {
-			return nil, fmt.Errorf("read counter %s: %w", name, err)
-		}
-		var sum uint64
-		for _, v := range perCPU {
-			sum += v
-		}
-		out[name] = sum
-	}
-	return out, nil
 }

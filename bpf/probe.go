@@ -1,9 +1,14 @@
 // Package bpf loads and attaches authprobe's eBPF programs and reads what
-// they capture. It takes the capture limits, the route prefixes and the PIDs
-// to watch, and gives raw connection and process events: bytes moved on
-// connections whose request head matched a route, connection closes, and
-// process exec/fork/exit for discovery. It knows nothing of HTTP beyond the
-// cheap in-kernel prefix check.
+// they capture (docs/capture.md). It takes the capture limits, the route
+// path prefixes and the processes to watch; it gives raw connection events
+// (the bytes of capture episodes, with their stream offsets and sequence
+// numbers, and connection closes) and process events (exec, fork, exit of
+// watched processes, listeners of any process) for discovery. It knows
+// nothing of HTTP beyond the kernel's cheap proof that a request is not an
+// auth request; user space sends its own decisions back with SetVerdict.
+//
+// The kernel side is one object per hook family: lifecycle (always) and
+// one capture backend ("sock" or "syscalls"), sharing their maps.
 package bpf
 
 import (
@@ -21,11 +26,20 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// Config is what the kernel side needs to know.
+// MaxCapture is the most bytes one event carries; a larger read or write
+// is split into several events.
+const MaxCapture = 16384
+
+// Config is what the kernel side needs to know. Zero values take the
+// defaults.
 type Config struct {
-	// CaptureBytes bounds the captured bytes of one request,
-	// ResponseBytes those of one response; both at most MaxCapture.
-	CaptureBytes  uint32
+	// Backend is the capture backend: "auto" (or empty) picks the
+	// cheapest one this kernel loads; "sock" or "syscalls" forces one.
+	Backend string
+	// BurstBytes bounds the ingress bytes one capture episode copies
+	// (default 256 KiB); ResponseBytes those of one response (default
+	// 1 KiB).
+	BurstBytes    uint32
 	ResponseBytes uint32
 	// RingBufferBytes is the ring buffer size, a power of two multiple of
 	// the page size. Default 8 MiB.
@@ -33,61 +47,32 @@ type Config struct {
 	// WakeupBytes is how much data waits in the ring buffer before the
 	// reader is woken (it also reads every tick). Default 64 KiB.
 	WakeupBytes uint64
-	// Routes are the request prefixes worth capturing.
-	Routes []RoutePrefix
+	// MaxConnections is how many connections of watched processes the
+	// kernel tracks at once (default 65536); MaxWatched how many
+	// processes it watches (default 8192). Beyond them, drop_ counters.
+	MaxConnections uint32
+	MaxWatched     uint32
+	// Routes are the path prefixes of every auth route (the literal part
+	// before the first wildcard, see PrefixOf), in any case: a request
+	// whose path matches none of them, case-folded, may be skipped in the
+	// kernel.
+	Routes []string
 	// Logger gets a component=bpf attribute.
 	Logger *slog.Logger
 }
 
-// MaxCapture is the most bytes one event can carry.
-const MaxCapture = 16384
-
-// tracepoints the agent attaches, by program.
-func tracepoints(p *authprobePrograms) []struct {
-	group, name string
-	prog        *ebpf.Program
-} {
-	type tp = struct {
-		group, name string
-		prog        *ebpf.Program
-	}
-	return []tp{
-		{"syscalls", "sys_exit_read", p.AuthprobeExitRead},
-		{"syscalls", "sys_exit_readv", p.AuthprobeExitReadv},
-		{"syscalls", "sys_exit_recvfrom", p.AuthprobeExitRecvfrom},
-		{"syscalls", "sys_exit_recvmsg", p.AuthprobeExitRecvmsg},
-		{"syscalls", "sys_exit_write", p.AuthprobeExitWrite},
-		{"syscalls", "sys_exit_writev", p.AuthprobeExitWritev},
-		{"syscalls", "sys_exit_sendto", p.AuthprobeExitSendto},
-		{"syscalls", "sys_exit_sendmsg", p.AuthprobeExitSendmsg},
-		{"syscalls", "sys_exit_accept", p.AuthprobeExitAccept},
-		{"syscalls", "sys_exit_accept4", p.AuthprobeExitAccept4},
-		{"syscalls", "sys_enter_connect", p.AuthprobeEnterConnect},
-		{"syscalls", "sys_enter_close", p.AuthprobeEnterClose},
-		{"sched", "sched_process_exec", p.AuthprobeSchedExec},
-		{"sched", "sched_process_exit", p.AuthprobeSchedExit},
-	}
-}
-
-// Probe is the loaded and attached set of programs and maps.
-type Probe struct {
-	log    *slog.Logger
-	objs   authprobeObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-}
-
-// Load loads the programs with cfg's knobs, fills the route filter and
-// attaches every hook. Nothing is watched until Watch is called.
-func Load(cfg Config) (*Probe, error) {
+func (cfg *Config) defaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.CaptureBytes == 0 || cfg.CaptureBytes > MaxCapture {
-		return nil, fmt.Errorf("capture bytes %d: must be 1..%d", cfg.CaptureBytes, MaxCapture)
+	if cfg.Backend == "" {
+		cfg.Backend = BackendAuto
 	}
-	if cfg.ResponseBytes == 0 || cfg.ResponseBytes > MaxCapture {
-		return nil, fmt.Errorf("response bytes %d: must be 1..%d", cfg.ResponseBytes, MaxCapture)
+	if cfg.BurstBytes == 0 {
+		cfg.BurstBytes = 256 << 10
+	}
+	if cfg.ResponseBytes == 0 {
+		cfg.ResponseBytes = 1024
 	}
 	if cfg.RingBufferBytes == 0 {
 		cfg.RingBufferBytes = 8 << 20
@@ -95,132 +80,269 @@ func Load(cfg Config) (*Probe, error) {
 	if cfg.WakeupBytes == 0 {
 		cfg.WakeupBytes = 64 << 10
 	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = 65536
+	}
+	if cfg.MaxWatched == 0 {
+		cfg.MaxWatched = 8192
+	}
 	if cfg.WakeupBytes >= uint64(cfg.RingBufferBytes)/2 {
-		return nil, fmt.Errorf("wakeup bytes %d: must be under half the ring buffer (%d)", cfg.WakeupBytes, cfg.RingBufferBytes)
+		return fmt.Errorf("wakeup bytes %d: must be under half the ring buffer (%d)", cfg.WakeupBytes, cfg.RingBufferBytes)
+	}
+	if cfg.BurstBytes > 1<<30 || cfg.ResponseBytes > 1<<30 {
+		return fmt.Errorf("burst bytes %d, response bytes %d: at most 1 GiB", cfg.BurstBytes, cfg.ResponseBytes)
+	}
+	return nil
+}
+
+// Probe is the loaded and attached set of programs and maps.
+type Probe struct {
+	log     *slog.Logger
+	backend BackendInfo
+	// maps are shared by every loaded object, by name.
+	maps   map[string]*ebpf.Map
+	colls  []*ebpf.Collection
+	links  []link.Link
+	reader *ringbuf.Reader
+}
+
+// Load loads the lifecycle programs and a capture backend with cfg's
+// knobs, fills the route filter and attaches every hook. Nothing is
+// captured until Watch is called.
+func Load(cfg Config) (*Probe, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
 	}
 	keys, err := routeKeys(cfg.Routes)
 	if err != nil {
 		return nil, err
 	}
+	candidates, err := backendsFor(cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	return loadWith(cfg, keys, candidates)
+}
 
+// loadWith loads the lifecycle programs and the first of candidates that
+// loads and attaches.
+func loadWith(cfg Config, keys []lifecycleRouteKey, candidates []backend) (*Probe, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
 
-	spec, err := loadAuthprobe()
-	if err != nil {
-		return nil, fmt.Errorf("load bpf spec: %w", err)
-	}
-	for name, v := range map[string]any{
-		"capture_bytes":  cfg.CaptureBytes,
-		"response_bytes": cfg.ResponseBytes,
-		"agent_tgid":     uint32(os.Getpid()),
-		"wakeup_bytes":   cfg.WakeupBytes,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
-	}
-	spec.Maps["events"].MaxEntries = cfg.RingBufferBytes
-
-	p := &Probe{log: cfg.Logger.With("component", "bpf")}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load bpf programs: %+v", verr)
-		}
-		return nil, fmt.Errorf("load bpf programs: %w", err)
-	}
-	if err := p.setup(keys); err != nil {
+	p := &Probe{log: cfg.Logger.With("component", "bpf"), maps: map[string]*ebpf.Map{}}
+	if err := p.load(cfg, keys, candidates); err != nil {
 		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func (p *Probe) setup(keys []authprobeRouteKey) error {
+func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend) error {
+	life, err := loadLifecycle()
+	if err != nil {
+		return fmt.Errorf("load lifecycle spec: %w", err)
+	}
+	if err := prepare(life, cfg); err != nil {
+		return err
+	}
+	// The capture backend first: when it is refused, nothing else has been
+	// attached yet.
+	for _, b := range candidates {
+		err := p.loadBackend(b, cfg)
+		if err == nil {
+			p.backend.Name = b.name
+			break
+		}
+		if len(candidates) == 1 {
+			return fmt.Errorf("capture backend %s: %w", b.name, err)
+		}
+		p.log.Debug("capture backend refused", "backend", b.name, "error", err)
+		p.backend.Refused = append(p.backend.Refused, BackendRefusal{Backend: b.name, Err: err})
+	}
+	if p.backend.Name == "" {
+		return fmt.Errorf("no capture backend loads here: %w", p.backend.refusals())
+	}
+	if err := p.loadObject(life); err != nil {
+		return fmt.Errorf("lifecycle: %w", err)
+	}
 	for i, k := range keys {
-		if err := p.objs.Routes.Put(&k, uint32(i)); err != nil {
+		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {
 			return fmt.Errorf("add route prefix %q: %w", string(k.Data[:k.Prefixlen/8]), err)
 		}
 	}
-	for _, tp := range tracepoints(&p.objs.authprobePrograms) {
-		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
-		if err != nil {
-			return fmt.Errorf("attach tracepoint %s/%s: %w", tp.group, tp.name, err)
-		}
-		p.links = append(p.links, l)
-	}
-	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{
-		Name:    "sched_process_fork",
-		Program: p.objs.AuthprobeSchedFork,
-	})
-	if err != nil {
-		return fmt.Errorf("attach raw tracepoint sched_process_fork: %w", err)
-	}
-	p.links = append(p.links, l)
-
-	p.reader, err = ringbuf.NewReader(p.objs.Events)
+	p.reader, err = ringbuf.NewReader(p.maps["events"])
 	if err != nil {
 		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
-	p.log.Debug("attached", "hooks", len(p.links), "route_prefixes", len(keys))
+	p.log.Debug("attached", "backend", p.backend.Name, "hooks", len(p.links), "route_prefixes", len(keys))
 	return nil
 }
 
-// Watch starts capturing for the process pid (its tgid). Children it forks
-// from then on are watched by the kernel side itself.
-func (p *Probe) Watch(pid uint32) error {
-	if err := p.objs.Watched.Put(pid, uint32(0)); err != nil {
+// loadBackend loads and attaches one capture backend; on failure it
+// leaves nothing of it behind.
+func (p *Probe) loadBackend(b backend, cfg Config) error {
+	spec, err := b.spec()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	if err := prepare(spec, cfg); err != nil {
+		return err
+	}
+	nlinks, ncolls := len(p.links), len(p.colls)
+	if err := p.loadObject(spec); err != nil {
+		for _, l := range p.links[nlinks:] {
+			_ = l.Close()
+		}
+		for _, c := range p.colls[ncolls:] {
+			c.Close()
+		}
+		p.links, p.colls = p.links[:nlinks], p.colls[:ncolls]
+		return err
+	}
+	return nil
+}
+
+// prepare sets the knobs and map sizes of an object's spec. Every object
+// gets the same sizes, so that the maps they share are compatible.
+func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count possible cpus: %w", err)
+	}
+	vars := map[string]any{
+		"burst_bytes":    cfg.BurstBytes,
+		"response_bytes": cfg.ResponseBytes,
+		"agent_tgid":     uint32(os.Getpid()),
+		"wakeup_bytes":   cfg.WakeupBytes,
+	}
+	for name, v := range vars {
+		if vs, ok := spec.Variables[name]; ok {
+			if err := vs.Set(v); err != nil {
+				return fmt.Errorf("set %s: %w", name, err)
+			}
+		}
+	}
+	sizes := map[string]uint32{
+		"events":          cfg.RingBufferBytes,
+		"conns":           cfg.MaxConnections,
+		"watched":         cfg.MaxWatched,
+		"capture_scratch": uint32(cpus),
+	}
+	for name, n := range sizes {
+		if m, ok := spec.Maps[name]; ok {
+			m.MaxEntries = n
+		}
+	}
+	return nil
+}
+
+// loadObject creates the maps of spec that no object created before it,
+// loads its programs with every map shared, and attaches them.
+func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
+	shared := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		if isDataSection(name) {
+			continue
+		}
+		m, ok := p.maps[name]
+		if !ok {
+			var err error
+			if m, err = ebpf.NewMap(ms); err != nil {
+				return fmt.Errorf("create map %s: %w", name, err)
+			}
+			p.maps[name] = m
+		}
+		shared[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("load programs: %+v", verr)
+		}
+		return fmt.Errorf("load programs: %w", err)
+	}
+	p.colls = append(p.colls, coll)
+	for name, prog := range coll.Programs {
+		l, err := attach(spec.Programs[name].SectionName, prog)
+		if err != nil {
+			return fmt.Errorf("attach %s: %w", name, err)
+		}
+		p.links = append(p.links, l)
+	}
+	return nil
+}
+
+// isDataSection says whether a map holds a section of global variables
+// (.rodata, .data, .bss): each object has its own.
+func isDataSection(name string) bool {
+	return len(name) > 0 && name[0] == '.'
+}
+
+// Backend reports the capture backend in use and why cheaper ones were
+// refused.
+func (p *Probe) Backend() BackendInfo {
+	return p.backend
+}
+
+// Watch starts capturing for the process pid (its tgid) whose start time
+// is startTicks, in clock ticks since boot (/proc/PID/stat field 22; see
+// ProcStartTicks). The kernel checks the start time at every event, so a
+// pid that is reused by another process is not captured. Children the
+// process forks from then on are watched by the kernel side itself.
+func (p *Probe) Watch(pid uint32, startTicks uint64) error {
+	if err := p.maps["watched"].Put(pid, lifecycleWatchInfo{Start: startTicks}); err != nil {
 		return fmt.Errorf("watch pid %d: %w", pid, err)
 	}
 	return nil
 }
 
-// Unwatch stops capturing for pid and forgets its connections.
+// Unwatch stops capturing for pid. Its connections' kernel state goes
+// with their sockets.
 func (p *Probe) Unwatch(pid uint32) error {
-	if err := p.objs.Watched.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := p.maps["watched"].Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unwatch pid %d: %w", pid, err)
 	}
-	p.ForgetConnections(pid)
 	return nil
 }
 
-// ForgetConnections drops the kernel's connection state of an exited
-// process, which the LRU would otherwise keep until pressure evicts it.
-func (p *Probe) ForgetConnections(pid uint32) {
-	var (
-		key   authprobeConnKey
-		stale []authprobeConnKey
-	)
-	it := p.objs.Conns.Iterate()
-	var st authprobeConnState
-	for it.Next(&key, &st) {
-		if key.Tgid == pid {
-			stale = append(stale, key)
-		}
-	}
-	for _, k := range stale {
-		_ = p.objs.Conns.Delete(&k)
-	}
+// WatchedProcess is a process the kernel side watches.
+type WatchedProcess struct {
+	PID        uint32
+	StartTicks uint64
 }
 
-// Watched reports the PIDs the kernel side currently watches.
-func (p *Probe) Watched() ([]uint32, error) {
+// Watched reports the processes the kernel side currently watches,
+// including children it added itself.
+func (p *Probe) Watched() ([]WatchedProcess, error) {
 	var (
-		pid   uint32
-		flags uint32
-		pids  []uint32
+		pid  uint32
+		info lifecycleWatchInfo
+		out  []WatchedProcess
 	)
-	it := p.objs.Watched.Iterate()
-	for it.Next(&pid, &flags) {
-		pids = append(pids, pid)
+	it := p.maps["watched"].Iterate()
+	for it.Next(&pid, &info) {
+		out = append(out, WatchedProcess{PID: pid, StartTicks: info.Start})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("iterate watched pids: %w", err)
 	}
-	return pids, nil
+	return out, nil
+}
+
+// SetVerdict hands user space's decision on the connection (sock, gen) to
+// the kernel, which applies it at the connection's next I/O
+// (docs/capture.md, "Verdicts"). A later verdict for the same socket
+// replaces one not yet applied.
+func (p *Probe) SetVerdict(sock, gen uint64, v Verdict) error {
+	val := lifecycleVerdict{Gen: gen, InOff: v.InOff, OutOff: v.OutOff, SkipTo: v.SkipTo, Kind: uint32(v.Kind)}
+	if err := p.maps["verdicts"].Put(sock, &val); err != nil {
+		return fmt.Errorf("set verdict on socket %#x: %w", sock, err)
+	}
+	return nil
 }
 
 // Run reads events until ctx is done or the probe is closed, handing each
@@ -264,13 +386,15 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 	}
 }
 
-// Close detaches every hook and releases the maps, in reverse order.
+// Close detaches every hook and releases the programs and maps, in
+// reverse order.
 func (p *Probe) Close() error {
 	var errs []error
 	if p.reader != nil {
 		if err := p.reader.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
 		}
+		p.reader = nil
 	}
 	for i := len(p.links) - 1; i >= 0; i-- {
 		if err := p.links[i].Close(); err != nil {
@@ -278,8 +402,15 @@ func (p *Probe) Close() error {
 		}
 	}
 	p.links = nil
-	if err := p.objs.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close bpf objects: %w", err))
+	for i := len(p.colls) - 1; i >= 0; i-- {
+		p.colls[i].Close()
 	}
+	p.colls = nil
+	for name, m := range p.maps {
+		if err := m.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close map %s: %w", name, err))
+		}
+	}
+	p.maps = nil
 	return errors.Join(errs...)
 }

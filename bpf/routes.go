@@ -5,19 +5,8 @@ import (
 	"strings"
 )
 
-// RoutePrefix is what the kernel can check cheaply of a route: its method
-// (empty for any) and the literal path prefix before the first wildcard.
-type RoutePrefix struct {
-	Method string
-	Prefix string
-}
-
-// anyMethods stand in for a route without a method: the filter is a
-// prefix trie over "METHOD /path", so "any" is every common method.
-var anyMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-
 // PrefixOf returns the literal part of a route path pattern, up to the
-// first "*" or "{".
+// first "*" or "{": what the kernel can check of a route.
 func PrefixOf(path string) string {
 	if i := strings.IndexAny(path, "*{"); i >= 0 {
 		return path[:i]
@@ -25,28 +14,30 @@ func PrefixOf(path string) string {
 	return path
 }
 
-func routeKeys(routes []RoutePrefix) ([]authprobeRouteKey, error) {
-	var keys []authprobeRouteKey
-	for _, r := range routes {
-		methods := []string{r.Method}
-		if r.Method == "" {
-			methods = anyMethods
-		}
-		for _, m := range methods {
-			line := m + " " + r.Prefix
-			var k authprobeRouteKey
-			// A prefix longer than the key still filters well on its
-			// first bytes; user space matches the whole route.
-			n := copy(k.Data[:], line)
-			if n < len("GET /") {
-				return nil, fmt.Errorf("route prefix %q too short", line)
-			}
-			k.Prefixlen = uint32(n * 8)
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) == 0 {
+// routeKeys turns route path prefixes into the kernel's trie keys:
+// lower-cased (the kernel lower-cases request paths before the lookup, so
+// case never hides a route) and cut to the key size (a shorter prefix
+// only matches more). Methods are not in the key: user space applies
+// them.
+func routeKeys(prefixes []string) ([]lifecycleRouteKey, error) {
+	if len(prefixes) == 0 {
 		return nil, fmt.Errorf("no route prefixes: nothing would be captured")
+	}
+	seen := map[string]bool{}
+	var keys []lifecycleRouteKey
+	for _, p := range prefixes {
+		if !strings.HasPrefix(p, "/") {
+			return nil, fmt.Errorf("route prefix %q: must start with /", p)
+		}
+		p = strings.ToLower(p)
+		var k lifecycleRouteKey
+		n := copy(k.Data[:], p)
+		if seen[p[:n]] {
+			continue
+		}
+		seen[p[:n]] = true
+		k.Prefixlen = uint32(n * 8)
+		keys = append(keys, k)
 	}
 	return keys, nil
 }

@@ -20,6 +20,10 @@
 /* Bytes of a request the kernel examines to prove it is not an auth
  * request; a longer head always goes to user space. */
 #define PROOF_MAX 4096
+/* A read at a request boundary this short is kept and proven together
+ * with the next one (Go's net/http reads 1 byte in the background while a
+ * handler runs, which splits the next request after its first byte). */
+#define CARRY_MAX 8
 /* Bytes of a request path the route-prefix trie is keyed on. */
 #define ROUTE_KEY_LEN 64
 /* iovecs followed per readv/writev/recvmsg/sendmsg. */
@@ -64,7 +68,9 @@ enum event_flags {
 	/* The syscall's buffer could not be read (unsupported syscall such as
 	 * io_uring or sendfile, or a fault): len bytes moved, none captured. */
 	EVF_UNREADABLE = 1 << 2,
-	/* Capture budget of the episode exhausted: bytes counted, not copied. */
+	/* Bytes counted, not copied (cap < len): the episode's budget or the
+	 * response's response_bytes is exhausted, or a read was longer than
+	 * MAX_SLICES events carry. */
 	EVF_BUDGET = 1 << 3,
 };
 
@@ -88,6 +94,8 @@ enum counter {
 	CNT_TLS_SKIPPED,          /* connections that carried a TLS record on the plaintext path */
 	CNT_VERDICTS_APPLIED,     /* user-space verdicts the kernel applied */
 	CNT_VERDICTS_STALE,       /* user-space verdicts that arrived too late to apply */
+	CNT_TRUNC_SLICES,         /* bytes of one read beyond what MAX_SLICES events carry */
+	CNT_DROP_WATCH_FULL,      /* a watched process's child could not be watched (map full) */
 	CNT_MAX,
 };
 
@@ -104,18 +112,20 @@ struct conn_addr {
 	__u16 family;  /* AF_INET or AF_INET6 */
 };
 
-/* Per-connection state, keyed by the struct sock address. Offsets and
- * sequence numbers are updated with atomics: several threads may use one
- * socket. */
+/* Per-connection state, keyed by the struct sock address. Offsets,
+ * sequence numbers and the bytes taken from budgets are updated with
+ * atomics: several threads may use one socket. Kernel-private: Go only
+ * reads it in tests. */
 struct conn_state {
 	__u64 gen;        /* bpf_ktime_get_ns at first sight */
 	__u64 in_off;     /* ingress bytes moved so far */
 	__u64 out_off;    /* egress bytes moved so far */
 	__u64 skip_to;    /* ingress bytes before this offset are not copied (verdict) */
+	__u64 carry;      /* the first carry_len bytes of a request not proven yet */
 	__u32 in_seq;     /* next ingress event sequence number */
 	__u32 out_seq;    /* next egress event sequence number */
-	__u32 budget;     /* ingress capture bytes left in this episode */
-	__u32 resp_budget;/* capture bytes left of the current response */
+	__u32 in_used;    /* ingress bytes copied in this episode (of burst_bytes) */
+	__u32 resp_used;  /* bytes copied of the current response (of response_bytes) */
 	__u32 skipped;    /* requests skipped since the last ingress event */
 	__u32 unanswered; /* skipped requests whose final response has not started */
 	__u8 mode;        /* enum conn_mode */
@@ -124,7 +134,8 @@ struct conn_state {
 	__u8 source;      /* enum byte_source */
 	__u8 captured;    /* an event was sent: the close must be reported */
 	__u8 egress_on;   /* egress of this episode is being sent */
-	__u16 _pad;
+	__u8 carry_len;   /* bytes in carry: a read too short to prove, kept for the next */
+	__u8 _pad;
 	struct conn_addr peer;
 	struct conn_addr local;
 };

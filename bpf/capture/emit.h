@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* Sending data events: one I/O's reported range becomes up to MAX_SLICES
+ * events of at most MAX_CAPTURE copied bytes each. */
+#ifndef AUTHPROBE_EMIT_H
+#define AUTHPROBE_EMIT_H
+
+#include "common.h"
+#include "io.h"
+#include "../maps/events.h"
+#include "../maps/counters.h"
+
+struct report {
+	__u64 off;       /* stream offset of the first reported byte */
+	__u32 from;      /* the I/O's byte that is the first reported one */
+	__u32 carry;     /* bytes reported before the I/O's: a carried short read */
+	__u32 _pad2;
+	__u32 len;       /* bytes reported */
+	__u32 cap;       /* bytes to copy: a prefix of len */
+	__u32 filled;    /* ev.data[0..filled) already holds bytes from.. of the I/O */
+	__u32 seq;       /* seq of the first event */
+	__u32 nslices;
+	__u8 flags;      /* of the first event */
+	__u8 _pad[7];
+	struct capture_io io;
+};
+
+struct slicing {
+	struct capture_scratch *s;
+	struct report *r;
+};
+
+/* slice_step sends event k of a report: it covers MAX_CAPTURE bytes, the
+ * last one everything that is left. */
+static long slice_step(__u32 k, void *data)
+{
+	struct slicing *sl = data;
+	struct report *r = sl->r;
+	struct capture_scratch *s = sl->s;
+	if (k >= r->nslices)
+		return 1;
+	__u64 start = (__u64)(k & (MAX_SLICES - 1)) * MAX_CAPTURE;
+	__u64 end = k + 1 == r->nslices ? r->len : start + MAX_CAPTURE;
+	__u64 want = r->cap > start ? min64(r->cap - start, MAX_CAPTURE) : 0;
+	__u64 have = 0;
+	if (k == 0 && r->filled)
+		have = min64(r->filled, want);
+	__u8 flags = k == 0 ? r->flags : (r->flags & EVF_UNREADABLE);
+	if (have < want) {
+		/* Reported byte i is the I/O's byte from + i - carry; the
+		 * carried bytes are always among the filled ones. */
+		__u32 got = capture_copy(&r->io, r->from + start + have - r->carry, want - have, have);
+		if (got < want - have) {
+			/* A fault: what could not be copied is not sent. */
+			want = have + got;
+			if (want == 0)
+				flags |= EVF_UNREADABLE;
+		}
+	}
+	if (want < end - start && !(flags & EVF_UNREADABLE))
+		flags |= EVF_BUDGET;
+
+	struct conn_event *h = &s->ev.hdr;
+	h->flags = flags;
+	h->seq = r->seq + k;
+	h->off = r->off + start;
+	h->len = end - start;
+	h->cap = want;
+	if (k > 0) {
+		h->skipped = 0;
+		h->unanswered = 0;
+	}
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev.hdr) + clamp(want, MAX_CAPTURE),
+			       wakeup_flags())) {
+		count(CNT_DROP_RINGBUF_FULL);
+		return 0;
+	}
+	count(CNT_EVENTS_DATA);
+	return 0;
+}
+
+/* capture_report sends the events of r; the header fields they share are
+ * already in the scratch event. A global function: verified once. */
+__noinline int capture_report(struct report *r)
+{
+	struct capture_scratch *s = scratch_get();
+	if (!r || !s)
+		return 0;
+	struct slicing sl = {.s = s, .r = r};
+	bpf_loop(MAX_SLICES, slice_step, &sl, 0);
+	return 0;
+}
+
+/* report_send sends r's events for the connection st. */
+static __always_inline void report_send(struct report *r, struct conn_state *st,
+					__u32 skipped, __u32 unanswered)
+{
+	struct capture_scratch *s = scratch_get();
+	if (!s || r->nslices == 0)
+		return;
+	struct conn_event *h = &s->ev.hdr;
+	h->type = EVENT_DATA;
+	h->dir = r->io.dir;
+	h->role = st->role;
+	h->source = r->io.source;
+	h->sock = r->io.sk;
+	h->gen = st->gen;
+	h->pid = r->io.pid;
+	h->tid = r->io.tid;
+	h->ts = bpf_ktime_get_ns();
+	h->skipped = skipped;
+	h->unanswered = unanswered;
+	h->peer = st->peer;
+	h->local = st->local;
+	st->captured = 1;
+	capture_report(r);
+}
+
+/* slices is how many events n reported bytes take. */
+static __always_inline __u32 slices(__u32 n)
+{
+	__u32 k = (n + MAX_CAPTURE - 1) / MAX_CAPTURE;
+	return k < MAX_SLICES ? k : MAX_SLICES;
+}
+
+#endif

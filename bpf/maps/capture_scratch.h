@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/* capture_scratch: per-CPU room to build a data event, the iovecs of the
+ * I/O being captured and a route lookup key. */
+#ifndef AUTHPROBE_MAP_CAPTURE_SCRATCH_H
+#define AUTHPROBE_MAP_CAPTURE_SCRATCH_H
+
+#include "../capture/common.h"
+
+/* struct iovec with plain integers: the user pointer is never
+ * dereferenced here, only handed to bpf_probe_read_user. */
+struct uvec {
+	__u64 base;
+	__u64 len;
+};
+
+struct capture_scratch {
+	struct data_event ev;
+	/* Copies land at a variable position in ev.data with a length of up
+	 * to MAX_CAPTURE; the slack lets the verifier bound both. */
+	__u8 slack[MAX_CAPTURE];
+	struct uvec iov[MAX_IOV];
+	struct route_key key;
+	__u32 _pad;
+};
+
+/* A plain array indexed by CPU, not a per-CPU array: a per-CPU value is
+ * limited to 32 KiB. Tracepoint programs run with preemption disabled,
+ * so a CPU's slot is theirs for the whole run. Sized from Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct capture_scratch);
+} capture_scratch SEC(".maps");
+
+static __always_inline struct capture_scratch *scratch_get(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&capture_scratch, &cpu);
+}
+
+#endif
