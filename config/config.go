@@ -34,6 +34,12 @@ const (
 	MaxCaptureBytes      = 16384
 	DefaultCaptureBytes  = 4096
 	DefaultResponseBytes = 1024
+	// DefaultBurstBytes bounds what the kernel copies of one capture
+	// episode (requests it could not prove non-auth, back to back, such as a
+	// pipelined burst) before user space has decided on them.
+	DefaultBurstBytes = 256 << 10
+	MinBurstBytes     = 16 << 10
+	MaxBurstBytes     = 64 << 20
 )
 
 // Config is the whole agent configuration.
@@ -47,6 +53,11 @@ type Config struct {
 	// ResponseBytes bounds what is captured of one response (head and start
 	// of the body). Default 1024, at most MaxCaptureBytes.
 	ResponseBytes int `yaml:"response_bytes"`
+	// BurstBytes bounds the bytes the kernel copies of one capture episode
+	// (several requests in a row, e.g. a pipelined burst of logins) before
+	// user space's verdict; beyond it attempts are counted as lost
+	// (reason budget). Default 256 KiB.
+	BurstBytes int `yaml:"burst_bytes"`
 	// ResponseTimeout: a request without a response after this long becomes
 	// a span with auth.result=unknown, failure_reason=no_response. Default 30s.
 	ResponseTimeout Duration `yaml:"response_timeout"`

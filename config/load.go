@@ -391,6 +391,9 @@ func (c *Config) applyDefaults(env Env) {
 	if c.ResponseBytes == 0 {
 		c.ResponseBytes = DefaultResponseBytes
 	}
+	if c.BurstBytes == 0 {
+		c.BurstBytes = DefaultBurstBytes
+	}
 	if c.ResponseTimeout == 0 {
 		c.ResponseTimeout = Duration(DefaultResponseTimeout)
 	}

@@ -44,6 +44,9 @@ func (c *Config) validate(needTargets bool) error {
 	p := &problems{src: c.src}
 	checkSize(p, "capture_bytes", c.CaptureBytes)
 	checkSize(p, "response_bytes", c.ResponseBytes)
+	if c.BurstBytes < MinBurstBytes || c.BurstBytes > MaxBurstBytes {
+		p.add("burst_bytes", "%d is out of range %d..%d", c.BurstBytes, MinBurstBytes, MaxBurstBytes)
+	}
 	if c.ResponseTimeout <= 0 {
 		p.add("response_timeout", "%s is not positive", c.ResponseTimeout)
 	}

@@ -123,7 +123,8 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	probe, err := bpf.Load(bpf.Config{
-		CaptureBytes:  uint32(cfg.CaptureBytes),
+		Backend:       flags.captureBackend,
+		BurstBytes:    uint32(cfg.BurstBytes),
 		ResponseBytes: uint32(cfg.ResponseBytes),
 		Routes:        routePrefixes(cfg.Routes),
 		Logger:        base,
@@ -131,6 +132,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("load eBPF programs: %w", err)
 	}
+	logBackend(log, probe.Backend())
 	defer func() {
 		if err := probe.Close(); err != nil {
 			base.Warn("detach", "component", "bpf", "error", err)
@@ -141,10 +143,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxRequestBody:  cfg.CaptureBytes,
 		MaxResponseBody: cfg.ResponseBytes,
 		ResponseTimeout: uint64(time.Duration(cfg.ResponseTimeout).Nanoseconds()),
+		// Requests on no route keep no body and make no exchange; the
+		// kernel is told to stop copying their bodies.
+		Interesting: builder.Interesting,
 	})
 	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc").WithPods(kube.meta)
 	pipe := newPipeline(base.With("component", "pipeline"), probe, dec, builder, clock, matcher,
-		exp.Emit, det.Observe)
+		lostEvents(probe), exp.Emit, det.Observe)
 
 	// Named PIDs must exist: a typo should not look like a quiet service.
 	for _, pid := range flags.pids {
@@ -204,12 +209,34 @@ func loadRunConfig(f runFlags) (*config.Config, error) {
 	return cfg, nil
 }
 
-func routePrefixes(routes []config.Route) []bpf.RoutePrefix {
-	out := make([]bpf.RoutePrefix, 0, len(routes))
+// routePrefixes are the literal path prefixes of the routes, for the
+// kernel's proof that a request is on none of them.
+func routePrefixes(routes []config.Route) []string {
+	out := make([]string, 0, len(routes))
 	for _, r := range routes {
-		out = append(out, bpf.RoutePrefix{Method: r.Method, Prefix: bpf.PrefixOf(r.Path)})
+		out = append(out, bpf.PrefixOf(r.Path))
 	}
 	return out
+}
+
+// lostEvents reads the kernel's count of events that did not fit in the
+// ring buffer.
+func lostEvents(p *bpf.Probe) func() uint64 {
+	return func() uint64 {
+		c, err := p.Counters()
+		if err != nil {
+			return 0
+		}
+		return c["drop_ringbuf_full"]
+	}
+}
+
+// logBackend says which capture backend runs and why cheaper ones did not.
+func logBackend(log *slog.Logger, b bpf.BackendInfo) {
+	log.Info("capture backend", "backend", b.Name)
+	for _, r := range b.Refused {
+		log.Info("capture backend refused", "backend", r.Backend, "reason", r.Err)
+	}
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {

@@ -46,17 +46,27 @@ func runCheck(ctx context.Context, args []string, w io.Writer) (bool, error) {
 	}
 
 	if kernelOK {
-		routes := []bpf.RoutePrefix{{Method: "POST", Prefix: "/login"}}
+		routes := []string{"/login"}
 		if cfg != nil && len(cfg.Routes) > 0 {
 			routes = routePrefixes(cfg.Routes)
 		}
-		probe, err := bpf.Load(bpf.Config{CaptureBytes: 4096, ResponseBytes: 1024, Routes: routes})
-		if err != nil {
+		// Every backend is loaded, attached and released in turn; the
+		// first that works is the one `run` picks.
+		chosen := ""
+		for _, c := range bpf.CheckBackends(bpf.Config{Routes: routes}) {
+			name := "capture backend " + c.Backend
+			switch {
+			case c.Err != nil:
+				fmt.Fprintf(w, "  %-24s no   %v\n", name, c.Err)
+			case chosen == "":
+				chosen = c.Backend
+				fmt.Fprintf(w, "  %-24s yes  verified and attached, then detached: run uses it (%s)\n", name, backendWhy(c.Backend))
+			default:
+				fmt.Fprintf(w, "  %-24s yes  works too (force it with --capture-backend %s)\n", name, c.Backend)
+			}
+		}
+		if chosen == "" {
 			kernelOK = false
-			fmt.Fprintf(w, "  %-24s no   %v\n", "load and attach", err)
-		} else {
-			fmt.Fprintf(w, "  %-24s yes  every program verified and attached, then detached\n", "load and attach")
-			_ = probe.Close()
 		}
 	}
 	ok = ok && kernelOK
@@ -80,4 +90,15 @@ func indent(s string) string {
 		}
 	}
 	return out
+}
+
+// backendWhy says in a few words what a backend costs the node.
+func backendWhy(name string) string {
+	switch name {
+	case bpf.BackendSock:
+		return "socket-layer tracepoints: only socket I/O pays, no syscall tracepoint attached"
+	case bpf.BackendSyscalls:
+		return "syscall tracepoints: every syscall on the node takes the slower traced path"
+	}
+	return name
 }

@@ -4,8 +4,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/authprobe/authprobe/bpf"
 )
 
 // pidList is a repeatable --pid flag.
@@ -37,6 +40,9 @@ type runFlags struct {
 	metricsAddr  string
 	logLevel     string
 	pprof        bool
+	// captureBackend forces a capture backend ("auto" picks the cheapest
+	// one this kernel loads).
+	captureBackend string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
@@ -50,6 +56,8 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "self-metrics and health address (default 127.0.0.1:9464; \"off\" disables)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
+	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
+		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	if err := fs.Parse(args); err != nil {
 		return f, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -58,6 +66,9 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	}
 	if f.config == "" {
 		return f, fmt.Errorf("%w: --config FILE is required (see deploy/authprobe.yaml)", errUsage)
+	}
+	if f.captureBackend != "auto" && !slices.Contains(bpf.Backends(), f.captureBackend) {
+		return f, fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, f.captureBackend, strings.Join(bpf.Backends(), ", "))
 	}
 	switch f.exporter {
 	case "", "stdout", "otlp":

@@ -64,9 +64,13 @@ func kernelFeatures() []feature {
 		_, err = os.Stat("/sys/kernel/debug/tracing/events/syscalls/sys_enter_read")
 	}
 	tpOK := tpErr == nil && err == nil
-	add("syscall tracepoints", tpOK, true, pick(tpOK,
-		"syscalls/sys_enter_* and sys_exit_* available",
+	add("syscall tracepoints", tpOK, false, pick(tpOK,
+		"syscalls/sys_exit_* available (the fallback capture backend)",
 		fmt.Sprintf("not available (%v): needs CONFIG_FTRACE_SYSCALLS and tracefs", errors.Join(tpErr, err))))
+	_, err = os.Stat(tracefsDir + "/events/sock/sock_recv_length")
+	add("socket tracepoints", err == nil, false, pick(err == nil,
+		"sock/sock_recv_length and sock_send_length available (kernel 6.3+): the cheapest capture backend",
+		"sock/sock_recv_length missing (kernel before 6.3): a costlier backend is used"))
 
 	err = features.HaveProgramType(ebpf.TracePoint)
 	add("tracepoint programs", err == nil, true, errWords(err, "loadable"))

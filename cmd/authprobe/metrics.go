@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/decoder"
 	"github.com/authprobe/authprobe/detect"
 	"github.com/authprobe/authprobe/export"
 )
@@ -33,7 +34,8 @@ type selfMetrics struct {
 	exp    *export.Exporter
 
 	events, drops, truncated, requests, spans, spansExported, spansDropped,
-	exportErrors, watched, traceparent, decoderExchanges, unknownPID, eventsRead *prometheus.Desc
+	exportErrors, watched, traceparent, decoderExchanges, unknownPID, eventsRead,
+	attemptsLost, verdicts, kernelCounters *prometheus.Desc
 }
 
 func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Detector) *prometheus.Registry {
@@ -57,6 +59,9 @@ func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Dete
 		decoderExchanges: desc("exchanges_total", "HTTP exchanges decoded."),
 		unknownPID:       desc("unknown_process_exchanges_total", "Exchanges of processes the agent had no record of."),
 		eventsRead:       desc("events_read_total", "Connection events user space read from the ring buffer."),
+		attemptsLost:     desc("auth_attempts_lost_total", "Requests that may have been auth attempts and became no span, by cause (each loss counted once, at its cause).", "reason"),
+		verdicts:         desc("verdicts_total", "Decisions user space sent the kernel about connections, by outcome.", "outcome"),
+		kernelCounters:   desc("kernel_total", "Other kernel-side counters (episodes, proofs, verdicts applied), by name.", "name"),
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m, d, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -82,15 +87,23 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 				counter(m.truncated, v, strings.TrimPrefix(name, "truncated_"))
 			case strings.HasPrefix(name, "requests_"):
 				counter(m.requests, v, strings.TrimPrefix(name, "requests_"))
+			default:
+				counter(m.kernelCounters, v, name)
 			}
 		}
 	}
 	ps := m.pipe.stats()
-	counter(m.drops, ps.Decoder.SeqGaps, "seq_gap")
+	// Decoder.SeqGaps are the kernel's drop_ringbuf_full seen from the
+	// other side: not counted twice.
 	counter(m.drops, ps.Decoder.ParseErrors, "parse_error")
 	counter(m.drops, ps.Decoder.Evicted, "conn_evicted")
 	counter(m.drops, ps.Decoder.Orphans, "orphan_response")
 	counter(m.drops, ps.WatchFailures, "watch_failed")
+	for r, n := range ps.Decoder.LostAttempts {
+		counter(m.attemptsLost, n, decoder.Loss(r).String())
+	}
+	counter(m.verdicts, ps.VerdictsSent, "sent")
+	counter(m.verdicts, ps.VerdictsFailed, "failed")
 	counter(m.drops, ps.Panics, "internal_error")
 	counter(m.decoderExchanges, ps.Decoder.Exchanges)
 	counter(m.eventsRead, ps.EventsRead)

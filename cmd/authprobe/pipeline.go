@@ -17,16 +17,18 @@ import (
 // sink receives finished auth spans (the exporter, the detector).
 type sink func(spanbuilder.Span)
 
-// watcher is the kernel side's view of targets: which PIDs it watches.
+// watcher is the kernel side's view of targets and connections: which
+// processes it captures, and user space's verdicts on connections.
 type watcher interface {
-	Watch(pid uint32) error
+	Watch(pid uint32, startTicks uint64) error
 	Unwatch(pid uint32) error
-	ForgetConnections(pid uint32)
+	SetVerdict(sock, gen uint64, v bpf.Verdict) error
 }
 
 // pipeline connects the stages on the probe's reading goroutine: events
-// become chunks, chunks exchanges, exchanges spans. Only stats cross to
-// other goroutines, through snapshot.
+// become chunks, chunks exchanges, exchanges spans, and the decoder's
+// verdicts go back to the kernel. Only stats cross to other goroutines,
+// through snapshot.
 type pipeline struct {
 	log     *slog.Logger
 	watcher watcher
@@ -36,10 +38,15 @@ type pipeline struct {
 	clock   bpf.KernelClock
 	matcher *targets.Matcher
 	self    uint32 // the agent never watches itself
+	// startTicks reads a process's start time (bpf.ProcStartTicks).
+	startTicks func(pid int) (uint64, error)
+	// lostEvents reads how many kernel events were lost so far; a rise
+	// means exec or listen events may be among them, so /proc is scanned.
+	lostEvents func() uint64
 
-	procs        map[uint32]targets.Process
-	nextPortScan time.Time
-	nextExeScan  time.Time
+	procs       map[uint32]targets.Process
+	nextRescan  time.Time
+	lostAtCheck uint64
 
 	ready atomic.Bool // set once attached and the first scan is done
 
@@ -56,21 +63,29 @@ type pipelineStats struct {
 	Watched       int
 	LastTick      time.Time
 	WatchFailures uint64
-	Panics        uint64
+	// WatchRaces are processes that exited (or whose PID was reused)
+	// between being matched and being watched: forgotten again.
+	WatchRaces     uint64
+	VerdictsSent   uint64
+	VerdictsFailed uint64
+	Rescans        uint64
+	Panics         uint64
 }
 
 func newPipeline(log *slog.Logger, w watcher, dec *decoder.Decoder, b *spanbuilder.Builder,
-	clock bpf.KernelClock, m *targets.Matcher, sinks ...sink) *pipeline {
+	clock bpf.KernelClock, m *targets.Matcher, lostEvents func() uint64, sinks ...sink) *pipeline {
 	return &pipeline{
-		log:     log,
-		watcher: w,
-		dec:     dec,
-		builder: b,
-		sinks:   sinks,
-		clock:   clock,
-		matcher: m,
-		self:    uint32(os.Getpid()),
-		procs:   map[uint32]targets.Process{},
+		log:        log,
+		watcher:    w,
+		dec:        dec,
+		builder:    b,
+		sinks:      sinks,
+		clock:      clock,
+		matcher:    m,
+		self:       uint32(os.Getpid()),
+		startTicks: bpf.ProcStartTicks,
+		lostEvents: lostEvents,
+		procs:      map[uint32]targets.Process{},
 	}
 }
 
@@ -100,28 +115,75 @@ func (p *pipeline) survive(what string) {
 func (p *pipeline) Data(ev bpf.ConnEvent) {
 	defer p.survive("data")
 	p.counting(func(s *pipelineStats) { s.EventsRead++ })
-	p.finish(p.dec.Feed(decoder.Chunk{
-		Conn: connInfo(ev),
-		Dir:  decoder.Direction(ev.Dir),
-		Seq:  ev.Seq,
-		Time: ev.Time,
-		Len:  ev.Len,
-		Data: ev.Data,
+	p.deliver(p.dec.Feed(decoder.Chunk{
+		Conn:       connInfo(ev),
+		PID:        ev.PID,
+		TID:        ev.TID,
+		Dir:        decoder.Direction(ev.Dir),
+		Seq:        ev.Seq,
+		Offset:     ev.Off,
+		Time:       ev.Time,
+		Len:        ev.Len,
+		Data:       ev.Data,
+		Flags:      decoder.ChunkFlags(ev.Flags),
+		Skipped:    ev.Skipped,
+		Unanswered: ev.Unanswered,
 	}))
+	p.sendVerdicts()
 }
 
 func (p *pipeline) Close(ev bpf.ConnEvent) {
 	defer p.survive("close")
 	p.counting(func(s *pipelineStats) { s.EventsRead++ })
-	p.finish(p.dec.Close(connInfo(ev).Key, ev.Time))
+	p.deliver(p.dec.Close(connInfo(ev).Key, ev.Time))
 }
 
 func connInfo(ev bpf.ConnEvent) decoder.ConnInfo {
 	return decoder.ConnInfo{
-		Key:   decoder.ConnKey{PID: ev.PID, FD: ev.FD, Gen: ev.Gen},
+		Key:   decoder.ConnKey{Sock: ev.Sock, Gen: ev.Gen},
 		Peer:  ev.Peer,
 		Local: ev.Local,
+		Role:  decoder.Role(ev.Role),
 	}
+}
+
+// sendVerdicts hands the decoder's decisions to the kernel at once: a
+// RESUME only applies while the connection has not moved since, so it is
+// worth most when it is fresh.
+func (p *pipeline) sendVerdicts() {
+	vs := p.dec.Verdicts()
+	if len(vs) == 0 {
+		return
+	}
+	var sent, failed uint64
+	for _, v := range vs {
+		err := p.watcher.SetVerdict(v.Key.Sock, v.Key.Gen, bpf.Verdict{
+			Kind:   kernelVerdict(v.Kind),
+			InOff:  v.InOff,
+			OutOff: v.OutOff,
+			SkipTo: v.SkipTo,
+		})
+		if err != nil {
+			failed++
+			continue
+		}
+		sent++
+	}
+	p.counting(func(s *pipelineStats) { s.VerdictsSent += sent; s.VerdictsFailed += failed })
+}
+
+func kernelVerdict(k decoder.VerdictKind) bpf.VerdictKind {
+	var out bpf.VerdictKind
+	if k&decoder.VerdictResume != 0 {
+		out |= bpf.VerdictResume
+	}
+	if k&decoder.VerdictSkip != 0 {
+		out |= bpf.VerdictSkip
+	}
+	if k&decoder.VerdictOff != 0 {
+		out |= bpf.VerdictOff
+	}
+	return out
 }
 
 // Exec: a new program may be a target; a watched one may have stopped
@@ -131,6 +193,7 @@ func (p *pipeline) Exec(ev bpf.ProcEvent) {
 	old, watched := p.procs[ev.PID]
 	switch {
 	case ok:
+		proc.Start = ev.Start
 		p.watch(proc)
 	case watched && !old.Pinned:
 		p.unwatch(ev.PID, "exec of a non-target "+ev.Exe)
@@ -140,41 +203,75 @@ func (p *pipeline) Exec(ev bpf.ProcEvent) {
 	}
 }
 
-// Fork: the kernel already watches the child; it inherits the parent's
-// identity until it execs.
+// Fork: the kernel already watches the child (with its own start time);
+// it inherits the parent's identity until it execs.
 func (p *pipeline) Fork(ev bpf.ProcEvent) {
 	parent, ok := p.procs[ev.PPID]
 	if !ok {
 		return
 	}
-	parent.PID = ev.PID
-	parent.Pinned = false
+	parent.PID, parent.Start, parent.Pinned = ev.PID, ev.Start, false
 	p.procs[ev.PID] = parent
 	p.updateWatched()
 }
 
+// Exit: the kernel forgot the process when its last thread exited; so do
+// we. Its connections end with their sockets' closes.
 func (p *pipeline) Exit(ev bpf.ProcEvent) {
-	if _, ok := p.procs[ev.PID]; !ok {
+	proc, ok := p.procs[ev.PID]
+	if !ok || (ev.Start != 0 && proc.Start != 0 && ev.Start != proc.Start) {
 		return
 	}
 	delete(p.procs, ev.PID)
-	p.finish(p.dec.ForgetPID(ev.PID))
-	p.watcher.ForgetConnections(ev.PID)
 	p.updateWatched()
 	p.log.Debug("process exited", "pid", ev.PID)
 }
 
+// Listen: a process started listening; port targets are decided here, not
+// by polling /proc.
+func (p *pipeline) Listen(ev bpf.ProcEvent) {
+	if !p.matcher.HasPortTargets() || ev.PID == p.self {
+		return
+	}
+	if _, ok := p.procs[ev.PID]; ok {
+		return
+	}
+	if proc, ok := p.matcher.Match(ev.PID, "", map[uint16]bool{ev.Port: true}); ok {
+		proc.Start = ev.Start
+		p.watch(proc)
+	}
+}
+
+// watch starts capturing proc. The kernel checks the start time at every
+// event; after the kernel has it, the start time is read again, so a
+// process that exited (or whose PID was reused) in between is forgotten
+// rather than kept as a dead entry.
 func (p *pipeline) watch(proc targets.Process) {
 	if proc.PID == p.self {
 		return
 	}
-	if _, ok := p.procs[proc.PID]; ok {
+	if old, ok := p.procs[proc.PID]; ok && (proc.Start == 0 || old.Start == proc.Start) {
+		proc.Start = old.Start
 		p.procs[proc.PID] = proc
 		return
 	}
-	if err := p.watcher.Watch(proc.PID); err != nil {
+	if proc.Start == 0 {
+		start, err := p.startTicks(int(proc.PID))
+		if err != nil {
+			p.counting(func(s *pipelineStats) { s.WatchRaces++ })
+			return
+		}
+		proc.Start = start
+	}
+	if err := p.watcher.Watch(proc.PID, proc.Start); err != nil {
 		p.counting(func(s *pipelineStats) { s.WatchFailures++ })
 		p.log.Warn("cannot watch process", "pid", proc.PID, "error", err)
+		return
+	}
+	if now, err := p.startTicks(int(proc.PID)); err != nil || now != proc.Start {
+		_ = p.watcher.Unwatch(proc.PID)
+		p.counting(func(s *pipelineStats) { s.WatchRaces++ })
+		p.log.Debug("process gone before it was watched", "pid", proc.PID)
 		return
 	}
 	p.procs[proc.PID] = proc
@@ -187,7 +284,6 @@ func (p *pipeline) unwatch(pid uint32, why string) {
 		p.log.Warn("cannot unwatch process", "pid", pid, "error", err)
 	}
 	delete(p.procs, pid)
-	p.finish(p.dec.ForgetPID(pid))
 	p.updateWatched()
 	p.log.Info("stopped watching process", "pid", pid, "reason", why)
 }
@@ -197,16 +293,17 @@ func (p *pipeline) updateWatched() {
 	p.counting(func(s *pipelineStats) { s.Watched = n })
 }
 
-// finish turns exchanges into spans for every sink.
-func (p *pipeline) finish(exs []decoder.Exchange) {
+// deliver turns exchanges into spans for every sink. An exchange belongs
+// to the process that read its request.
+func (p *pipeline) deliver(exs []decoder.Exchange) {
 	for i := range exs {
 		ex := &exs[i]
-		proc, ok := p.procs[ex.Conn.Key.PID]
+		proc, ok := p.procs[ex.PID]
 		if !ok {
 			// A child forked before we knew its parent, or a process that
 			// exited: still a span, with what /proc tells.
 			p.counting(func(s *pipelineStats) { s.UnknownPID++ })
-			proc = targets.Process{PID: ex.Conn.Key.PID, Exe: p.matcher.Exe(ex.Conn.Key.PID)}
+			proc = targets.Process{PID: ex.PID, Exe: p.matcher.Exe(ex.PID)}
 		}
 		span, ok := p.builder.Build(ex, spanbuilder.Process{
 			PID:         proc.PID,
@@ -223,20 +320,22 @@ func (p *pipeline) finish(exs []decoder.Exchange) {
 	}
 }
 
-// tick runs on the reading goroutine between events: timeouts, discovery
-// and the stats snapshot.
+// tick runs on the reading goroutine between events: timeouts, the
+// decoder's verdicts, discovery and the stats snapshot. Discovery is
+// event-driven (exec, fork, listen); /proc is read again only when the
+// kernel lost events that may have been among them.
 func (p *pipeline) tick() {
 	defer p.survive("tick")
-	p.finish(p.dec.Expire(p.clock.Now()))
+	p.deliver(p.dec.Expire(p.clock.Now()))
+	p.sendVerdicts()
 	now := time.Now()
-	if p.matcher.HasPortTargets() && !now.Before(p.nextPortScan) {
-		p.scan(true)
-		p.nextPortScan = now.Add(500 * time.Millisecond)
-	} else if !now.Before(p.nextExeScan) {
-		// Exec events find new processes at once; the scan catches any
-		// whose event was lost.
-		p.scan(false)
-		p.nextExeScan = now.Add(10 * time.Second)
+	if !now.Before(p.nextRescan) {
+		p.nextRescan = now.Add(time.Second)
+		if lost := p.lostEvents(); lost != p.lostAtCheck {
+			p.lostAtCheck = lost
+			p.counting(func(s *pipelineStats) { s.Rescans++ })
+			p.scan(p.matcher.HasPortTargets())
+		}
 	}
 	p.onPodChanges()
 	dec, b := p.dec.Stats(), p.builder.Stats()
@@ -245,13 +344,24 @@ func (p *pipeline) tick() {
 	})
 }
 
-// scan walks /proc for targets not yet watched.
+// scan walks /proc for targets not yet watched, and forgets watched
+// processes that are gone (their exit event was lost).
 func (p *pipeline) scan(ports bool) {
 	pids, err := p.matcher.PIDs()
 	if err != nil {
 		p.log.Warn("scan processes", "error", err)
 		return
 	}
+	alive := make(map[uint32]bool, len(pids))
+	for _, pid := range pids {
+		alive[pid] = true
+	}
+	for pid := range p.procs {
+		if !alive[pid] {
+			delete(p.procs, pid)
+		}
+	}
+	p.updateWatched()
 	var listening map[uint32]map[uint16]bool
 	if ports {
 		listening = p.matcher.ListeningPorts(pids)

@@ -22,7 +22,11 @@ import (
 
 // Process is a watched process.
 type Process struct {
-	PID         uint32
+	PID uint32
+	// Start is the process's start time in clock ticks since boot
+	// (/proc/PID/stat field 22): with PID, which process this is. The
+	// kernel side refuses to capture a PID whose start time differs.
+	Start       uint64
 	Exe         string // resolved executable path
 	ServiceName string
 	// Pinned processes were named by PID; they stay watched across exec.
