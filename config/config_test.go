@@ -167,6 +167,7 @@ func TestLoadFull(t *testing.T) {
 		ServiceName:     "shop",
 		CaptureBytes:    8192,
 		ResponseBytes:   512,
+		BurstBytes:      DefaultBurstBytes,
 		ResponseTimeout: Duration(500 * time.Millisecond),
 		Targets: []Target{
 			{PID: 4242},
@@ -232,6 +233,7 @@ func TestDefaults(t *testing.T) {
 			}{
 				{"capture_bytes", c.CaptureBytes, 4096},
 				{"response_bytes", c.ResponseBytes, 1024},
+				{"burst_bytes", c.BurstBytes, 256 << 10},
 				{"response_timeout", c.ResponseTimeout, Duration(30 * time.Second)},
 				{"metrics.addr", c.Metrics.Addr, "127.0.0.1:9464"},
 				{"privacy", c.Security.Username.Privacy, PrivacyHash},
