@@ -303,7 +303,10 @@ func loginSpanProblems(srv *Server, s *evSent, sp Span) []string {
 	if s.req.noUser && sp.HasAttr("auth.username") {
 		bad("auth.username %q on a request whose username servers read differently", sp.Attr("auth.username"))
 	}
-	if s.req.user != "" && sp.Attr("auth.username") != s.req.user {
+	if s.ans.noUser && sp.HasAttr("auth.username") {
+		bad("auth.username %q, but the login handler read no username", sp.Attr("auth.username"))
+	}
+	if s.req.user != "" && !s.ans.noUser && sp.Attr("auth.username") != s.req.user {
 		bad("auth.username %q, want %q", sp.Attr("auth.username"), s.req.user)
 	}
 	return p
@@ -636,7 +639,7 @@ func TestServersMarkLogin(t *testing.T) {
 				{"not found", get("/nowhere"), 404, false},
 			} {
 				got := mustDo(t, c, srv, tc.req)
-				if got.Status != tc.status || (got.Header.Get(loginMarker) == "1") != tc.marked {
+				if got.Status != tc.status || (got.Header.Get(loginMarker) != "") != tc.marked {
 					t.Errorf("%s: %d with %s %q, want %d marked %v (body %q)", tc.name, got.Status, loginMarker, got.Header.Get(loginMarker), tc.status, tc.marked, got.Body)
 				}
 				if tc.status == 200 && tc.marked && got.Cookie("session") == "" {

@@ -83,6 +83,9 @@ type evAnswer struct {
 	status   int   // final status; 0 when none came
 	interims []int // 1xx statuses before it
 	marked   bool  // from the login handler
+	// noUser: the login handler read no username (marker value "nouser"):
+	// the request's body never reached it, whatever was sent.
+	noUser bool
 	err      string
 }
 
@@ -135,7 +138,8 @@ func runEvConn(addr, src string, c evConn) (evRun, error) {
 			a.interims = append(a.interims, resp.StatusCode)
 			return true
 		}
-		a.status, a.marked = resp.StatusCode, resp.Header.Get(loginMarker) == "1"
+		mark := resp.Header.Get(loginMarker)
+		a.status, a.marked, a.noUser = resp.StatusCode, mark == "1" || mark == "nouser", mark == "nouser"
 		next++
 		if err != nil {
 			broken = true

@@ -160,13 +160,17 @@ class Handler(BaseHTTPRequestHandler):
         if LOGIN_DELAY:
             time.sleep(LOGIN_DELAY)
 
-        def send(status, obj, headers=()):
-            self.send(status, obj, [LOGIN_MARKER, *headers])
-
         f = self.fields(body)
+        username, password = (f or {}).get("username", ""), (f or {}).get("password", "")
+        # The marker says "nouser" when no username reached the handler
+        # (a body the server framed differently from what was sent).
+        marker = LOGIN_MARKER if username else (LOGIN_MARKER[0], "nouser")
+
+        def send(status, obj, headers=()):
+            self.send(status, obj, [marker, *headers])
+
         if f is None:
             return send(400, {"error": "bad_request"})
-        username, password = f.get("username", ""), f.get("password", "")
         if username == "locked-user":
             return send(423, {"error": "account_locked"})
         if username == "ratelimited":
