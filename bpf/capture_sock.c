@@ -53,12 +53,25 @@ static __always_inline void sock_io(struct capture_io *io)
 	io->iovcnt = n;
 }
 
+/* go_task is the goroutine doing this syscall in a Go program on the
+ * register ABI: its g, which Go's syscall path leaves in the saved user
+ * registers. 0 (the thread is the task) outside a syscall. */
+static __always_inline __u64 go_task(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->flags & (PF_KTHREAD | PF_IO_WORKER))
+		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	return GO_G(regs);
+}
+
 static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 dir)
 {
 	if (ret <= 0)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!current_watched(id >> 32))
+	struct watch_info *w = current_watch(id >> 32);
+	if (!w)
 		return 0;
 	if (dir == DIR_INGRESS) {
 		if (flags & MSG_PEEK) {
@@ -76,6 +89,8 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		.dir = dir,
 		.source = SRC_SOCKET,
 	};
+	if (w->flags & WATCH_GO_REGABI)
+		io.task = go_task();
 	/* MSG_TRUNC on TCP discards the bytes instead of copying them. */
 	if (!(flags & MSG_TRUNC))
 		sock_io(&io);

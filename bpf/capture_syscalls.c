@@ -54,7 +54,8 @@ static __always_inline int on_sys_exit(long ret, __u8 dir, __u8 kind, __u8 flags
 	if (ret <= 0)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!current_watched(id >> 32))
+	struct watch_info *w = current_watch(id >> 32);
+	if (!w)
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	int flags = 0;
@@ -82,6 +83,9 @@ static __always_inline int on_sys_exit(long ret, __u8 dir, __u8 kind, __u8 flags
 		.kind = flags & MSG_TRUNC ? IO_NONE : kind,
 		.source = SRC_SOCKET,
 	};
+	/* Go's register ABI keeps the running goroutine in a register. */
+	if (w->flags & WATCH_GO_REGABI)
+		io.task = GO_G(regs);
 	return capture_handle(&io);
 }
 

@@ -36,7 +36,8 @@ type captureSockCaptureScratch struct {
 			Cap        uint32
 			Skipped    uint32
 			Unanswered uint32
-			Pad2       uint32
+			Busy       uint32
+			Task       uint64
 			Peer       struct {
 				_      structs.HostLayout
 				Addr   [16]uint8
@@ -103,6 +104,22 @@ type captureSockRouteKey struct {
 	Data      [64]uint8
 }
 
+type captureSockTaskKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Id   uint64
+}
+
+type captureSockTaskState struct {
+	_     structs.HostLayout
+	Sock  uint64
+	Gen   uint64
+	Since uint64
+	Busy  uint32
+	Pad   uint32
+}
+
 type captureSockVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -129,6 +146,7 @@ const (
 	captureSockMapCounters                 = "counters"
 	captureSockMapEvents                   = "events"
 	captureSockMapRoutes                   = "routes"
+	captureSockMapTasks                    = "tasks"
 	captureSockMapVerdicts                 = "verdicts"
 	captureSockMapWatched                  = "watched"
 	captureSockProgAuthprobeSockRecvLength = "authprobe_sock_recv_length"
@@ -136,6 +154,7 @@ const (
 	captureSockVarAgentTgid                = "agent_tgid"
 	captureSockVarBurstBytes               = "burst_bytes"
 	captureSockVarResponseBytes            = "response_bytes"
+	captureSockVarServingNs                = "serving_ns"
 	captureSockVarWakeupBytes              = "wakeup_bytes"
 )
 
@@ -194,6 +213,7 @@ type captureSockMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
+	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -205,6 +225,7 @@ type captureSockVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
+	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -233,6 +254,7 @@ type captureSockMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	Routes         *ebpf.Map `ebpf:"routes"`
+	Tasks          *ebpf.Map `ebpf:"tasks"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -244,6 +266,7 @@ func (m *captureSockMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Routes,
+		m.Tasks,
 		m.Verdicts,
 		m.Watched,
 	)
@@ -256,6 +279,7 @@ type captureSockVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
+	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

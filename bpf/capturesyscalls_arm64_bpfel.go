@@ -36,7 +36,8 @@ type captureSyscallsCaptureScratch struct {
 			Cap        uint32
 			Skipped    uint32
 			Unanswered uint32
-			Pad2       uint32
+			Busy       uint32
+			Task       uint64
 			Peer       struct {
 				_      structs.HostLayout
 				Addr   [16]uint8
@@ -103,6 +104,22 @@ type captureSyscallsRouteKey struct {
 	Data      [64]uint8
 }
 
+type captureSyscallsTaskKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Id   uint64
+}
+
+type captureSyscallsTaskState struct {
+	_     structs.HostLayout
+	Sock  uint64
+	Gen   uint64
+	Since uint64
+	Busy  uint32
+	Pad   uint32
+}
+
 type captureSyscallsVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -129,6 +146,7 @@ const (
 	captureSyscallsMapCounters                  = "counters"
 	captureSyscallsMapEvents                    = "events"
 	captureSyscallsMapRoutes                    = "routes"
+	captureSyscallsMapTasks                     = "tasks"
 	captureSyscallsMapVerdicts                  = "verdicts"
 	captureSyscallsMapWatched                   = "watched"
 	captureSyscallsProgAuthprobeSysExitRead     = "authprobe_sys_exit_read"
@@ -142,6 +160,7 @@ const (
 	captureSyscallsVarAgentTgid                 = "agent_tgid"
 	captureSyscallsVarBurstBytes                = "burst_bytes"
 	captureSyscallsVarResponseBytes             = "response_bytes"
+	captureSyscallsVarServingNs                 = "serving_ns"
 	captureSyscallsVarWakeupBytes               = "wakeup_bytes"
 )
 
@@ -206,6 +225,7 @@ type captureSyscallsMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
+	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -217,6 +237,7 @@ type captureSyscallsVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
+	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -245,6 +266,7 @@ type captureSyscallsMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	Routes         *ebpf.Map `ebpf:"routes"`
+	Tasks          *ebpf.Map `ebpf:"tasks"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -256,6 +278,7 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Routes,
+		m.Tasks,
 		m.Verdicts,
 		m.Watched,
 	)
@@ -268,6 +291,7 @@ type captureSyscallsVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
+	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -528,9 +529,12 @@ func TestSwitchingProtocolsOff(t *testing.T) {
 	})
 }
 
-// Connections a watched process opens with connect() are not captured
-// (client capture is not built yet): neither its request nor the answer.
-func TestClientConnectionOff(t *testing.T) {
+// Connections a watched process opens with connect() (client capture,
+// capture/client.h): outside a served request only the first bytes of
+// their first write are sent, for user space to tell the protocol; while
+// the task serves a captured request, all of their I/O, with the task,
+// its local port and the client role; after it answered, nothing again.
+func TestClientConnection(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		p := mustLoad(t, backend, Config{})
 		rec := mustRun(t, p)
@@ -538,26 +542,69 @@ func TestClientConnectionOff(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		defer ln.Close()
-		fd := h.int("connect", "127.0.0.1", ln.Addr().(*net.TCPAddr).Port)
+		upPort := uint16(ln.Addr().(*net.TCPAddr).Port)
+		toUpstream := func(ev ConnEvent) bool { return ev.Peer.Port() == upPort }
+		query := []byte("GET /users/42?token=x HTTP/1.1\r\nHost: idp\r\nX-Padding: " + strings.Repeat("p", 100) + "\r\n\r\n")
+		answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+		call := func(fd int, up net.Conn) {
+			h.do("write", fd, query)
+			buf := make([]byte, len(query))
+			_, err := io.ReadFull(up, buf)
+			require.NoError(t, err)
+			mustWrite(t, up, answer)
+			h.read(fd)
+		}
+		count := counterDelta(t, p)
+
+		// Outside any request: the first write's first bytes only.
+		fd := h.int("connect", "127.0.0.1", int(upPort))
 		up, err := ln.Accept()
 		require.NoError(t, err)
 		defer up.Close()
-		h.do("write", fd, []byte(loginReq))
-		buf := make([]byte, len(loginReq))
-		_, err = io.ReadFull(up, buf)
-		require.NoError(t, err)
-		mustWrite(t, up, []byte(loginReq)) // a request-looking answer
-		h.read(fd)
+		call(fd, up)
+		call(fd, up)
 
-		// A server connection captured afterwards proves the events had
-		// time to arrive.
+		// Serving a login (a captured request) on this thread: all of it.
 		c := dial(t, port)
 		sfd := h.int("accept", lfd)
 		mustWrite(t, c, []byte(loginReq))
 		h.read(sfd)
-		rec.waitEvents(t, 1, fromClient(c))
-		upPort := uint16(ln.Addr().(*net.TCPAddr).Port)
-		require.Empty(t, rec.events(func(ev ConnEvent) bool { return ev.Peer.Port() == upPort }))
+		mark := rec.mark()
+		call(fd, up)
+		// Answered: nothing any more.
+		h.do("write", sfd, []byte("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"))
+		call(fd, up)
+		// A later captured request proves the events had time to arrive.
+		c2 := dial(t, port)
+		sfd2 := h.int("accept", lfd)
+		mustWrite(t, c2, []byte(loginReq))
+		h.read(sfd2)
+		rec.waitEvents(t, 1, fromClient(c2))
+
+		probe := rec.events(func(ev ConnEvent) bool { return toUpstream(ev) && ev.Off == 0 })
+		require.Len(t, probe, 1, "the first write, once")
+		require.Equal(t, RoleClient, probe[0].Role)
+		require.Equal(t, Egress, probe[0].Dir)
+		require.Equal(t, FlagBoundary|FlagBudget, probe[0].Flags)
+		require.Equal(t, query[:64], probe[0].Data)
+		served := rec.eventsSince(mark, toUpstream)
+		require.Len(t, served, 2, "the served call: its request and its answer")
+		require.Equal(t, Egress, served[0].Dir)
+		require.Equal(t, uint64(2*len(query)), served[0].Off)
+		require.Equal(t, query, served[0].Data)
+		require.Equal(t, Ingress, served[1].Dir)
+		require.Equal(t, uint64(2*len(answer)), served[1].Off)
+		require.Equal(t, answer, served[1].Data)
+		for _, ev := range served {
+			require.Equal(t, RoleClient, ev.Role)
+			require.Equal(t, uint64(ev.TID), ev.Task, "a thread's task is its tid")
+			require.Equal(t, uint32(0), ev.Busy)
+			require.NotZero(t, ev.Local.Port(), "the local port, read again after connect")
+			require.Equal(t, up.RemoteAddr().String(), ev.Local.String())
+		}
+		require.Len(t, rec.events(toUpstream), 3)
+		require.Equal(t, uint64(2), count("client_captured"))
+		require.Equal(t, uint64(5), count("client_outside"), "the first call's read, the second call, the call after the answer")
 	})
 }
 

@@ -25,6 +25,9 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_VERDICTS_STALE:      "verdicts_stale",
 		lifecycleCounterCNT_TRUNC_SLICES:        "truncated_slices",
 		lifecycleCounterCNT_DROP_WATCH_FULL:     "drop_watch_full",
+		lifecycleCounterCNT_CLIENT_CAPTURED:     "client_captured",
+		lifecycleCounterCNT_CLIENT_OUTSIDE:      "client_outside",
+		lifecycleCounterCNT_DROP_TASK_STATE:     "drop_task_state",
 	}
 }
 

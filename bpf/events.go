@@ -23,6 +23,13 @@ type ConnEvent struct {
 	Gen  uint64 // differs for every connection that used Sock
 	PID  uint32 // tgid that did the I/O
 	TID  uint32 // thread that did the I/O
+	// Task did the I/O: the goroutine (its g address) in a process watched
+	// WithGoroutines, else the TID.
+	Task uint64
+	// Busy (client connections) is how many requests the kernel skipped
+	// on Task and has not seen answered: requests in flight user space
+	// never hears of.
+	Busy uint32
 	Dir  Direction
 	// Seq counts every event the kernel tried to send on this connection
 	// and direction; a gap means lost events.
@@ -67,7 +74,7 @@ type Role uint8
 
 const (
 	RoleUnknown Role = 0 // accepted, or predates the agent
-	RoleClient  Role = 1 // the watched process connected it
+	RoleClient  Role = 1 // the watched process connected it (capture/client.h)
 )
 
 // Source is where the bytes of an event come from.
@@ -128,6 +135,8 @@ func dispatch(raw []byte, h Handler) error {
 			Gen:        hdr.Gen,
 			PID:        hdr.Pid,
 			TID:        hdr.Tid,
+			Task:       hdr.Task,
+			Busy:       hdr.Busy,
 			Dir:        Direction(hdr.Dir),
 			Seq:        hdr.Seq,
 			Off:        hdr.Off,

@@ -32,6 +32,7 @@ const struct verdict *unused_verdict __attribute__((unused));
 const struct watch_info *unused_watch_info __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
 const enum event_type *unused_event_type __attribute__((unused));
+const enum watch_flags *unused_watch_flags __attribute__((unused));
 
 /* ---- connections ---- */
 
@@ -183,9 +184,14 @@ int authprobe_sched_process_fork(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *child = (struct task_struct *)ctx->args[1];
 	__u32 ptgid = bpf_get_current_pid_tgid() >> 32;
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ptgid == ctgid || ptgid == agent_tgid || !current_watched(ptgid))
+	if (ptgid == ctgid || ptgid == agent_tgid)
 		return 0;
-	struct watch_info w = {.start = BPF_CORE_READ(child, start_boottime) / NSEC_PER_TICK};
+	struct watch_info *pw = current_watch(ptgid);
+	if (!pw)
+		return 0;
+	/* The child runs the parent's program until it execs. */
+	struct watch_info w = {.start = BPF_CORE_READ(child, start_boottime) / NSEC_PER_TICK,
+			       .flags = pw->flags};
 	if (bpf_map_update_elem(&watched, &ctgid, &w, BPF_ANY)) {
 		count(CNT_DROP_WATCH_FULL);
 		return 0;

@@ -32,7 +32,8 @@ type lifecycleConnEvent struct {
 	Cap        uint32
 	Skipped    uint32
 	Unanswered uint32
-	Pad2       uint32
+	Busy       uint32
+	Task       uint64
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -104,7 +105,10 @@ const (
 	lifecycleCounterCNT_VERDICTS_STALE      lifecycleCounter = 16
 	lifecycleCounterCNT_TRUNC_SLICES        lifecycleCounter = 17
 	lifecycleCounterCNT_DROP_WATCH_FULL     lifecycleCounter = 18
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 19
+	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
+	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
+	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 22
 )
 
 type lifecycleDataEvent struct {
@@ -153,6 +157,12 @@ type lifecycleVerdict struct {
 	Pad    uint32
 }
 
+type lifecycleWatchFlags uint32
+
+const (
+	lifecycleWatchFlagsWATCH_GO_REGABI lifecycleWatchFlags = 1
+)
+
 type lifecycleWatchInfo struct {
 	_     structs.HostLayout
 	Start uint64
@@ -183,6 +193,7 @@ const (
 	lifecycleVarUnusedProcessEvent         = "unused_process_event"
 	lifecycleVarUnusedRouteKey             = "unused_route_key"
 	lifecycleVarUnusedVerdict              = "unused_verdict"
+	lifecycleVarUnusedWatchFlags           = "unused_watch_flags"
 	lifecycleVarUnusedWatchInfo            = "unused_watch_info"
 	lifecycleVarWakeupBytes                = "wakeup_bytes"
 )
@@ -260,6 +271,7 @@ type lifecycleVariableSpecs struct {
 	UnusedProcessEvent *ebpf.VariableSpec `ebpf:"unused_process_event"`
 	UnusedRouteKey     *ebpf.VariableSpec `ebpf:"unused_route_key"`
 	UnusedVerdict      *ebpf.VariableSpec `ebpf:"unused_verdict"`
+	UnusedWatchFlags   *ebpf.VariableSpec `ebpf:"unused_watch_flags"`
 	UnusedWatchInfo    *ebpf.VariableSpec `ebpf:"unused_watch_info"`
 	WakeupBytes        *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -316,6 +328,7 @@ type lifecycleVariables struct {
 	UnusedProcessEvent *ebpf.Variable `ebpf:"unused_process_event"`
 	UnusedRouteKey     *ebpf.Variable `ebpf:"unused_route_key"`
 	UnusedVerdict      *ebpf.Variable `ebpf:"unused_verdict"`
+	UnusedWatchFlags   *ebpf.Variable `ebpf:"unused_watch_flags"`
 	UnusedWatchInfo    *ebpf.Variable `ebpf:"unused_watch_info"`
 	WakeupBytes        *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

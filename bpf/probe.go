@@ -52,6 +52,10 @@ type Config struct {
 	// processes it watches (default 8192). Beyond them, drop_ counters.
 	MaxConnections uint32
 	MaxWatched     uint32
+	// MaxTasks is how many tasks (threads, goroutines) of watched
+	// processes the kernel remembers the requests of (default 65536; the
+	// least recently used is forgotten).
+	MaxTasks uint32
 	// Routes are the path prefixes of every auth route (the literal part
 	// before the first wildcard, see PrefixOf), in any case: a request
 	// whose path matches none of them, case-folded, may be skipped in the
@@ -85,6 +89,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.MaxWatched == 0 {
 		cfg.MaxWatched = 8192
+	}
+	if cfg.MaxTasks == 0 {
+		cfg.MaxTasks = 65536
 	}
 	if cfg.WakeupBytes >= uint64(cfg.RingBufferBytes)/2 {
 		return fmt.Errorf("wakeup bytes %d: must be under half the ring buffer (%d)", cfg.WakeupBytes, cfg.RingBufferBytes)
@@ -229,6 +236,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"events":          cfg.RingBufferBytes,
 		"conns":           cfg.MaxConnections,
 		"watched":         cfg.MaxWatched,
+		"tasks":           cfg.MaxTasks,
 		"capture_scratch": uint32(cpus),
 	}
 	for name, n := range sizes {
@@ -294,7 +302,25 @@ func (p *Probe) Backend() BackendInfo {
 // pid that is reused by another process is not captured. Children the
 // process forks from then on are watched by the kernel side itself.
 func (p *Probe) Watch(pid uint32, startTicks uint64) error {
-	if err := p.maps["watched"].Put(pid, lifecycleWatchInfo{Start: startTicks}); err != nil {
+	return p.WatchWith(pid, startTicks, WatchOptions{})
+}
+
+// WatchOptions say what the kernel needs to know about a watched
+// process's runtime.
+type WatchOptions struct {
+	// Goroutines: a Go program on the register ABI (Go 1.17+ on amd64,
+	// 1.18+ on arm64): its tasks are goroutines, read from the saved user
+	// registers of each syscall, not threads (see GoRegABI).
+	Goroutines bool
+}
+
+// WatchWith is Watch with options; its children inherit them.
+func (p *Probe) WatchWith(pid uint32, startTicks uint64, opts WatchOptions) error {
+	info := lifecycleWatchInfo{Start: startTicks}
+	if opts.Goroutines {
+		info.Flags |= uint32(lifecycleWatchFlagsWATCH_GO_REGABI)
+	}
+	if err := p.maps["watched"].Put(pid, info); err != nil {
 		return fmt.Errorf("watch pid %d: %w", pid, err)
 	}
 	return nil

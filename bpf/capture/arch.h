@@ -22,6 +22,8 @@
 #define SYSCALL_ARG2(regs) ((regs)->si)
 #define SYSCALL_ARG3(regs) ((regs)->dx)
 #define SYSCALL_ARG4(regs) ((regs)->r10)
+/* Go's register ABI keeps the running goroutine's g in R14. */
+#define GO_G(regs) ((regs)->r14)
 
 #elif defined(__TARGET_ARCH_arm64)
 
@@ -41,6 +43,8 @@
 #define SYSCALL_ARG2(regs) ((regs)->regs[1])
 #define SYSCALL_ARG3(regs) ((regs)->regs[2])
 #define SYSCALL_ARG4(regs) ((regs)->regs[3])
+/* Go's register ABI keeps the running goroutine's g in x28. */
+#define GO_G(regs) ((regs)->regs[28])
 
 #else
 #error "authprobe: unsupported target architecture"

@@ -91,13 +91,13 @@ static __always_inline struct conn_state *conn_get(struct sock *sk, __u32 len, _
 }
 
 /* conn_new_client records a connection the watched process is opening
- * with connect(): MODE_OFF until client capture exists (issue 12). Its
- * local port is chosen after this point, so it may still read 0 here. */
+ * with connect() (capture/client.h). Its local port is chosen after this
+ * point, so it may still read 0 here: the first I/O reads it again. */
 static __always_inline void conn_new_client(struct sock *sk)
 {
 	struct conn_state st = {};
 	st.gen = bpf_ktime_get_ns();
-	st.mode = MODE_OFF;
+	st.mode = MODE_CLIENT;
 	st.role = ROLE_CLIENT;
 	st.source = SRC_SOCKET;
 	conn_read_addrs(sk, &st);

@@ -13,7 +13,7 @@ struct report {
 	__u64 off;       /* stream offset of the first reported byte */
 	__u32 from;      /* the I/O's byte that is the first reported one */
 	__u32 carry;     /* bytes reported before the I/O's: a carried short read */
-	__u32 _pad2;
+	__u32 busy;      /* client I/O: the task's skipped requests in flight */
 	__u32 len;       /* bytes reported */
 	__u32 cap;       /* bytes to copy: a prefix of len */
 	__u32 filled;    /* ev.data[0..filled) already holds bytes from.. of the I/O */
@@ -106,6 +106,8 @@ static __always_inline void report_send(struct report *r, struct conn_state *st,
 	h->gen = st->gen;
 	h->pid = r->io.pid;
 	h->tid = r->io.tid;
+	h->task = r->io.task ? r->io.task : r->io.tid;
+	h->busy = r->busy;
 	h->ts = bpf_ktime_get_ns();
 	h->skipped = skipped;
 	h->unanswered = unanswered;

@@ -21,6 +21,7 @@ struct capture_io {
 	__u64 sk;     /* struct sock address: the connection */
 	__u64 addr;   /* user memory, as kind says */
 	__u64 iovcnt; /* IO_IOV: entries at addr */
+	__u64 task;   /* the goroutine (g) of a Go process; 0: the thread is the task */
 	__u32 len;    /* bytes the I/O moved (> 0) */
 	__u32 pid;    /* tgid doing the I/O */
 	__u32 tid;

@@ -15,6 +15,7 @@
 #include "../maps/verdicts.h"
 #include "../maps/counters.h"
 #include "conn.h"
+#include "task.h"
 
 /* Ingress bytes one episode may copy; beyond it events carry lengths
  * only. */
@@ -196,6 +197,7 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 					__sync_fetch_and_add(&st->skipped, 1);
 					__sync_fetch_and_add(&st->unanswered, 1);
 					count(CNT_REQUESTS_SKIPPED);
+					task_skipped(io);
 					return;
 				}
 			}
@@ -203,6 +205,7 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 		episode_start(st);
 		flags = EVF_EPISODE | (boundary ? EVF_BOUNDARY : 0);
 	}
+	task_serve(io, st->gen);
 	ingress_report(io, st, off, flags, filled, carry);
 }
 
@@ -262,8 +265,10 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 	__u8 head = io->kind == IO_NONE ? HEAD_NONE : response_head(io, s, &filled);
 	if (mode == MODE_FILTER || st->unanswered) {
 		/* The response of a skipped request: never sent. */
-		if (head == HEAD_FINAL || head == HEAD_SWITCH)
+		if (head == HEAD_FINAL || head == HEAD_SWITCH) {
 			answer_one(st);
+			task_skip_answered(io);
+		}
 		if (head == HEAD_SWITCH)
 			st->mode = MODE_OFF;
 		return;
@@ -272,6 +277,8 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 		st->egress_on = 1;
 		st->resp_used = 0;
 	}
+	if (head == HEAD_FINAL || head == HEAD_SWITCH)
+		task_answered(io);
 	if (!st->egress_on)
 		return;
 	__u8 flags = 0;
@@ -299,6 +306,8 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 		st->mode = MODE_OFF;
 }
 
+#include "client.h"
+
 /* capture_handle runs an I/O of a watched process through the state
  * machine of its connection. The one entry point of every backend; a
  * global function, so the verifier checks it once. */
@@ -309,6 +318,10 @@ __noinline int capture_handle(struct capture_io *io)
 	struct conn_state *st = conn_get((struct sock *)io->sk, io->len, io->dir);
 	if (!st)
 		return 0;
+	if (st->mode == MODE_CLIENT) {
+		capture_client(io, st);
+		return 0;
+	}
 	if (io->dir == DIR_INGRESS)
 		capture_ingress(io, st);
 	else

@@ -96,6 +96,9 @@ enum counter {
 	CNT_VERDICTS_STALE,       /* user-space verdicts that arrived too late to apply */
 	CNT_TRUNC_SLICES,         /* bytes of one read beyond what MAX_SLICES events carry */
 	CNT_DROP_WATCH_FULL,      /* a watched process's child could not be watched (map full) */
+	CNT_CLIENT_CAPTURED,      /* client-connection I/Os sent: their task was serving a captured request */
+	CNT_CLIENT_OUTSIDE,       /* client-connection I/Os outside any captured request: not sent */
+	CNT_DROP_TASK_STATE,      /* a task's serving state could not be stored */
 	CNT_MAX,
 };
 
@@ -103,7 +106,11 @@ enum counter {
 enum conn_mode {
 	MODE_FILTER = 0,  /* prove each request non-auth in the kernel, or start an episode */
 	MODE_CAPTURE = 1, /* an episode: every byte goes to user space (bounded) */
-	MODE_OFF = 2,     /* not HTTP to us (TLS ciphertext, tunnel, client connection, verdict) */
+	MODE_OFF = 2,     /* not HTTP to us (TLS ciphertext, tunnel, verdict) */
+	/* A connection the watched process opened (connect): its first write
+	 * is always sent (user space tells the protocol from it), the rest of
+	 * its I/O only while the task doing it serves a captured request. */
+	MODE_CLIENT = 3,
 };
 
 struct conn_addr {
@@ -182,7 +189,8 @@ struct conn_event {
 	__u32 cap;        /* bytes captured after this header (a prefix of len) */
 	__u32 skipped;    /* ingress: requests skipped right before this event */
 	__u32 unanswered; /* EVF_EPISODE: skipped requests whose response the kernel suppresses */
-	__u32 _pad2;
+	__u32 busy;       /* client I/O: requests the kernel skipped on this task whose response has not started */
+	__u64 task;       /* the task doing the I/O: the goroutine (its g) in a Go process, else the tid */
 	struct conn_addr peer;
 	struct conn_addr local;
 };
@@ -211,7 +219,35 @@ struct process_event {
 struct watch_info {
 	__u64 start;  /* the leader's start_boottime in clock ticks (USER_HZ), as
 	               * /proc/PID/stat field 22 says */
-	__u32 flags;  /* reserved */
+	__u32 flags;  /* enum watch_flags */
+	__u32 _pad;
+};
+
+enum watch_flags {
+	/* A Go program on the register ABI: the goroutine (g) is in a
+	 * register of the syscall's saved user registers (R14 on amd64, x28
+	 * on arm64), and tasks are goroutines, not threads. */
+	WATCH_GO_REGABI = 1 << 0,
+};
+
+/* Key of the tasks map: one task (thread, or goroutine of a Go process)
+ * of one process. */
+struct task_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 id; /* the tid, or the goroutine's g address */
+};
+
+/* What the kernel knows about one task's requests (docs/capture.md,
+ * "Client connections"): the captured server request it serves, so that
+ * its own calls (client connections) are sent while it does, and how many
+ * requests it read that the kernel skipped are still unanswered, so that
+ * user space never credits an event loop's call to the wrong request. */
+struct task_state {
+	__u64 sock;    /* the captured server connection it last read a request from; 0: none */
+	__u64 gen;
+	__u64 since;   /* bpf_ktime_get_ns of that read */
+	__u32 busy;    /* requests the kernel skipped on this task whose response has not started */
 	__u32 _pad;
 };
 

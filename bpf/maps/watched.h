@@ -24,20 +24,25 @@ static __always_inline __u64 start_ticks(struct task_struct *leader)
 	return leader->start_boottime / NSEC_PER_TICK;
 }
 
-/* current_watched says whether the current process is watched under its
- * own identity. A tgid that now belongs to another process is forgotten
- * here (stale_watch): nothing it does is captured. */
-static __always_inline bool current_watched(__u32 tgid)
+/* current_watch is the current process's watch entry when it is watched
+ * under its own identity. A tgid that now belongs to another process is
+ * forgotten here (stale_watch): nothing it does is captured. */
+static __always_inline struct watch_info *current_watch(__u32 tgid)
 {
 	struct watch_info *w = bpf_map_lookup_elem(&watched, &tgid);
 	if (!w)
-		return false;
+		return NULL;
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (w->start == start_ticks(task->group_leader))
-		return true;
+		return w;
 	count(CNT_STALE_WATCH);
 	bpf_map_delete_elem(&watched, &tgid);
-	return false;
+	return NULL;
+}
+
+static __always_inline bool current_watched(__u32 tgid)
+{
+	return current_watch(tgid) != NULL;
 }
 
 #endif
