@@ -38,6 +38,7 @@ type captureSyscallsCaptureScratch struct {
 			Unanswered uint32
 			Busy       uint32
 			Task       uint64
+			Other      uint64
 			Peer       struct {
 				_      structs.HostLayout
 				Addr   [16]uint8

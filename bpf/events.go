@@ -30,6 +30,9 @@ type ConnEvent struct {
 	// on Task and has not seen answered: requests in flight user space
 	// never hears of.
 	Busy uint32
+	// Other (client connections) is the other direction's stream offset
+	// when this I/O was done: what of it came before.
+	Other uint64
 	Dir  Direction
 	// Seq counts every event the kernel tried to send on this connection
 	// and direction; a gap means lost events.
@@ -137,6 +140,7 @@ func dispatch(raw []byte, h Handler) error {
 			TID:        hdr.Tid,
 			Task:       hdr.Task,
 			Busy:       hdr.Busy,
+			Other:      hdr.Other,
 			Dir:        Direction(hdr.Dir),
 			Seq:        hdr.Seq,
 			Off:        hdr.Off,

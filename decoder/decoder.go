@@ -39,6 +39,8 @@ type Decoder struct {
 	spare   []Exchange // the slice returned last time, reused next time
 	// verdicts for the kernel, drained by Verdicts.
 	verdicts, spareVerdicts []Verdict
+	spareOpened             []Opened
+	spareClosed             []Closed
 }
 
 // conn is the state of one connection.
@@ -52,6 +54,10 @@ type conn struct {
 	queue       exchange.Queue
 	h1          http1.Conn
 	parser      streamParser
+	// client connections: classified once their first chunk arrived; pg
+	// is the PostgreSQL parser when that is what they speak.
+	classified bool
+	pg         *pgConn
 	off         bool // turned off: chunks are dropped until the kernel stops
 	// resumed: a VerdictResume was sent for these offsets.
 	resumed               bool
@@ -166,7 +172,7 @@ func (d *Decoder) Expire(now uint64) []Exchange {
 	for c := d.lru.prev; c != &d.lru; {
 		prev := c.prev
 		if now > c.last && now-c.last > 2*timeout {
-			d.endConn(c, func() { c.queue.End(EndTimeout); c.parser.Evict() })
+			d.endConn(c, func() { c.queue.End(EndTimeout, now); c.parser.Evict() })
 			c = prev
 			continue
 		}
@@ -184,6 +190,22 @@ func (d *Decoder) Expire(now uint64) []Exchange {
 		c = prev
 	}
 	return d.take()
+}
+
+// Opened returns the request heads queued since the last call (tracked
+// ones and placeholders, server and client connections), oldest first;
+// Closed the ends of the placeholders among them (a tracked request ends
+// as an Exchange). Both slices are valid until the next call.
+func (d *Decoder) Opened() []Opened {
+	out := d.sink.Opened
+	d.sink.Opened, d.spareOpened = d.spareOpened[:0], out
+	return out
+}
+
+func (d *Decoder) Closed() []Closed {
+	out := d.sink.Closed
+	d.sink.Closed, d.spareClosed = d.spareClosed[:0], out
+	return out
 }
 
 // Verdicts returns the verdicts for the kernel found since the last call,
@@ -218,7 +240,7 @@ func (d *Decoder) lookup(info ConnInfo) *conn {
 	if len(d.conns) >= d.cfg.MaxConnections {
 		if old := d.lru.prev; old != &d.lru {
 			d.sink.Stats.Evicted++
-			d.endConn(old, func() { old.parser.Evict(); old.queue.End(EndLost) })
+			d.endConn(old, func() { old.parser.Evict(); old.queue.End(EndLost, old.last) })
 		}
 	}
 	c := &conn{info: info}
@@ -265,12 +287,15 @@ func (d *Decoder) decide(c *conn) {
 		c.off = true
 		st.VerdictsOff++
 		d.verdicts = append(d.verdicts, Verdict{Key: c.info.Key, Kind: VerdictOff})
-		c.queue.End(EndClosed)
+		c.queue.End(EndClosed, c.last)
 		c.parser.Evict()
 		for i := range c.dirs {
 			c.dirs[i].release()
 		}
 		return
+	}
+	if c.info.Role == RoleClient {
+		return // the kernel never filters a client connection: no resume
 	}
 	in, out := &c.dirs[0], &c.dirs[1]
 	if !in.started || len(in.held) > 0 || len(out.held) > 0 || !c.parser.Quiescent() {

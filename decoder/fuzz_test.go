@@ -27,6 +27,8 @@ func fuzzConfig() Config {
 
 // FuzzDecoder plays an arbitrary program of chunks, closes and expiries
 // over four sockets. Each operation is one byte, op; the socket is op>>6.
+// Socket 3 is a client connection (egress requests: HTTP/1 or PostgreSQL,
+// told by its first write).
 //
 //	op%16 < 10: a chunk of direction op&1, then a length byte n and n
 //	            data bytes (none for budget). op&0x10 skips one sequence
@@ -63,6 +65,12 @@ func FuzzDecoder(f *testing.F) {
 			now  uint64
 		)
 		key := func(s int) ConnKey { return ConnKey{Sock: uint64(s + 1), Gen: gens[s]} }
+		info := func(s int) ConnInfo {
+			if s == 3 {
+				return ConnInfo{Key: key(s), Role: RoleClient}
+			}
+			return ConnInfo{Key: key(s)}
+		}
 		feed := func(ch Chunk) []Exchange {
 			data := ch.Data
 			out := d.Feed(ch)
@@ -94,7 +102,7 @@ func FuzzDecoder(f *testing.F) {
 			case k == 15:
 				di := int(op>>5) & 1
 				ds := &dirs[s][di]
-				out = feed(Chunk{Conn: ConnInfo{Key: key(s)}, Dir: Direction(di + 1), Seq: ds.seq,
+				out = feed(Chunk{Conn: info(s), Dir: Direction(di + 1), Seq: ds.seq,
 					Offset: ds.off, Time: now, Len: 13, Flags: Unreadable})
 				ds.seq++
 				ds.off += 13
@@ -114,7 +122,7 @@ func FuzzDecoder(f *testing.F) {
 					ds.seq++
 					ds.off += 3 * uint64(n)
 				}
-				ch := Chunk{Conn: ConnInfo{Key: key(s)}, Dir: Direction(di + 1), Time: now}
+				ch := Chunk{Conn: info(s), Dir: Direction(di + 1), Time: now, Other: dirs[s][1-di].off}
 				switch kind {
 				case 2:
 					ch.Len, ch.Flags = 7*uint32(n)+1, Budget
@@ -196,6 +204,12 @@ func checkExchanges(t *testing.T, exs []Exchange) {
 	t.Helper()
 	cfg := fuzzConfig()
 	for _, ex := range exs {
+		if ex.Database != nil {
+			if ex.Request != nil || ex.Conn.Role != RoleClient {
+				t.Fatalf("database operation on %+v with request %v", ex.Conn, ex.Request)
+			}
+			continue
+		}
 		if ex.Request == nil {
 			t.Fatal("exchange without request")
 		}

@@ -107,7 +107,9 @@ func (o *order) release() {
 	o.held, o.heldBytes = nil, 0
 }
 
-func meta(ch *Chunk) exchange.Meta { return exchange.Meta{T: ch.Time, PID: ch.PID, TID: ch.TID} }
+func meta(ch *Chunk) exchange.Meta {
+	return exchange.Meta{T: ch.Time, PID: ch.PID, TID: ch.TID, Task: ch.Task, Busy: ch.Busy, Other: ch.Other}
+}
 
 // take1 hands the next chunk in sequence to the parser: first the stream
 // bytes between the last chunk and this one (lost with the missing
@@ -123,6 +125,13 @@ func (d *Decoder) take1(c *conn, o *order, ch *Chunk) {
 		return
 	}
 	m := meta(ch)
+	if c.info.Role == RoleClient && !c.classified {
+		d.classify(c, ch)
+		if c.parser.Off() {
+			d.decide(c)
+			return
+		}
+	}
 	dir, p := ch.Dir, c.parser
 	data, n := ch.Data, uint64(ch.Len)
 	off := ch.Offset
@@ -159,6 +168,8 @@ func (d *Decoder) take1(c *conn, o *order, ch *Chunk) {
 			p.Hole(dir, hole, exchange.HoleLost, m)
 		case dir == Ingress && ch.Skipped > 0:
 			p.Hole(dir, hole, exchange.HoleSkipped, m)
+		case c.info.Role == RoleClient:
+			p.Hole(dir, hole, exchange.HoleOutside, m)
 		default:
 			p.Hole(dir, hole, exchange.HoleFiltered, m)
 		}
@@ -167,8 +178,11 @@ func (d *Decoder) take1(c *conn, o *order, ch *Chunk) {
 		p.Boundary(dir, m)
 	}
 	o.off = off + n
+	client := c.info.Role == RoleClient
 	switch {
-	case ch.Flags&Budget != 0:
+	case ch.Flags&Budget != 0 && !(client && len(data) > 0):
+		// (A client connection's first write, sent outside a served
+		// request, keeps its first bytes.)
 		p.Hole(dir, n, exchange.HoleBudget, m)
 	case ch.Flags&Unreadable != 0:
 		p.Hole(dir, n, exchange.HoleUnreadable, m)
@@ -179,7 +193,10 @@ func (d *Decoder) take1(c *conn, o *order, ch *Chunk) {
 		}
 		if rest := n - uint64(len(data)); rest > 0 {
 			cause := exchange.HoleTruncated
-			if dir == Egress {
+			switch {
+			case client:
+				cause = exchange.HoleOutside
+			case dir == Egress:
 				cause = exchange.HoleFiltered // beyond the response's capture bound
 			}
 			p.Hole(dir, rest, cause, m)

@@ -31,6 +31,8 @@ type (
 	Exchange    = exchange.Exchange
 	Stats       = exchange.Stats
 	Loss        = exchange.Loss
+	Opened      = exchange.Opened
+	Closed      = exchange.Closed
 )
 
 const (
@@ -88,8 +90,17 @@ const (
 type Chunk struct {
 	Conn ConnInfo
 	// PID and TID did the I/O; an exchange belongs to the process that
-	// read its request.
+	// read its request (wrote it, on a client connection). Task is the
+	// kernel's task: the goroutine in a Go process, else TID; Busy, on a
+	// client connection, the requests the kernel skipped on Task and had
+	// not seen answered.
 	PID, TID uint32
+	Task     uint64
+	Busy     uint32
+	// Other, on a client connection, is the other direction's stream
+	// offset when this I/O was done: the bytes of it before Other moved
+	// before this chunk's.
+	Other uint64
 	Dir      Direction
 	// Seq increases by one for every chunk the kernel tried to send on this
 	// connection and direction; a gap means chunks were lost. Chunks of one

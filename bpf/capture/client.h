@@ -73,6 +73,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 		.len = io->len,
 		.cap = cap,
 		.busy = busy,
+		.other = in ? st->out_off : st->in_off,
 		.flags = flags,
 		.io = *io,
 	};

@@ -21,6 +21,7 @@ struct report {
 	__u32 nslices;
 	__u8 flags;      /* of the first event */
 	__u8 _pad[7];
+	__u64 other;     /* client I/O: the other direction's stream offset */
 	struct capture_io io;
 };
 
@@ -108,6 +109,7 @@ static __always_inline void report_send(struct report *r, struct conn_state *st,
 	h->tid = r->io.tid;
 	h->task = r->io.task ? r->io.task : r->io.tid;
 	h->busy = r->busy;
+	h->other = r->other;
 	h->ts = bpf_ktime_get_ns();
 	h->skipped = skipped;
 	h->unanswered = unanswered;

@@ -191,6 +191,7 @@ struct conn_event {
 	__u32 unanswered; /* EVF_EPISODE: skipped requests whose response the kernel suppresses */
 	__u32 busy;       /* client I/O: requests the kernel skipped on this task whose response has not started */
 	__u64 task;       /* the task doing the I/O: the goroutine (its g) in a Go process, else the tid */
+	__u64 other;      /* client I/O: the other direction's stream offset when it was done */
 	struct conn_addr peer;
 	struct conn_addr local;
 };

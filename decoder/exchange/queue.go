@@ -29,8 +29,37 @@ type Sink struct {
 	Stats  Stats
 	// Out collects finished exchanges, oldest first; the decoder hands it
 	// to its caller and resets it.
-	Out   []Exchange
-	bytes int // held by every pending request of every queue
+	Out []Exchange
+	// Opened collects every request head queued, tracked or not, and
+	// Closed the ends of the untracked ones (a tracked one ends in Out):
+	// who has which requests in flight, for telling which request a
+	// process's own calls belong to.
+	Opened []Opened
+	Closed []Closed
+	bytes  int // held by every pending request of every queue
+	lastID uint64
+}
+
+// Opened is a request head as it was queued.
+type Opened struct {
+	Conn ConnInfo
+	// ID is the exchange's (0: an untracked request, a placeholder).
+	ID       uint64
+	PID, TID uint32
+	Task     uint64
+	Busy     uint32
+	Start    uint64 // time of the head's first chunk
+	// Request is the tracked request, filled once the call that queued it
+	// returns (its head); nil for a placeholder.
+	Request *Request
+}
+
+// Closed is the end of an untracked request of a task: its response
+// began at T, or it was given up.
+type Closed struct {
+	PID  uint32
+	Task uint64
+	T    uint64
 }
 
 // Bytes is what the pending requests of all queues hold.
@@ -160,6 +189,11 @@ type entry struct {
 	kind Kind   // placeholders: the kind of every one of them
 	gap  bool   // an unknown number of requests was lost here
 	t    uint64 // head time of the (first) request; a gap's: when it was found
+	// placeholders: the task that read them; quiet for those whose
+	// Opened was a tracked request (it timed out and keeps its place).
+	pid   uint32
+	task  uint64
+	quiet bool
 }
 
 // Queue pairs the requests of one connection with its responses: HTTP/1
@@ -217,6 +251,8 @@ type RequestInfo struct {
 	// Start and End are the times of the first and last chunk of the head.
 	Start, End uint64
 	PID, TID   uint32
+	Task       uint64
+	Busy       uint32
 	// HeadBytes the request keeps; BodyBytes it declares (-1: unknown,
 	// chunked), kept up to MaxRequestBody.
 	HeadBytes int
@@ -229,9 +265,10 @@ type RequestInfo struct {
 func (q *Queue) Request(r RequestInfo) *Pending {
 	s := q.sink
 	lim := &s.Limits
-	if lim.Interesting != nil && !lim.Interesting(r.Method, r.Target) {
+	if lim.Interesting != nil && q.info.Role != RoleClient && !lim.Interesting(r.Method, r.Target) {
 		s.Stats.Uninteresting++
-		q.placeholder(r.Kind, r.End)
+		q.opened(r, 0, nil)
+		q.placeholder(r.Kind, r.End, r.PID, r.Task)
 		return nil
 	}
 	body := lim.MaxRequestBody
@@ -242,12 +279,15 @@ func (q *Queue) Request(r RequestInfo) *Pending {
 	if q.pending >= lim.MaxPending || q.bytes+cost > lim.MaxPendingBytes ||
 		s.bytes+cost > lim.MaxTotalPendingBytes {
 		s.Stats.Lost(LossQueueFull, 1)
-		q.placeholder(r.Kind, r.End)
+		q.opened(r, 0, nil)
+		q.placeholder(r.Kind, r.End, r.PID, r.Task)
 		return nil
 	}
 	p := &Pending{sink: s, cost: cost, kind: r.Kind}
-	p.Ex = Exchange{Conn: *q.info, PID: r.PID, TID: r.TID, Request: &p.Req,
-		RequestStart: r.Start, RequestEnd: r.End}
+	s.lastID++
+	p.Ex = Exchange{Conn: *q.info, ID: s.lastID, PID: r.PID, TID: r.TID, Task: r.Task, Busy: r.Busy,
+		Request: &p.Req, RequestStart: r.Start, RequestEnd: r.End}
+	q.opened(r, p.Ex.ID, &p.Req)
 	q.pending++
 	q.bytes += cost
 	s.bytes += cost
@@ -255,13 +295,29 @@ func (q *Queue) Request(r RequestInfo) *Pending {
 	return p
 }
 
+func (q *Queue) opened(r RequestInfo, id uint64, req *Request) {
+	q.sink.Opened = append(q.sink.Opened, Opened{Conn: *q.info, ID: id, PID: r.PID, TID: r.TID,
+		Task: r.Task, Busy: r.Busy, Start: r.Start, Request: req})
+}
+
+// closed records the end of n untracked requests of e at t.
+func (q *Queue) closed(e *entry, n uint32, t uint64) {
+	if e.quiet {
+		return
+	}
+	for range n {
+		q.sink.Closed = append(q.sink.Closed, Closed{PID: e.pid, Task: e.task, T: t})
+	}
+}
+
 // placeholder holds the place of a request that is not tracked, so that
 // its response is not paired with the next one. Placeholders of one kind
-// read at the same time (a pipelined burst) share an entry.
-func (q *Queue) placeholder(k Kind, t uint64) {
+// read at the same time by one task (a pipelined burst) share an entry.
+func (q *Queue) placeholder(k Kind, t uint64, pid uint32, task uint64) {
 	if n := len(q.entries); n > q.head {
 		last := &q.entries[n-1]
-		if last.p == nil && !last.gap && (last.kind == k && last.t == t || n-q.head >= q.maxEntries()) {
+		same := last.kind == k && last.t == t && last.pid == pid && last.task == task && !last.quiet
+		if last.p == nil && !last.gap && (same || n-q.head >= q.maxEntries()) {
 			if last.kind != k || last.t != t {
 				// Too many distinct placeholders to track one by one: from
 				// here on the pairing is a guess.
@@ -271,7 +327,7 @@ func (q *Queue) placeholder(k Kind, t uint64) {
 			return
 		}
 	}
-	q.push(entry{n: 1, kind: k, t: t})
+	q.push(entry{n: 1, kind: k, t: t, pid: pid, task: task})
 }
 
 func (q *Queue) push(e entry) {
@@ -338,6 +394,7 @@ func (q *Queue) Response(start uint64) (p *Pending, k Kind, ok bool) {
 		}
 		if e.p == nil {
 			k := e.kind
+			q.closed(e, 1, start)
 			if e.n--; e.n == 0 {
 				q.pop()
 			}
@@ -460,7 +517,7 @@ func (q *Queue) Expire(now, timeout uint64) {
 		e := &q.entries[i]
 		if p := e.p; p != nil && p.state == waiting && olderThan(now, p.Ex.RequestEnd, timeout) {
 			q.deliver(p, EndTimeout)
-			*e = entry{n: 1, kind: p.kind, t: e.t}
+			*e = entry{n: 1, kind: p.kind, t: e.t, quiet: true}
 		}
 	}
 	for !q.Empty() {
@@ -468,16 +525,20 @@ func (q *Queue) Expire(now, timeout uint64) {
 		if e.p != nil || !olderThan(now, e.t, 2*timeout) {
 			break
 		}
+		q.closed(e, e.n, now)
 		q.pop()
 	}
 }
 
 // End delivers every request still held with reason (a response under
 // way ends with EndResponse, its body truncated) and empties the queue.
-func (q *Queue) End(reason EndReason) {
+func (q *Queue) End(reason EndReason, t uint64) {
 	for !q.Empty() {
-		if p := q.entries[q.head].p; p != nil {
+		e := &q.entries[q.head]
+		if p := e.p; p != nil {
 			q.deliver(p, reason)
+		} else if !e.gap {
+			q.closed(e, e.n, t)
 		}
 		q.pop()
 	}

@@ -13,7 +13,7 @@ func mustQueue(tb testing.TB, maxPending int) (*Queue, *Sink) {
 		Interesting: func(_, target string) bool { return !strings.HasPrefix(target, "/skip") }}}
 	q := NewQueue(s, &ConnInfo{})
 	tb.Cleanup(func() {
-		q.End(EndClosed)
+		q.End(EndClosed, 0)
 		if s.Bytes() != 0 {
 			tb.Errorf("%d bytes held after End", s.Bytes())
 		}

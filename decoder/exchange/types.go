@@ -6,15 +6,20 @@
 // calls nothing above it.
 package exchange
 
-import "net/netip"
+import (
+	"net/netip"
 
-// Direction of bytes as seen by the traced (server) process.
+	"github.com/authprobe/authprobe/decoder/postgres"
+)
+
+// Direction of bytes as seen by the traced process.
 type Direction uint8
 
 const (
-	// Ingress bytes were read by the process (requests, on a server).
+	// Ingress bytes were read by the process (requests on a server
+	// connection, responses on a client connection).
 	Ingress Direction = iota + 1
-	// Egress bytes were written by the process (responses).
+	// Egress bytes were written by the process.
 	Egress
 )
 
@@ -30,8 +35,8 @@ type ConnKey struct {
 type Role uint8
 
 const (
-	RoleUnknown Role = iota // accepted by the traced process, or predates the agent
-	RoleClient              // the traced process connected it
+	RoleUnknown Role = iota // accepted by the traced process, or predates the agent: a server connection
+	RoleClient              // the traced process connected it: its own calls
 )
 
 // ConnInfo describes a connection's endpoints as seen by the traced process.
@@ -136,13 +141,27 @@ func (e EndReason) String() string {
 	return "unknown"
 }
 
-// Exchange is one request and, when seen, its final response.
+// Exchange is one request and, when seen, its final response: HTTP on a
+// server or client connection, or one database operation on a client
+// connection.
 type Exchange struct {
 	Conn ConnInfo
-	// PID and TID read the request head: the exchange belongs to that process.
+	// ID names the exchange in this decoder from its request head on
+	// (Opened has the same ID); 0 for a database operation.
+	ID uint64
+	// PID and TID read the request head (wrote it, on a client
+	// connection): the exchange belongs to that process. Task is the task
+	// that did (the goroutine in a Go process, else TID); Busy, on a client
+	// connection, the requests the kernel skipped on that task and had not
+	// seen answered then.
 	PID, TID uint32
+	Task     uint64
+	Busy     uint32
 	Request  *Request
 	Response *Response // nil when no final response was seen
+	// Database is the operation of a PostgreSQL client connection
+	// (Request and Response are nil then).
+	Database *postgres.Operation
 	End      EndReason
 	// Kernel monotonic timestamps (ns): the first and last chunk of the
 	// request, and of the response (0 when there is none).
@@ -158,6 +177,9 @@ type Exchange struct {
 type Meta struct {
 	T        uint64 // kernel monotonic ns
 	PID, TID uint32
+	Task     uint64 // the goroutine in a Go process, else TID
+	Busy     uint32 // client I/O: requests the kernel skipped on Task, unanswered
+	Other    uint64 // client I/O: the other direction's stream offset then
 }
 
 // Kind is what a response parser needs to know about the request a
@@ -191,6 +213,10 @@ const (
 	// HoleFiltered: the kernel did not send these bytes on purpose: egress
 	// while it filtered the connection, ingress a body it was told to skip.
 	HoleFiltered
+	// HoleOutside: a client connection's I/O that the kernel did not send
+	// because the task doing it served no captured request; the next
+	// chunk may start anywhere in a message.
+	HoleOutside
 )
 
 // Loss is the reason a request attempt was lost: it will not appear as
@@ -278,6 +304,14 @@ type Stats struct {
 	Resyncs uint64
 	// Evicted connections (MaxConnections).
 	Evicted uint64
+	// ClientConns by the protocol their first write showed (HTTP/1,
+	// PostgreSQL), and ClientUnknown: client connections turned off
+	// because their first write was not seen or was neither.
+	ClientHTTP, ClientPostgres, ClientUnknown uint64
+	// DatabaseOps: operations of PostgreSQL client connections given;
+	// DatabaseUnplaced: those whose request's task was not known (its
+	// chunk was no longer remembered).
+	DatabaseOps, DatabaseUnplaced uint64
 	// Orphans: final responses paired with no request.
 	Orphans         uint64
 	TruncatedBodies uint64

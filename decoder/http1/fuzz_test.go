@@ -126,7 +126,7 @@ func streamFirstRequest(b []byte) *exchange.Request {
 	m := exchange.Meta{T: 1}
 	c.Boundary(exchange.Ingress, m)
 	c.Data(exchange.Ingress, 0, b, m)
-	q.End(exchange.EndClosed)
+	q.End(exchange.EndClosed, 0)
 	if len(sink.Out) == 0 {
 		return nil
 	}

@@ -165,7 +165,7 @@ func (c *Conn) Hole(dir exchange.Direction, n uint64, cause exchange.HoleCause, 
 	if s.state == stUnsync {
 		// Already lost; the hole may still have held requests, whose
 		// responses will come.
-		if cause != exchange.HoleFiltered {
+		if cause != exchange.HoleFiltered && cause != exchange.HoleOutside {
 			if dir == exchange.Ingress {
 				c.countHole(s, n, cause, m)
 				c.q.IngressHole(m.T)
@@ -191,6 +191,19 @@ func (c *Conn) Hole(dir exchange.Direction, n uint64, cause exchange.HoleCause, 
 		return
 	}
 	switch {
+	case cause == exchange.HoleOutside:
+		// A client connection's I/O outside a served request: whatever
+		// it held is not ours, but a request waiting may have lost its
+		// response to it, or the next response may answer a request not
+		// seen: the queue pairs what comes next by time.
+		c.cut(s, dir, m, false)
+		c.unsync(s)
+		if dir == exchange.Ingress {
+			c.q.IngressHole(m.T)
+		} else {
+			c.q.EgressHole()
+		}
+		return
 	case cause == exchange.HoleFiltered && dir == exchange.Egress:
 		// Responses the kernel suppressed, or the rest of one beyond its
 		// capture bound: the next write it sends begins a response.
@@ -249,7 +262,7 @@ func (c *Conn) Close(m exchange.Meta) {
 	}
 	c.cut(&c.out, exchange.Egress, m, false)
 	c.cut(&c.in, exchange.Ingress, m, false)
-	c.q.End(exchange.EndClosed)
+	c.q.End(exchange.EndClosed, m.T)
 	c.in.releaseHead()
 	c.out.releaseHead()
 }
@@ -469,7 +482,7 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 	p := c.q.Request(exchange.RequestInfo{
 		// Valid only during the call: they alias the chunk or the buffer.
 		Method: str(h.line.method), Target: str(h.line.target),
-		Kind: h.kind(), Start: s.start, End: m.T, PID: m.PID, TID: m.TID,
+		Kind: h.kind(), Start: s.start, End: m.T, PID: m.PID, TID: m.TID, Task: m.Task, Busy: m.Busy,
 		HeadBytes: len(head), BodyBytes: body,
 	})
 	if p != nil {

@@ -168,6 +168,32 @@ func (c *Conn) Close() []Operation {
 	return out
 }
 
+// Skip tells the connection that side's bytes before off were never
+// seen and carried nothing that asks for, or answers, an operation it
+// holds: a client connection captured only while its process serves a
+// request has such holes, between its uses. When that side is between
+// messages, its framing restarts at off on a boundary it verifies and
+// nothing is counted lost; inside a message, it is an ordinary gap. The
+// caller must know that no request is pending (Pending is 0).
+func (c *Conn) Skip(side Side, off uint64) {
+	f := &c.fe
+	if side == Backend {
+		f = &c.be
+	}
+	if !f.started || off <= f.next {
+		return
+	}
+	if f.st != fsHeader || f.hdrN != 0 {
+		f.gap(off - f.next)
+		return
+	}
+	f.stats.GapBytes += off - f.next
+	f.next = off
+	f.st, f.single, f.untyped = fsResync, false, false
+	f.dropScan(len(f.scan))
+	f.scanOff = off
+}
+
 // Stats are this connection's counters.
 func (c *Conn) Stats() Stats { return c.stats }
 
