@@ -33,7 +33,7 @@ type ConnEvent struct {
 	// Other (client connections) is the other direction's stream offset
 	// when this I/O was done: what of it came before.
 	Other uint64
-	Dir  Direction
+	Dir   Direction
 	// Seq counts every event the kernel tried to send on this connection
 	// and direction; a gap means lost events.
 	Seq uint32

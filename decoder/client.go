@@ -89,15 +89,15 @@ func (s *swapped) Hole(dir Direction, n uint64, cause exchange.HoleCause, m exch
 }
 
 func (s *swapped) Boundary(dir Direction, m exchange.Meta) { s.c.Boundary(swap(dir), m) }
-func (s *swapped) Close(m exchange.Meta)                 { s.c.Close(m) }
-func (s *swapped) Evict()                                { s.c.Evict() }
-func (s *swapped) Quiescent() bool                       { return s.c.Quiescent() }
-func (s *swapped) Off() bool                             { return s.c.Off() }
+func (s *swapped) Close(m exchange.Meta)                   { s.c.Close(m) }
+func (s *swapped) Evict()                                  { s.c.Evict() }
+func (s *swapped) Quiescent() bool                         { return s.c.Quiescent() }
+func (s *swapped) Off() bool                               { return s.c.Off() }
 
 // offParser is a client connection of no protocol authprobe reads.
 type offParser struct{}
 
-func (offParser) Data(Direction, uint64, []byte, exchange.Meta) uint64 { return 0 }
+func (offParser) Data(Direction, uint64, []byte, exchange.Meta) uint64      { return 0 }
 func (offParser) Hole(Direction, uint64, exchange.HoleCause, exchange.Meta) {}
 func (offParser) Boundary(Direction, exchange.Meta)                         {}
 func (offParser) Close(exchange.Meta)                                       {}
@@ -159,10 +159,10 @@ func (p *pgConn) Data(dir Direction, off uint64, data []byte, m exchange.Meta) u
 
 // Hole: the next Data's offset tells the parser of the gap.
 func (p *pgConn) Hole(Direction, uint64, exchange.HoleCause, exchange.Meta) {}
-func (p *pgConn) Boundary(Direction, exchange.Meta)                       {}
-func (p *pgConn) Close(exchange.Meta)                                     { p.emit(p.c.Close()) }
-func (p *pgConn) Evict()                                                  { p.c.Close() }
-func (p *pgConn) Quiescent() bool                                         { return p.c.Pending() == 0 }
+func (p *pgConn) Boundary(Direction, exchange.Meta)                         {}
+func (p *pgConn) Close(exchange.Meta)                                       { p.emit(p.c.Close()) }
+func (p *pgConn) Evict()                                                    { p.c.Close() }
+func (p *pgConn) Quiescent() bool                                           { return p.c.Pending() == 0 }
 
 // Off once the session is encrypted: the rest is ciphertext.
 func (p *pgConn) Off() bool { return p.c.Encrypted() }

@@ -58,7 +58,7 @@ type conn struct {
 	// is the PostgreSQL parser when that is what they speak.
 	classified bool
 	pg         *pgConn
-	off         bool // turned off: chunks are dropped until the kernel stops
+	off        bool // turned off: chunks are dropped until the kernel stops
 	// resumed: a VerdictResume was sent for these offsets.
 	resumed               bool
 	resumedIn, resumedOut uint64

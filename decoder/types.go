@@ -101,7 +101,7 @@ type Chunk struct {
 	// offset when this I/O was done: the bytes of it before Other moved
 	// before this chunk's.
 	Other uint64
-	Dir      Direction
+	Dir   Direction
 	// Seq increases by one for every chunk the kernel tried to send on this
 	// connection and direction; a gap means chunks were lost. Chunks of one
 	// direction may arrive slightly out of Seq order.
