@@ -21,15 +21,26 @@ type Process struct {
 	// k8smeta: exporters that keep a resource per Process build a new one
 	// when it changes (the pod became known, its owner was resolved).
 	Meta uint64
+	// Gateway: the process is a gateway (configured): a denial it answers
+	// without a denying call behind it is the gateway's decision.
+	Gateway bool
 }
 
-// Span is one auth attempt, ready for an exporter. It holds no secret.
+// Span is one auth attempt (SERVER), or a call the traced process made
+// while serving one (CLIENT), ready for an exporter. It holds no secret.
 type Span struct {
 	Name string
-	// Parent is the caller's span context from traceparent (remote); not
-	// valid when the request carried none (or a malformed one): the span
-	// then starts a new trace.
-	Parent        trace.SpanContext
+	// Kind is SpanKindClient for a call; anything else is a SERVER span.
+	Kind trace.SpanKind
+	// Parent is the caller's span context from traceparent (remote), or
+	// the span this one is a child of on this node (not remote); not
+	// valid when there is none: the span then starts a new trace.
+	Parent trace.SpanContext
+	// TraceID and SpanID, when valid, are the span's own: chosen when its
+	// request began (Chain), so that its children could name it before it
+	// ended. Else the exporter picks them, in Parent's trace.
+	TraceID       trace.TraceID
+	SpanID        trace.SpanID
 	Start, End    time.Time
 	StatusCode    codes.Code
 	StatusMessage string
@@ -52,7 +63,18 @@ type Span struct {
 	// Ambiguous* constants): what in the request servers read differently.
 	// nil for an ordinary request.
 	Ambiguous []string
+	// Layer repeats auth.decision.layer on a denial: which layer said no
+	// (LayerGateway, LayerService, LayerDatabase, LayerUpstream).
+	Layer string
 }
+
+// Decision layers (auth.decision.layer).
+const (
+	LayerGateway  = "gateway"  // a gateway answered without a denying call behind it
+	LayerService  = "service"  // the service answered with no failing call behind it
+	LayerDatabase = "database" // a query of the request failed with an authorization SQLSTATE
+	LayerUpstream = "upstream" // a service it called denied
+)
 
 // Results.
 const (
