@@ -22,6 +22,7 @@ type openBatch struct {
 	scope   []byte // ScopeSpans.scope
 	schema  []byte // ResourceSpans.schema_url
 	scratch [][]byte
+	body    []byte // one span's encoding, reused
 }
 
 type otlpGroup struct {
@@ -52,7 +53,7 @@ func (b *openBatch) addJSON(s *spanbuilder.Span, ids *spanIDs, lay *layout, trac
 func (b *openBatch) addOTLP(s *spanbuilder.Span, ids *spanIDs, lay *layout, traceState string, res *resourceEntry) {
 	g := b.group(res)
 	before := len(g.spans)
-	g.spans = appendOTLPSpan(g.spans, s, ids, lay, traceState)
+	g.spans, b.body = appendOTLPSpan(g.spans, b.body, s, ids, lay, traceState)
 	b.n++
 	b.bytes += len(g.spans) - before
 }

@@ -199,6 +199,19 @@ func appendFloat(b []byte, f float64) []byte {
 	return append(b, out...)
 }
 
+// plain8 reports whether none of the 8 bytes of s needs attention: no
+// control character, quote, backslash or non-ASCII byte. Byte-wise
+// comparisons in one word (the "has zero byte" trick, exact for "any").
+func plain8(s string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	ctl := (x - ones*0x20) &^ x
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return (ctl|(q-ones)&^q|(bs-ones)&^bs|x)&highs == 0
+}
+
 // appendString quotes s as encoding/json does with HTML escaping off:
 // control characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029
 // escaped for JavaScript's sake.
@@ -206,6 +219,11 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight plain bytes at a time: most values need no escaping.
+		if i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+			continue
+		}
 		if c := s[i]; c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
 				i++

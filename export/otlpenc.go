@@ -65,83 +65,81 @@ const (
 )
 
 // appendOTLPSpan appends s as a ScopeSpans.spans entry (tag, length, Span).
-func appendOTLPSpan(b []byte, s *spanbuilder.Span, ids *spanIDs, lay *layout, traceState string) []byte {
-	name := validUTF8(s.Name)
-	traceState = validUTF8(traceState)
-	msg := validUTF8(statusMessage(s))
+// The body is written into scratch first, since its length comes before
+// it; scratch (returned for reuse) saves sizing every field twice.
+func appendOTLPSpan(b, scratch []byte, s *spanbuilder.Span, ids *spanIDs, lay *layout, traceState string) (out, scratchOut []byte) {
+	body := scratch[:0]
+	body = append(body, spanTraceID<<3|2, 16)
+	body = append(body, ids.trace[:]...)
+	body = append(body, spanSpanID<<3|2, 8)
+	body = append(body, ids.span[:]...)
+	if traceState != "" {
+		body = protowire.AppendTag(body, spanTraceState, protowire.BytesType)
+		body = protowire.AppendString(body, validUTF8(traceState))
+	}
 	hasParent := ids.parent != [8]byte{}
-
-	// The size first: a length-delimited field is written after its length.
-	n := 2 + 16 + 2 + 8 // trace and span ids
-	if traceState != "" {
-		n += 1 + sizeBytes(len(traceState))
-	}
 	if hasParent {
-		n += 2 + 8
+		body = append(body, spanParentSpanID<<3|2, 8)
+		body = append(body, ids.parent[:]...)
 	}
-	n += 1 + sizeBytes(len(name))
-	n += 2     // kind
-	n += 2 * 9 // start and end
-	dropped := lay.dropped
+	body = protowire.AppendTag(body, spanName, protowire.BytesType)
+	body = protowire.AppendString(body, validUTF8(s.Name))
+	body = append(body, spanKind<<3|0, kindServer)
+	body = append(body, spanStart<<3|1)
+	body = protowire.AppendFixed64(body, unixNano(s.Start.UnixNano()))
+	body = append(body, spanEnd<<3|1)
+	body = protowire.AppendFixed64(body, unixNano(s.End.UnixNano()))
 	for i, at := range lay.order {
-		n += 1 + sizeBytes(sizeKeyValue(len(lay.otlpKey(i)), s.Attributes[at].Value))
+		body = appendAttribute(body, spanAttributes, lay.otlpKey(i), s.Attributes[at].Value)
 	}
-	if dropped > 0 {
-		n += 1 + protowire.SizeVarint(uint64(dropped))
+	if lay.dropped > 0 {
+		body = append(body, spanDroppedAttrs<<3|0)
+		body = protowire.AppendVarint(body, uint64(lay.dropped))
 	}
-	status := statusSize(s.StatusCode, msg)
-	n += 1 + sizeBytes(status)
-	n += 2 + 4 // flags
-
-	b = protowire.AppendTag(b, ssSpans, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
-	start := len(b)
-
-	b = append(b, spanTraceID<<3|2, 16)
-	b = append(b, ids.trace[:]...)
-	b = append(b, spanSpanID<<3|2, 8)
-	b = append(b, ids.span[:]...)
-	if traceState != "" {
-		b = protowire.AppendTag(b, spanTraceState, protowire.BytesType)
-		b = protowire.AppendString(b, traceState)
-	}
-	if hasParent {
-		b = append(b, spanParentSpanID<<3|2, 8)
-		b = append(b, ids.parent[:]...)
-	}
-	b = protowire.AppendTag(b, spanName, protowire.BytesType)
-	b = protowire.AppendString(b, name)
-	b = append(b, spanKind<<3|0, kindServer)
-	b = append(b, spanStart<<3|1)
-	b = protowire.AppendFixed64(b, unixNano(s.Start.UnixNano()))
-	b = append(b, spanEnd<<3|1)
-	b = protowire.AppendFixed64(b, unixNano(s.End.UnixNano()))
-	for i, at := range lay.order {
-		v := s.Attributes[at].Value
-		key := lay.otlpKey(i)
-		b = append(b, spanAttributes<<3|2)
-		b = protowire.AppendVarint(b, uint64(sizeKeyValue(len(key), v)))
-		b = append(b, key...)
-		b = appendAnyValueField(b, kvValue, v)
-	}
-	if dropped > 0 {
-		b = append(b, spanDroppedAttrs<<3|0)
-		b = protowire.AppendVarint(b, uint64(dropped))
-	}
-	b = protowire.AppendTag(b, spanStatus, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(status))
-	b = appendStatus(b, s.StatusCode, msg)
+	msg := validUTF8(statusMessage(s))
+	body = protowire.AppendTag(body, spanStatus, protowire.BytesType)
+	body = protowire.AppendVarint(body, uint64(statusSize(s.StatusCode, msg)))
+	body = appendStatus(body, s.StatusCode, msg)
 	// The SDK's flags: sampled, and whether the parent is remote (known).
 	flags := uint32(traceFlagsSampled | flagsHasIsRemote)
 	if hasParent && s.Parent.IsRemote() {
 		flags |= flagsIsRemote
 	}
-	b = protowire.AppendTag(b, spanFlags, protowire.Fixed32Type)
-	b = protowire.AppendFixed32(b, flags)
-	if len(b)-start != n {
-		panic("export: otlp span size mismatch") // a bug here, caught by the tests
+	body = protowire.AppendTag(body, spanFlags, protowire.Fixed32Type)
+	body = protowire.AppendFixed32(body, flags)
+
+	b = protowire.AppendTag(b, ssSpans, protowire.BytesType)
+	b = protowire.AppendBytes(b, body)
+	return b, body
+}
+
+// appendAttribute appends field num holding a KeyValue whose key field
+// (tag, length, key) is keyField. Strings and integers, nearly every
+// attribute, are written without the general sizing.
+func appendAttribute(b []byte, num protowire.Number, keyField []byte, v attribute.Value) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	switch v.Type() {
+	case attribute.STRING:
+		str := validUTF8(v.AsString())
+		av := 1 + sizeBytes(len(str))
+		b = protowire.AppendVarint(b, uint64(len(keyField)+1+sizeBytes(av)))
+		b = append(b, keyField...)
+		b = append(b, kvValue<<3|2)
+		b = protowire.AppendVarint(b, uint64(av))
+		b = append(b, avString<<3|2)
+		b = protowire.AppendVarint(b, uint64(len(str)))
+		return append(b, str...)
+	case attribute.INT64:
+		i := uint64(v.AsInt64())
+		av := 1 + protowire.SizeVarint(i)
+		b = protowire.AppendVarint(b, uint64(len(keyField)+2+av))
+		b = append(b, keyField...)
+		b = append(b, kvValue<<3|2, byte(av), avInt<<3|0)
+		return protowire.AppendVarint(b, i)
 	}
-	return b
+	b = protowire.AppendVarint(b, uint64(sizeKeyValue(len(keyField), v)))
+	b = append(b, keyField...)
+	return appendAnyValueField(b, kvValue, v)
 }
 
 func unixNano(ns int64) uint64 { return uint64(max(0, ns)) }

@@ -128,12 +128,7 @@ func encodeResource(attrs []attribute.KeyValue) *resourceEntry {
 
 	var body []byte
 	for i, at := range lay.order {
-		v := attrs[at].Value
-		key := lay.otlpKey(i)
-		body = protowire.AppendTag(body, resAttributes, protowire.BytesType)
-		body = protowire.AppendVarint(body, uint64(sizeKeyValue(len(key), v)))
-		body = append(body, key...)
-		body = appendAnyValueField(body, kvValue, v)
+		body = appendAttribute(body, resAttributes, lay.otlpKey(i), attrs[at].Value)
 	}
 	r.otlp = protowire.AppendTag(nil, rsResource, protowire.BytesType)
 	r.otlp = protowire.AppendBytes(r.otlp, body)
