@@ -92,7 +92,12 @@ func mustExporter(tb testing.TB, cfg Config) *Exporter {
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	tb.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	tb.Cleanup(func() {
+		// Bounded: during an outage Shutdown waits as long as it may.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
 	return e
 }
 

@@ -135,6 +135,9 @@ func (d *spillDir) read(seq uint64, buf []byte) ([]byte, error) {
 	if _, err := io.ReadFull(f, buf); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", errCorrupt, d.file(seq), err)
 	}
+	if n, _ := f.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("%w: %s: longer than its header says", errCorrupt, d.file(seq))
+	}
 	if crc32.Checksum(buf, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: %s: checksum mismatch", errCorrupt, d.file(seq))
 	}
