@@ -62,7 +62,9 @@ func (m *Matcher) Match(pid uint32, exe string, ports map[uint16]bool) (Process,
 		case t.PID != 0:
 			ok = uint32(t.PID) == pid
 		case t.Exe != "":
-			ok = globMatch(t.Exe, resolved) || (exe != "" && globMatch(t.Exe, exe))
+			// The resolved executable, or the path exec was given: a
+			// virtualenv's bin/python is a link to the interpreter.
+			ok = config.MatchExe(t.Exe, resolved) || config.MatchExe(t.Exe, exe)
 		case t.Port != 0:
 			ok = ports[uint16(t.Port)]
 		}
@@ -88,11 +90,6 @@ func (m *Matcher) serviceName(t config.Target, exe string) string {
 		return path.Base(exe)
 	}
 	return "unknown_service"
-}
-
-func globMatch(pattern, name string) bool {
-	ok, err := path.Match(pattern, name)
-	return err == nil && ok
 }
 
 // Exe resolves /proc/pid/exe; "" when the process is gone or hidden.
