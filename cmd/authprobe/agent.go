@@ -26,7 +26,7 @@ import (
 
 // runAgent is `authprobe run`: load, attach, watch, export until a signal.
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	flags, err := parseRunFlags(args, stderr)
+	flags, err := parseRunFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -37,11 +37,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Every line names its component; stages get their own.
 	log := base.With("component", "agent")
 	exportLog := base.With("component", "export")
-	cfg, err := loadRunConfig(flags)
+	cfg, src, err := loadRunConfig(flags)
 	if err != nil {
 		return err
 	}
-	tuneGC(log)
+	log.Info("config", "from", src.name)
+	if src.defaultTargets {
+		log.Info("no targets configured: watching the built-in default targets (common interpreters and ports; `authprobe defaults` lists them)")
+	}
+	tuneGC(log, cfg)
 	required, optional, err := missingCapabilities()
 	if err != nil {
 		return err
@@ -90,8 +94,15 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ExtraResource: k8smeta.Node(os.Getenv),
 		// k8s.pod.uid and container.id of pods; nothing elsewhere.
 		ProcessResource: func(p spanbuilder.Process) []attribute.KeyValue { return meta.Process(p.PID) },
-		OnExportError: func(err error, spans int) {
-			exportLog.Warn("span export failed", "spans", spans, "error", err)
+		BufferBytes:     int64(cfg.Exporter.BufferSize),
+		SpillDir:        cfg.Exporter.SpillDir,
+		SpillBytes:      int64(cfg.Exporter.SpillSize),
+		OnExportError: func(err error, spans int, retrying bool) {
+			if retrying {
+				exportLog.Warn("span export failed; the batch stays buffered and is retried", "spans", spans, "error", err)
+				return
+			}
+			exportLog.Warn("span export failed; the batch is dropped", "spans", spans, "error", err)
 		},
 	})
 	if err != nil {
@@ -104,7 +115,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			exportLog.Warn("flush spans", "error", err)
 		}
 		st := exp.Stats()
-		exportLog.Info("spans flushed", "exported", st.Exported, "dropped", st.Dropped())
+		exportLog.Info("spans flushed", "exported", st.Exported, "dropped", st.Dropped(), "spilled_for_next_run", st.Pending)
 	}()
 
 	det, err := detect.New(detect.Config{})
@@ -153,7 +164,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var srv *http.Server
 	if cfg.Metrics.Addr != "off" {
-		srv, err = serveMetrics(cfg.Metrics.Addr, newMetrics(probe, pipe, exp, det), pipe, base.With("component", "metrics"), flags.pprof)
+		reg, err := newMetrics(probe, pipe, exp, det)
+		if err != nil {
+			return err
+		}
+		srv, err = serveMetrics(cfg.Metrics.Addr, reg, pipe, base.With("component", "metrics"), flags.pprof)
 		if err != nil {
 			return err
 		}
@@ -170,14 +185,51 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// loadRunConfig reads the file and applies the command line on top.
-func loadRunConfig(f runFlags) (*config.Config, error) {
-	cfg, err := config.Load(f.config)
-	if err != nil {
-		return nil, err
+// configSource says where the config came from.
+type configSource struct {
+	name           string // the file, or the built-in default's name
+	defaultTargets bool   // it named no target and watches the defaults
+}
+
+// loadConfig reads the config: path, else config.DefaultPath when it
+// exists, else the built-in default. The --pid targets are added; a config
+// left without targets gets the built-in default's. It is validated.
+func loadConfig(path string, pids []int) (*config.Config, configSource, error) {
+	src := configSource{name: path}
+	var cfg *config.Config
+	var err error
+	switch {
+	case path != "":
+		cfg, err = config.Load(path)
+	case fileExists(config.DefaultPath):
+		src.name = config.DefaultPath
+		cfg, err = config.Load(config.DefaultPath)
+	default:
+		src.name = "built-in default (authprobe defaults)"
+		cfg, err = config.Default(os.LookupEnv)
 	}
-	for _, pid := range f.pids {
+	if err != nil {
+		return nil, src, err
+	}
+	for _, pid := range pids {
 		cfg.Targets = append(cfg.Targets, config.Target{PID: pid})
+	}
+	if src.defaultTargets, err = cfg.UseDefaultTargets(); err != nil {
+		return nil, src, err
+	}
+	return cfg, src, cfg.Validate()
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// loadRunConfig reads the config and applies the command line on top.
+func loadRunConfig(f runFlags) (*config.Config, configSource, error) {
+	cfg, src, err := loadConfig(f.config, f.pids)
+	if err != nil {
+		return nil, src, err
 	}
 	if f.otlpEndpoint != "" {
 		cfg.Exporter.Kind = config.ExporterOTLP
@@ -194,9 +246,9 @@ func loadRunConfig(f runFlags) (*config.Config, error) {
 		cfg.Metrics.Addr = f.metricsAddr
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, src, err
 	}
-	return cfg, nil
+	return cfg, src, nil
 }
 
 func routePrefixes(routes []config.Route) []bpf.RoutePrefix {
@@ -219,12 +271,12 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // collector was a quarter of the agent's CPU with the default GOGC, while
 // the live heap is a few tens of MiB. A soft memory limit keeps the trade
 // bounded. GOGC and GOMEMLIMIT in the environment win.
-func tuneGC(log *slog.Logger) {
+func tuneGC(log *slog.Logger, cfg *config.Config) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(384 << 20)
 	}
-	log.Debug("gc tuned for throughput")
+	log.Debug("gc tuned for throughput", "export_buffer", cfg.Exporter.BufferSize)
 }

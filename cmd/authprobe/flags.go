@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/authprobe/authprobe/config"
 )
 
 // pidList is a repeatable --pid flag.
@@ -39,25 +42,25 @@ type runFlags struct {
 	pprof        bool
 }
 
-func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
+// errHelp: --help was asked for and printed; exit 0.
+var errHelp = flag.ErrHelp
+
+func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	var f runFlags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "config", "", "config file (YAML)")
+	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default (authprobe defaults)")
 	fs.Var(&f.pids, "pid", "also watch this process id (repeatable)")
 	fs.StringVar(&f.exporter, "exporter", "", "stdout or otlp (overrides the config)")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector HOST:PORT (implies --exporter otlp)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "self-metrics and health address (default 127.0.0.1:9464; \"off\" disables)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
-	if err := fs.Parse(args); err != nil {
-		return f, fmt.Errorf("%w: %v", errUsage, err)
+	if err := parse(fs, args, stdout); err != nil {
+		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	if f.config == "" {
-		return f, fmt.Errorf("%w: --config FILE is required (see deploy/authprobe.yaml)", errUsage)
 	}
 	switch f.exporter {
 	case "", "stdout", "otlp":
@@ -67,15 +70,32 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	return f, nil
 }
 
-func parseCheckFlags(args []string, w io.Writer) (string, error) {
+func parseCheckFlags(args []string, stdout, stderr io.Writer) (string, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(w)
-	config := fs.String("config", "", "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return "", fmt.Errorf("%w: %v", errUsage, err)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	if err := parse(fs, args, stdout); err != nil {
+		return "", err
 	}
-	if *config == "" {
-		return "", fmt.Errorf("%w: --config FILE is required", errUsage)
+	if fs.NArg() > 0 {
+		return "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	return *config, nil
+	return *path, nil
+}
+
+// parse parses flags; --help prints the flags on stdout (it was asked for)
+// and returns errHelp.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	fs.Usage = func() {} // errors are one line; --help is printed below
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage of authprobe %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return errHelp
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
 }
