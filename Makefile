@@ -6,13 +6,14 @@ COLLECTOR := test/collector/bin/otelcol-authprobe
 GOTEST    ?= $(GO) test
 FUZZTIME  ?= 20s
 
-.PHONY: help generate check-generate build run check test test-unit collector bench fuzz clean
+.PHONY: help generate check-generate build run check test test-unit collector bench bench-stages fuzz clean
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
 	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector)"
 	@echo "make test-unit      unprivileged unit tests only"
-	@echo "make bench          wrk baseline vs agent attached, side by side"
+	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS"
+	@echo "make bench-stages   the per-stage Go benchmarks (BenchmarkStage*), one table"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
 	@echo "make check-generate fail when the committed eBPF objects differ from their sources"
 	@echo "make fuzz           run every fuzz target for FUZZTIME ($(FUZZTIME))"
@@ -48,6 +49,9 @@ test-unit:
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)
+
+bench-stages:
+	$(GO) run ./test/bench -stages
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
