@@ -312,7 +312,7 @@ func TestDeployExample(t *testing.T) {
 	if !c.Security.Username.RandomKey || c.Security.Username.Privacy != PrivacyHash {
 		t.Errorf("username config %+v", c.Security.Username)
 	}
-	if len(c.Targets) != 3 || c.CaptureBytes != 4096 || c.ServiceName == "" {
+	if len(c.Targets) != 6 || c.Targets[0].Exe != "python*" || c.CaptureBytes != 4096 || c.ServiceName == "" {
 		t.Errorf("targets %+v capture %d service %q", c.Targets, c.CaptureBytes, c.ServiceName)
 	}
 }

@@ -181,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		open:        newOpenBatch(cfg.Kind == KindOTLP),
 		layouts:     newLayouts(),
 		resources:   newResourceCache(cfg),
-		free:        make(chan []byte, 4),
+		free:        make(chan []byte, 2),
 		senderDone:  make(chan struct{}),
 		spillerDone: make(chan struct{}),
 	}

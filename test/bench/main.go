@@ -54,6 +54,7 @@ type options struct {
 	stages      bool
 	stagePkgs   string
 	benchtime   string
+	agentEnv    string
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 1, "wrk threads")
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of the login server (0: the Go default)")
 	flag.StringVar(&o.exporters, "exporters", "stdout,otlp", "exporters the all-login workload runs with: stdout, otlp or both")
+	flag.StringVar(&o.agentEnv, "agent-env", "", "extra environment of the agent, KEY=VALUE[,KEY=VALUE] (e.g. GOGC=200,GOMEMLIMIT=32MiB)")
 	flag.BoolVar(&o.stages, "stages", false, "run the per-stage Go benchmarks (BenchmarkStage*) instead")
 	flag.StringVar(&o.stagePkgs, "stage-packages", "./bpf/... ./decoder/... ./spanbuilder/... ./export/... ./cmd/...", "packages whose BenchmarkStage* -stages runs")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime of the stage benchmarks")
@@ -135,6 +137,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		Connections: o.connections,
 		Threads:     o.threads,
 		ServerProcs: o.serverProcs,
+		AgentEnv:    o.agentEnv,
 		CPUs:        numCPU(),
 		Kernel:      kernelRelease(),
 		LoadBefore:  loadAvg(),
@@ -249,7 +252,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 		return r, err
 	}
 	r.Mode = "agent"
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv)
 	if err != nil {
 		return r, err
 	}
@@ -281,7 +284,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *server) (fixedRateResult, error) {
 	fr := fixedRateResult{Rate: o.rate, Duration: o.duration.String(), Workers: o.rateWorkers,
 		OtherAgents: otherAgents()}
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv)
 	if err != nil {
 		return fr, err
 	}

@@ -105,7 +105,7 @@ type agent struct {
 	waitErr    error
 }
 
-func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Sink) (*agent, error) {
+func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Sink, env string) (*agent, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -115,6 +115,9 @@ func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Si
 		args = append(args, "--otlp-endpoint", sink.Addr())
 	}
 	cmd := command(ctx, bin, args...)
+	if env != "" {
+		cmd.Env = append(os.Environ(), strings.Split(env, ",")...)
+	}
 	a := &agent{cmd: cmd, lines: &lineCounter{}, stderr: &tail{max: 1 << 20},
 		metrics: "http://" + addr, sink: sink, done: make(chan struct{})}
 	if sink != nil {

@@ -97,6 +97,7 @@ type results struct {
 	Connections int               `json:"connections"`
 	Threads     int               `json:"threads"`
 	ServerProcs int               `json:"server_gomaxprocs"`
+	AgentEnv    string            `json:"agent_env,omitempty"`
 	CPUs        int               `json:"cpus"`
 	Kernel      string            `json:"kernel"`
 	LoadBefore  string            `json:"loadavg_before"`
@@ -190,6 +191,10 @@ func (res *results) markdown() string {
 	p("%s · %d CPUs · kernel %s · login server GOMAXPROCS=%d · wrk -t%d -c%d, %s per run · loadavg %s before, %s after",
 		res.Started.Format("2006-01-02 15:04 UTC"), res.CPUs, res.Kernel, res.ServerProcs, res.Threads, res.Connections,
 		res.Duration, res.LoadBefore, res.LoadAfter)
+	if res.AgentEnv != "" {
+		p("")
+		p("Agent environment: `%s`", res.AgentEnv)
+	}
 	p("")
 	p("### Overhead (mean of 2 baseline and 2 agent runs, interleaved)")
 	p("")
