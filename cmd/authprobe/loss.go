@@ -8,7 +8,7 @@ import (
 	"github.com/authprobe/authprobe/export"
 )
 
-// authprobe_auth_attempts_lost_total{reason} counts auth attempts the agent
+// authprobe_auth_attempts_lost_total{stage, reason} counts auth attempts the agent
 // saw (or would have seen) and did not export, in attempt units: one lost
 // login is 1, however many events or spans it was. Every loss has exactly
 // one cause, and every cause belongs to exactly one stage, which counts it
@@ -19,11 +19,13 @@ import (
 // decoder's sequence gap): that is what makes the sum the loss.
 //
 // A stage joins by giving newLossMetric a lossSource with the reasons it
-// reports; a reason claimed by two sources is refused at start.
+// reports; a reason claimed by two sources is refused at start. The stage
+// label lets a ratio tell losses before a span was built (kernel, decoder)
+// from those after (export, already in authprobe_spans_total).
 
 // lossSource is one stage's lost attempts by cause.
 type lossSource struct {
-	stage   string   // for error messages
+	stage   string   // the stage label: kernel, decoder, export
 	reasons []string // fixed label values
 	// read returns the counts, in the order of reasons.
 	read func() []uint64
@@ -46,7 +48,8 @@ func newLossMetric(sources ...lossSource) (*lossMetric, error) {
 	}
 	return &lossMetric{
 		desc: prometheus.NewDesc("authprobe_auth_attempts_lost_total",
-			"Auth attempts lost before export, by cause; each lost attempt is counted once.", []string{"reason"}, nil),
+			"Auth attempts lost before export, by the stage that lost them and the cause; each lost attempt is counted once.",
+			[]string{"stage", "reason"}, nil),
 		sources: sources,
 	}, nil
 }
@@ -61,7 +64,7 @@ func (m *lossMetric) Collect(ch chan<- prometheus.Metric) {
 			if i < len(counts) {
 				v = counts[i]
 			}
-			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(v), r)
+			ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(v), s.stage, r)
 		}
 	}
 }

@@ -254,10 +254,15 @@ func TestLossMetric(t *testing.T) {
 	for _, mf := range mfs {
 		require.Equal(t, "authprobe_auth_attempts_lost_total", mf.GetName())
 		for _, mt := range mf.GetMetric() {
-			got[mt.GetLabel()[0].GetValue()] = mt.GetCounter().GetValue()
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["stage"]+"/"+labels["reason"]] = mt.GetCounter().GetValue()
 		}
 	}
-	require.Equal(t, map[string]float64{"buffer_full": 1, "shutdown": 1, "export_failed": 0, "spill_corrupt": 0, "ringbuf_full": 7}, got)
+	require.Equal(t, map[string]float64{"export/buffer_full": 1, "export/shutdown": 1, "export/export_failed": 0,
+		"export/spill_corrupt": 0, "kernel/ringbuf_full": 7}, got)
 
 	_, err = newLossMetric(exportLoss(exp), lossSource{stage: "decoder", reasons: []string{"shutdown"}})
 	require.ErrorContains(t, err, `"shutdown" counted by both export and decoder`)
