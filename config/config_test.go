@@ -186,7 +186,7 @@ func TestLoadFull(t *testing.T) {
 		// An endpoint makes OTLP the default; not loopback, so TLS.
 		Exporter: Exporter{Kind: ExporterOTLP, Endpoint: "collector.example:4317", Insecure: boolPtr(false),
 			BufferSize: 4 << 20, SpillDir: "/var/lib/authprobe/spill", SpillSize: 512 << 20},
-		Metrics:  Metrics{Addr: "off"},
+		Metrics: Metrics{Addr: "off"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
