@@ -128,6 +128,11 @@ func (d *spillDir) read(seq uint64, buf []byte) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: bad header", errCorrupt, d.file(seq))
 	}
+	// The length is checked against the file before anything is allocated
+	// for it: a damaged header must not ask for gigabytes.
+	if st, err := f.Stat(); err != nil || st.Size() != spillHeader+int64(n) {
+		return nil, fmt.Errorf("%w: %s: length in header does not match the file", errCorrupt, d.file(seq))
+	}
 	if cap(buf) < int(n) {
 		buf = make([]byte, n)
 	}
