@@ -42,7 +42,8 @@ check: build
 
 collector: $(COLLECTOR)
 
-$(COLLECTOR): test/collector/go.mod test/collector/main.go
+.PHONY: $(COLLECTOR)
+$(COLLECTOR):
 	$(MAKE) -C test/collector build
 
 # kube-apiserver and helm for test/k8s and deploy/, built from
