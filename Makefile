@@ -10,14 +10,15 @@ KERNELS   ?= all
 K8S_TOOLS := test/k8s/tools
 HELM       = $(shell $(MAKE) -s -C $(K8S_TOOLS) dir)/helm
 
-.PHONY: help generate check-generate build run check test test-unit test-kernels collector k8s-tools manifests bench fuzz clean
+.PHONY: help generate check-generate build run check test test-unit test-kernels collector k8s-tools manifests bench bench-stages fuzz clean
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
 	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector and k8s tools)"
 	@echo "make test-unit      unprivileged unit tests only"
 	@echo "make test-kernels   the capture tests on Debian 6.1, 6.12 and arm64 kernels under qemu (root; KERNELS=$(KERNELS))"
-	@echo "make bench          wrk baseline vs agent attached, side by side"
+	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS"
+	@echo "make bench-stages   the per-stage Go benchmarks (BenchmarkStage*), one table"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
 	@echo "make check-generate fail when the committed eBPF objects differ from their sources"
 	@echo "make fuzz           run every fuzz target for FUZZTIME ($(FUZZTIME))"
@@ -41,7 +42,8 @@ check: build
 
 collector: $(COLLECTOR)
 
-$(COLLECTOR): test/collector/go.mod test/collector/main.go
+.PHONY: $(COLLECTOR)
+$(COLLECTOR):
 	$(MAKE) -C test/collector build
 
 # kube-apiserver and helm for test/k8s and deploy/, built from
@@ -80,6 +82,9 @@ test-kernels:
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)
+
+bench-stages:
+	$(GO) run ./test/bench -stages
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

@@ -78,8 +78,13 @@ type Config struct {
 // (k8s_*), which match processes in pods of this node and need the agent's
 // pod watch (see k8smeta).
 type Target struct {
-	PID  int    `yaml:"pid"`
-	Exe  string `yaml:"exe"`  // glob on the executable path (path.Match syntax)
+	PID int `yaml:"pid"`
+	// Exe is a glob on the executable: without a "/" on its base name
+	// ("python3*" matches /usr/local/bin/python3.12 and a virtualenv's
+	// bin/python3); else on the whole path, where "**" is any number of
+	// directories ("/opt/**/bin/java"). Segments use path.Match syntax.
+	// The path exec was given matches too, so a symlink's name counts.
+	Exe  string `yaml:"exe"`
 	Port int    `yaml:"port"` // processes listening on this TCP port
 	// K8sNamespace: the pod's namespace.
 	K8sNamespace string `yaml:"k8s_namespace"`
@@ -182,8 +187,9 @@ type UsernameConfig struct {
 	// KeyFile / KeyEnv name the HMAC key source for privacy=hash.
 	KeyFile string `yaml:"key_file"`
 	KeyEnv  string `yaml:"key_env"`
-	// RandomKey explicitly accepts a random per-run key (hashes then do not
-	// correlate across restarts or nodes); logged at start.
+	// RandomKey uses a random per-run key (hashes then do not correlate
+	// across restarts or nodes); logged at start. It is the default when
+	// privacy is hash and neither key_file nor key_env is set.
 	RandomKey bool `yaml:"random_key"`
 	// Lowercase lowercases usernames that look like emails before hashing.
 	// Default true.
@@ -207,12 +213,25 @@ type JWTConfig struct {
 	JWKSFile string `yaml:"jwks_file"`
 }
 
-// Exporter chooses where spans go.
+// Exporter chooses where spans go and how much waits for delivery.
 type Exporter struct {
 	Kind     string `yaml:"kind"`     // stdout (default) | otlp
 	Endpoint string `yaml:"endpoint"` // host:port; OTEL_EXPORTER_OTLP_* apply
 	Insecure *bool  `yaml:"insecure"` // default true for loopback endpoints
+	// BufferSize bounds the encoded spans waiting in memory for delivery
+	// (while the collector is away, for one); beyond it spans are dropped
+	// and counted. Default 16MiB.
+	BufferSize ByteSize `yaml:"buffer_size"`
+	// SpillDir (otlp only), when set, keeps what does not fit in memory in
+	// files there, delivered in order, after a restart too. Default: none.
+	SpillDir string `yaml:"spill_dir"`
+	// SpillSize bounds the spill files. Default 1GiB.
+	SpillSize ByteSize `yaml:"spill_size"`
 }
+
+// ByteSize is a size in bytes that decodes from 1048576, "512KiB", "16MiB"
+// or "1GiB".
+type ByteSize int64
 
 // Metrics configures the self-metrics endpoint.
 type Metrics struct {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -85,8 +86,8 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_targets.yaml:1: capture_bytes: 32 is not in 64..16384`,
 			`testdata/bad_targets.yaml:2: response_bytes: 20000 is not in 64..16384`,
 			`testdata/bad_targets.yaml:4: targets[0]: set at most one of pid, exe, port (2 set)`,
-			`testdata/bad_targets.yaml:6: targets[1].exe: "python3" is not absolute; it is matched against the whole executable path, e.g. /usr/bin/python3*`,
-			`testdata/bad_targets.yaml:7: targets[2].exe: "/usr/bin/[" is not a valid glob (path.Match syntax: *, ?, [a-z])`,
+			`testdata/bad_targets.yaml:6: targets[1].exe: "bin/python3" is neither a base name (python3*) nor an absolute path (/usr/bin/python3*, /opt/**/bin/java)`,
+			`testdata/bad_targets.yaml:7: targets[2].exe: "/usr/bin/[" is not a valid glob (path.Match syntax: *, ?, [a-z], and ** for any directories)`,
 			`testdata/bad_targets.yaml:8: targets[3].port: 70000 is not in 1..65535`,
 			`testdata/bad_targets.yaml:9: targets[4]: selects nothing; set pid, exe or port, or a Kubernetes selector (k8s_namespace, k8s_pod_labels, k8s_workload, k8s_container)`,
 		}},
@@ -116,8 +117,13 @@ func TestLoadErrors(t *testing.T) {
 			`testdata/bad_security.yaml:19: exporter.kind: "kafka" is not one of stdout, otlp`,
 			`testdata/bad_security.yaml:21: metrics.addr: "localhost": not host:port; accepted: host:port or off`,
 		}},
-		{"hash_no_key.yaml", []string{
-			`testdata/hash_no_key.yaml: security.username: privacy hash needs a key: set key_env or key_file, or random_key: true to accept a per-run key`,
+		{"bad_exporter.yaml", []string{
+			`testdata/bad_exporter.yaml:5: exporter.buffer_size: 1KiB is below 64KiB`,
+			`testdata/bad_exporter.yaml:6: exporter.spill_dir: only applies to kind otlp (stdout is not retried)`,
+			`testdata/bad_exporter.yaml:7: exporter.spill_size: 1000B is below 1MiB`,
+		}},
+		{"bad_size.yaml", []string{
+			`testdata/bad_size.yaml:6: exporter.buffer_size: "twelve" is not a size; use bytes or a number with a unit such as 512KiB, 16MiB, 1GiB`,
 		}},
 		{"two_keys.yaml", []string{
 			`testdata/two_keys.yaml:6: security.username: set only one of key_env, key_file, random_key`,
@@ -199,8 +205,9 @@ func TestLoadFull(t *testing.T) {
 			StatusUnsetOn4xx: true,
 		},
 		// An endpoint makes OTLP the default; not loopback, so TLS.
-		Exporter: Exporter{Kind: ExporterOTLP, Endpoint: "collector.example:4317", Insecure: boolPtr(false)},
-		Metrics:  Metrics{Addr: "off"},
+		Exporter: Exporter{Kind: ExporterOTLP, Endpoint: "collector.example:4317", Insecure: boolPtr(false),
+			BufferSize: 4 << 20, SpillDir: "/var/lib/authprobe/spill", SpillSize: 512 << 20},
+		Metrics: Metrics{Addr: "off"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -216,10 +223,10 @@ func TestDefaults(t *testing.T) {
 		env          map[string]string
 		wantExporter Exporter
 	}{
-		{"no env", nil, Exporter{Kind: ExporterStdout}},
-		{"endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, Exporter{Kind: ExporterOTLP}},
-		{"traces endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4317"}, Exporter{Kind: ExporterOTLP}},
-		{"empty env value", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, Exporter{Kind: ExporterStdout}},
+		{"no env", nil, Exporter{Kind: ExporterStdout, BufferSize: DefaultBufferSize, SpillSize: DefaultSpillSize}},
+		{"endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, Exporter{Kind: ExporterOTLP, BufferSize: DefaultBufferSize, SpillSize: DefaultSpillSize}},
+		{"traces endpoint env", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4317"}, Exporter{Kind: ExporterOTLP, BufferSize: DefaultBufferSize, SpillSize: DefaultSpillSize}},
+		{"empty env value", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, Exporter{Kind: ExporterStdout, BufferSize: DefaultBufferSize, SpillSize: DefaultSpillSize}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -324,8 +331,7 @@ func TestValidateNoSource(t *testing.T) {
 	c.applyDefaults(noEnv)
 	err := c.Validate()
 	want := "targets: no target; add one (pid, exe, port or a k8s_ selector) here or with --pid\n" +
-		"routes: no route; add at least one (name, kind, path)\n" +
-		"security.username: privacy hash needs a key: set key_env or key_file, or random_key: true to accept a per-run key"
+		"routes: no route; add at least one (name, kind, path)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("Validate =\n%v\nwant\n%s", err, want)
 	}
@@ -352,7 +358,7 @@ func TestDeployExample(t *testing.T) {
 	if !c.Security.Username.RandomKey || c.Security.Username.Privacy != PrivacyHash {
 		t.Errorf("username config %+v", c.Security.Username)
 	}
-	if len(c.Targets) != 3 || c.CaptureBytes != 4096 || c.ServiceName == "" {
+	if len(c.Targets) != 6 || c.Targets[0].Exe != "python*" || c.CaptureBytes != 4096 || c.ServiceName == "" {
 		t.Errorf("targets %+v capture %d service %q", c.Targets, c.CaptureBytes, c.ServiceName)
 	}
 }
@@ -546,5 +552,160 @@ func TestAliasBomb(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// TestOnlyRoutes: a config with nothing but routes runs: a per-run hash
+// key (the agent warns), the built-in default targets.
+func TestOnlyRoutes(t *testing.T) {
+	for _, file := range []string{"testdata/hash_no_key.yaml"} {
+		c := mustLoad(t, file, noEnv)
+		u := c.Security.Username
+		if u.Privacy != PrivacyHash || !u.RandomKey {
+			t.Errorf("%s: username %+v, want hash with a random key", file, u)
+		}
+		used, err := c.UseDefaultTargets()
+		if err != nil || !used {
+			t.Fatalf("%s: UseDefaultTargets = %v, %v", file, used, err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: Validate: %v", file, err)
+		}
+		d, err := Default(noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(c.Targets, d.Targets) {
+			t.Errorf("%s: targets %+v, want the default's %+v", file, c.Targets, d.Targets)
+		}
+	}
+	c := mustLoad(t, "testdata/full.yaml", noEnv)
+	if used, _ := c.UseDefaultTargets(); used || len(c.Targets) != 3 {
+		t.Errorf("configured targets replaced: %+v", c.Targets)
+	}
+}
+
+// TestBuiltinDefault: the built-in config is valid as it is and catches
+// the common interpreters wherever they are installed.
+func TestBuiltinDefault(t *testing.T) {
+	c, err := Default(noEnv)
+	if err != nil {
+		t.Fatalf("Default: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.Exporter.Kind != ExporterStdout || !c.Security.Username.RandomKey {
+		t.Errorf("exporter %+v username %+v", c.Exporter, c.Security.Username)
+	}
+	otlp, err := Default(envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}))
+	if err != nil || otlp.Exporter.Kind != ExporterOTLP {
+		t.Errorf("with OTEL_EXPORTER_OTLP_ENDPOINT: %+v, %v", otlp, err)
+	}
+	data, err := os.ReadFile("default.yaml")
+	if err != nil || !bytes.Equal(data, DefaultYAML()) {
+		t.Errorf("DefaultYAML differs from default.yaml (%v)", err)
+	}
+	matches := func(exe string) bool {
+		for _, tg := range c.Targets {
+			if tg.Exe != "" && MatchExe(tg.Exe, exe) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, exe := range []string{
+		"/usr/bin/python3.11", "/usr/local/bin/python3.12", "/root/.pyenv/versions/3.11.7/bin/python3.11",
+		"/home/dev/app/.venv/bin/python", "/usr/bin/node", "/usr/local/bin/node",
+		"/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "/usr/local/bin/ruby", "/usr/sbin/php-fpm8.2",
+	} {
+		if !matches(exe) {
+			t.Errorf("no default target matches %s", exe)
+		}
+	}
+	for _, exe := range []string{"/usr/bin/bash", "/usr/sbin/sshd", "/usr/local/bin/authprobe"} {
+		if matches(exe) {
+			t.Errorf("a default target matches %s", exe)
+		}
+	}
+	routes := map[string]bool{}
+	for _, r := range c.Routes {
+		routes[r.Method+" "+r.Path+" "+r.Kind] = true
+	}
+	for _, want := range []string{"POST /login login", "POST /oauth/token token", " /oauth/authorize authorize", " /logout logout"} {
+		if !routes[want] {
+			t.Errorf("no default route %q", want)
+		}
+	}
+}
+
+func TestExePattern(t *testing.T) {
+	valid := []string{"python3*", "node", "php-fpm[0-9]*", "/usr/bin/python3*", "/opt/**/bin/java", "/**/python3", "/usr/**"}
+	for _, p := range valid {
+		if err := CheckExePattern(p); err != nil {
+			t.Errorf("CheckExePattern(%q) = %v", p, err)
+		}
+	}
+	invalid := map[string]string{
+		"bin/python3":     "neither a base name",
+		"[":               "not a valid glob",
+		"/usr/bin/[":      "not a valid glob",
+		"/opt/**java":     "whole segment",
+		"/opt/a**/java":   "whole segment",
+		"python\x00":      "control characters",
+		"./venv/bin/pyth": "neither a base name",
+	}
+	for p, want := range invalid {
+		if err := CheckExePattern(p); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckExePattern(%q) = %v, want %q", p, err, want)
+		}
+	}
+	tests := []struct {
+		pattern, exe string
+		want         bool
+	}{
+		{"python3*", "/usr/bin/python3.11", true},
+		{"python3*", "/usr/local/bin/python3", true},
+		{"python3*", "/usr/bin/python2.7", false},
+		{"python3*", "python3", true},
+		{"python3*", "", false},
+		{"/usr/bin/python3*", "/usr/bin/python3.11", true},
+		{"/usr/bin/python3*", "/usr/local/bin/python3.11", false},
+		{"/usr/**/python3*", "/usr/bin/python3.11", true},
+		{"/usr/**/python3*", "/usr/local/bin/python3.11", true},
+		{"/usr/**/python3*", "/usr/python3", true},
+		{"/usr/**/python3*", "/opt/python3", false},
+		{"/**/bin/python*", "/root/.pyenv/versions/3.11.7/bin/python3.11", true},
+		{"/**/bin/python*", "/python3", false},
+		{"/opt/**", "/opt/app/bin/java", true},
+		{"/opt/**", "/opt", false},
+		{"/opt/**/**/java", "/opt/java", true},
+		{"/opt/*/java", "/opt/a/b/java", false},
+		{"/**/[", "/a/b", false},
+		{"/**/java", "relative/java", false},
+	}
+	for _, tt := range tests {
+		if got := MatchExe(tt.pattern, tt.exe); got != tt.want {
+			t.Errorf("MatchExe(%q, %q) = %v, want %v", tt.pattern, tt.exe, got, tt.want)
+		}
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := map[string]int64{"0": 0, "1048576": 1 << 20, "512KiB": 512 << 10, "16MiB": 16 << 20, "1GiB": 1 << 30, "10 MiB": 10 << 20, "7B": 7}
+	for in, want := range tests {
+		var b ByteSize
+		if err := yaml.Unmarshal([]byte(in), &b); err != nil || int64(b) != want {
+			t.Errorf("%q: %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"twelve", "-1", "1.5MiB", "16MB", "1TiB", "99999999999999GiB", "[1]"} {
+		var b ByteSize
+		if err := yaml.Unmarshal([]byte(in), &b); err == nil {
+			t.Errorf("%q decoded as %d, want an error", in, b)
+		}
+	}
+	if got := ByteSize(16 << 20).String(); got != "16MiB" {
+		t.Errorf("String = %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,43 @@ import (
 
 	"gopkg.in/yaml.v3"
 )
+
+// DefaultPath is where the agent looks for its config when --config is
+// not given.
+const DefaultPath = "/etc/authprobe/authprobe.yaml"
+
+// builtinName names the built-in default in messages.
+const builtinName = "built-in default config"
+
+// defaultYAML is the built-in default config, documented in the file
+// itself (`authprobe defaults` prints it).
+//
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the built-in default config file.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Default parses the built-in default config with an explicit environment
+// (which decides the exporter, as for any config).
+func Default(env Env) (*Config, error) {
+	return ParseEnv(builtinName, defaultYAML, env)
+}
+
+// UseDefaultTargets gives a config that names no target the built-in
+// default's (common interpreters and ports), so that a config with only
+// routes runs. It reports whether it did.
+func (c *Config) UseDefaultTargets() (bool, error) {
+	if len(c.Targets) > 0 {
+		return false, nil
+	}
+	d, err := Default(nil)
+	if err != nil {
+		return false, err
+	}
+	c.Targets = d.Targets
+	return true, nil
+}
 
 // Env looks up an environment variable; os.LookupEnv fits. Defaults that
 // depend on the environment take it explicitly so tests can set it.
@@ -379,6 +417,8 @@ const (
 	DefaultResponseTimeout = 30 * time.Second
 	DefaultMetricsAddr     = "127.0.0.1:9464"
 	DefaultRolesClaim      = "roles"
+	DefaultBufferSize      = 16 << 20
+	DefaultSpillSize       = 1 << 30
 )
 
 // applyDefaults fills what the file left unset and normalises what has one
@@ -408,6 +448,10 @@ func (c *Config) applyDefaults(env Env) {
 	s := &c.Security
 	if s.Username.Privacy == "" {
 		s.Username.Privacy = PrivacyHash
+	}
+	if u := &s.Username; u.Privacy == PrivacyHash && u.KeyFile == "" && u.KeyEnv == "" {
+		// Runs the first time; the agent warns that hashes are per run.
+		u.RandomKey = true
 	}
 	if s.Username.Lowercase == nil {
 		s.Username.Lowercase = boolPtr(true)
@@ -440,9 +484,63 @@ func (c *Config) applyDefaults(env Env) {
 	if e.Insecure == nil && e.Endpoint != "" {
 		e.Insecure = boolPtr(IsLoopbackEndpoint(e.Endpoint))
 	}
+	if e.BufferSize == 0 {
+		e.BufferSize = DefaultBufferSize
+	}
+	if e.SpillSize == 0 {
+		e.SpillSize = DefaultSpillSize
+	}
 	if c.Metrics.Addr == "" {
 		c.Metrics.Addr = DefaultMetricsAddr
 	}
+}
+
+// UnmarshalYAML decodes a byte count: an integer, or a number with one of
+// the units B, KiB, MiB, GiB.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if v, ok := parseByteSize(n.Value); ok {
+			*b = ByteSize(v)
+			return nil
+		}
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+		"line %d: %q is not a size; use bytes or a number with a unit such as 512KiB, 16MiB, 1GiB", n.Line, n.Value)}}
+}
+
+func parseByteSize(s string) (int64, bool) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}, {"", 1}}
+	for _, u := range units {
+		num, ok := strings.CutSuffix(strings.TrimSpace(s), u.suffix)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+		if err != nil || v < 0 || v > (1<<50)/u.mult {
+			return 0, false
+		}
+		return v * u.mult, true
+	}
+	return 0, false
+}
+
+// MarshalYAML encodes a size in the largest unit that divides it.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// String is "16MiB" style.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10) + "B"
 }
 
 func envSet(env Env, keys ...string) bool {

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strings"
+	"unicode"
 )
 
 // PathPattern is a parsed Route.Path. A trailing slash is not significant:
@@ -178,3 +180,83 @@ func IsReason(s string) bool {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// CheckExePattern checks a Target.Exe: a base-name glob (no "/"), or an
+// absolute path glob whose segments are path.Match patterns or "**".
+func CheckExePattern(p string) error {
+	if strings.ContainsFunc(p, unicode.IsControl) {
+		return fmt.Errorf("%q contains control characters", p)
+	}
+	if !strings.Contains(p, "/") {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("%q is not a valid glob (path.Match syntax: *, ?, [a-z])", p)
+		}
+		return nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("%q is neither a base name (python3*) nor an absolute path (/usr/bin/python3*, /opt/**/bin/java)", p)
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "**" {
+			continue
+		}
+		if strings.Contains(seg, "**") {
+			return fmt.Errorf("%q: \"**\" must be a whole segment (/opt/**/bin/java)", p)
+		}
+		if _, err := path.Match(seg, ""); err != nil {
+			return fmt.Errorf("%q is not a valid glob (path.Match syntax: *, ?, [a-z], and ** for any directories)", p)
+		}
+	}
+	return nil
+}
+
+// MatchExe reports whether an executable path matches a Target.Exe
+// pattern (see CheckExePattern); an invalid pattern matches nothing.
+func MatchExe(pattern, exe string) bool {
+	if exe == "" {
+		return false
+	}
+	if !strings.Contains(pattern, "/") {
+		ok, err := path.Match(pattern, path.Base(exe))
+		return err == nil && ok
+	}
+	if !strings.Contains(pattern, "**") {
+		ok, err := path.Match(pattern, exe)
+		return err == nil && ok
+	}
+	if !strings.HasPrefix(pattern, "/") || !strings.HasPrefix(exe, "/") {
+		return false
+	}
+	return matchSegments(strings.Split(pattern[1:], "/"), strings.Split(exe[1:], "/"))
+}
+
+// matchSegments matches path segments, "**" standing for any number of
+// them (none included).
+func matchSegments(pat, name []string) bool {
+	for len(pat) > 0 {
+		if pat[0] == "**" {
+			// Collapse repeats, then try every split point.
+			for len(pat) > 0 && pat[0] == "**" {
+				pat = pat[1:]
+			}
+			if len(pat) == 0 {
+				return len(name) > 0 // "/opt/**" needs something below /opt
+			}
+			for i := 0; i <= len(name); i++ {
+				if matchSegments(pat, name[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(name) == 0 {
+			return false
+		}
+		ok, err := path.Match(pat[0], name[0])
+		if err != nil || !ok {
+			return false
+		}
+		pat, name = pat[1:], name[1:]
+	}
+	return len(name) == 0
+}

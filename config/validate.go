@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode"
@@ -134,10 +134,8 @@ func checkTarget(p *problems, pre string, t Target) {
 		p.add(pre+".pid", "%d is not a process id", t.PID)
 	}
 	if t.Exe != "" {
-		if !strings.HasPrefix(t.Exe, "/") {
-			p.add(pre+".exe", "%q is not absolute; it is matched against the whole executable path, e.g. /usr/bin/python3*", t.Exe)
-		} else if _, err := path.Match(t.Exe, ""); err != nil {
-			p.add(pre+".exe", "%q is not a valid glob (path.Match syntax: *, ?, [a-z])", t.Exe)
+		if err := CheckExePattern(t.Exe); err != nil {
+			p.add(pre+".exe", "%v", err)
 		}
 	}
 	if t.Port < 0 || t.Port > 65535 {
@@ -267,9 +265,29 @@ func checkSecurity(p *problems, pre string, s *Security) {
 	}
 }
 
+// Bounds of the export buffer sizes.
+const (
+	MinBufferSize = 64 << 10
+	MinSpillSize  = 1 << 20
+)
+
 func checkExporter(p *problems, pre string, e *Exporter) {
 	if !oneOf(e.Kind, exporters) {
 		p.add(pre+".kind", "%q is not one of %s", e.Kind, strings.Join(exporters, ", "))
+	}
+	if e.BufferSize < MinBufferSize {
+		p.add(pre+".buffer_size", "%s is below %s", e.BufferSize, ByteSize(MinBufferSize))
+	}
+	if e.SpillDir != "" {
+		switch {
+		case e.Kind != ExporterOTLP:
+			p.add(pre+".spill_dir", "only applies to kind otlp (stdout is not retried)")
+		case !filepath.IsAbs(e.SpillDir):
+			p.add(pre+".spill_dir", "%q is not an absolute path", e.SpillDir)
+		}
+	}
+	if e.SpillSize < MinSpillSize {
+		p.add(pre+".spill_size", "%s is below %s", e.SpillSize, ByteSize(MinSpillSize))
 	}
 	if e.Endpoint == "" {
 		return

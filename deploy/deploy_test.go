@@ -460,7 +460,7 @@ func TestRulesAnnotations(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	want := []string{"AgentDown", "AmbiguousAuthRequest", "AuthLatencyAnomaly", "AuthorizationProbing", "BruteForce", "CredentialStuffing", "SpansDropped"}
+	want := []string{"AgentDown", "AmbiguousAuthRequest", "AuthAttemptsLost", "AuthAttemptsLostHeavily", "AuthLatencyAnomaly", "AuthorizationProbing", "BruteForce", "CredentialStuffing", "SpansDropped"}
 	if !slices.Equal(names, want) {
 		t.Errorf("alerts = %v, want %v", names, want)
 	}
@@ -481,6 +481,8 @@ var producedMetrics = []string{
 	"authprobe_drops_total",
 	"authprobe_spans_exported_total",
 	"authprobe_spans_dropped_total",
+	"authprobe_spans_total",
+	"authprobe_auth_attempts_lost_total",
 	"authprobe_export_errors_total",
 	"up",
 	"ALERTS",

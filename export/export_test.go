@@ -92,7 +92,12 @@ func mustExporter(tb testing.TB, cfg Config) *Exporter {
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
-	tb.Cleanup(func() { _ = e.Shutdown(context.Background()) })
+	tb.Cleanup(func() {
+		// Bounded: during an outage Shutdown waits as long as it may.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.Shutdown(ctx)
+	})
 	return e
 }
 
@@ -226,6 +231,19 @@ func itoa(n int64) string {
 	return string(b)
 }
 
+// TestZeroTimesAreNow: a span without times gets the time of Emit, as the
+// SDK gave it.
+func TestZeroTimesAreNow(t *testing.T) {
+	before := time.Now().UnixNano()
+	line := mustStdoutLines(t, Config{}, spanbuilder.Span{Name: "auth.login", Process: procLogin})[0]
+	for _, k := range []string{"start_time_unix_nano", "end_time_unix_nano"} {
+		n, err := line[k].(json.Number).Int64()
+		if err != nil || n < before || n > time.Now().UnixNano() {
+			t.Errorf("%s = %v, want the time of Emit", k, line[k])
+		}
+	}
+}
+
 func TestStdoutNewTracesDiffer(t *testing.T) {
 	lines := mustStdoutLines(t, Config{},
 		testSpan("auth.login", trace.SpanContext{}, procLogin),
@@ -328,7 +346,7 @@ func TestShutdownFlushes(t *testing.T) {
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatalf("second Shutdown: %v", err)
 	}
-	want := Stats{Emitted: 6, Exported: 5, DroppedClosed: 1}
+	want := Stats{Emitted: 6, Exported: 5, DroppedShutdown: 1}
 	if got := e.Stats(); got != want {
 		t.Fatalf("Stats = %+v, want %+v", got, want)
 	}
@@ -351,30 +369,39 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 	return w.syncBuffer.Write(p)
 }
 
-func TestQueueFullDrops(t *testing.T) {
+func TestBufferFullDrops(t *testing.T) {
 	w := &blockingWriter{entered: make(chan struct{}, 1), release: make(chan struct{})}
-	e := mustExporter(t, Config{Kind: KindStdout, Stdout: w, MaxQueueSize: 2, MaxExportBatchSize: 1})
+	one := len(testLine(t))
+	// Room for the batch being written and two more spans.
+	e := mustExporter(t, Config{Kind: KindStdout, Stdout: w, MaxExportBatchSize: 1, BufferBytes: int64(3*one - one/2)})
 
-	// The first span occupies the worker in Write; then the queue takes
+	// The first span occupies the sender in Write; then the buffer takes
 	// two and the remaining seven are dropped, without Emit waiting.
 	e.Emit(testSpan("auth.login", trace.SpanContext{}, procLogin))
 	<-w.entered
 	for range 9 {
 		e.Emit(testSpan("auth.login", trace.SpanContext{}, procLogin))
 	}
-	if got := e.Stats().DroppedQueueFull; got != 7 {
-		t.Fatalf("DroppedQueueFull = %d while blocked, want 7", got)
+	if got := e.Stats().DroppedBufferFull; got != 7 {
+		t.Fatalf("DroppedBufferFull = %d while blocked, want 7", got)
 	}
 	close(w.release)
 	mustShutdown(t, e)
 
-	want := Stats{Emitted: 10, Exported: 3, DroppedQueueFull: 7}
+	want := Stats{Emitted: 10, Exported: 3, DroppedBufferFull: 7}
 	if got := e.Stats(); got != want {
 		t.Fatalf("Stats = %+v, want %+v", got, want)
 	}
 	if got := len(decodeLines(t, w.Bytes())); got != 3 {
 		t.Fatalf("got %d lines, want 3", got)
 	}
+}
+
+// testLine is the JSON line of the test span.
+func testLine(tb testing.TB) []byte {
+	s := testSpan("auth.login", trace.SpanContext{}, procLogin)
+	ids := testIDs(s.Parent)
+	return appendJSONSpan(nil, &s, &ids, newLayout(s.Attributes), "", newResourceCache(Config{MaxProcesses: 1}).get(procLogin).json)
 }
 
 func TestExportErrorsCounted(t *testing.T) {
@@ -386,7 +413,10 @@ func TestExportErrorsCounted(t *testing.T) {
 	)
 	e := mustExporter(t, Config{
 		Kind: KindStdout, Stdout: failingWriter{errDisk}, BatchTimeout: time.Hour,
-		OnExportError: func(err error, n int) {
+		OnExportError: func(err error, n int, retrying bool) {
+			if retrying {
+				t.Errorf("stdout write error retried")
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			reported = append(reported, err)

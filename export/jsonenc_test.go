@@ -9,10 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/authprobe/authprobe/spanbuilder"
 )
 
 // hostileStrings are values the wire can put into attributes.
@@ -22,43 +21,60 @@ var hostileStrings = []string{
 	"emoji 🔐 ünïcödé", "\xe2\x80", "trailing \\",
 }
 
-func TestAppendSpanMatchesEncodingJSON(t *testing.T) {
-	parent := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, Remote: true,
-	})
-	ts, err := trace.ParseTraceState("a=1,b=2")
-	require.NoError(t, err)
+// hostileAttributes holds every value type, repeated keys, an empty key
+// (dropped) and an invalid value (null, as the SDK path wrote it).
+func hostileAttributes() []attribute.KeyValue {
 	var attrs []attribute.KeyValue
 	for i, s := range hostileStrings {
 		attrs = append(attrs, attribute.String("s."+string(rune('a'+i)), s))
 	}
-	attrs = append(attrs,
-		attribute.Int64("i", -42), attribute.Bool("b", true),
+	return append(attrs,
+		attribute.Int64("i", -42), attribute.Bool("b", true), attribute.Int64("i.max", math.MaxInt64),
 		attribute.Float64("f", 0.1), attribute.Float64("f.big", 1e300), attribute.Float64("f.small", 1e-9),
 		attribute.Float64("f.nan", math.NaN()), attribute.Float64("f.inf", math.Inf(-1)),
 		attribute.StringSlice("ss", hostileStrings), attribute.Int64Slice("is", []int64{1, -2}),
 		attribute.BoolSlice("bs", []bool{true, false}), attribute.Float64Slice("fs", []float64{1.5, math.Inf(1)}),
+		attribute.StringSlice("ss.empty", []string{}),
 		attribute.String("dup", "first"), attribute.String("dup", "last"),
 		attribute.String(hostileStrings[4], "key with control chars"),
+		attribute.String("", "empty key, dropped"),
+		attribute.KeyValue{Key: "invalid", Value: attribute.Value{}},
 	)
-	stubs := tracetest.SpanStubs{
+}
+
+func TestJSONLineMatchesEncodingJSON(t *testing.T) {
+	ts, err := trace.ParseTraceState("a=1,b=2")
+	require.NoError(t, err)
+	parent := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5, 6}, TraceState: ts, Remote: true,
+	})
+	res := []attribute.KeyValue{attribute.String("service.name", "svc"), attribute.Int("process.pid", 7),
+		attribute.String("host.name", hostileStrings[5]), attribute.String("service.name", "last wins")}
+	spans := []spanbuilder.Span{
 		{
-			Name:        "auth.login",
-			SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{7}, TraceState: ts}),
-			Parent:      parent,
-			SpanKind:    trace.SpanKindServer,
-			StartTime:   time.Unix(1, 2), EndTime: time.Unix(3, 4),
-			Status:     sdktrace.Status{Code: codes.Error, Description: hostileStrings[5]},
-			Attributes: attrs,
-			Resource:   resource.NewSchemaless(attribute.String("service.name", "svc"), attribute.Int("process.pid", 7)),
+			Name: "auth.login", Parent: parent,
+			Start: time.Unix(1, 2), End: time.Unix(3, 4),
+			StatusCode: codes.Error, StatusMessage: hostileStrings[5],
+			Attributes: hostileAttributes(),
 		},
-		{Name: hostileStrings[6], SpanKind: trace.SpanKindInternal},
-	}.Snapshots()
-	for _, s := range stubs {
-		got := appendSpan(nil, s)
-		require.Equal(t, string(oracleLine(s)), string(got))
+		{Name: hostileStrings[6], StatusCode: codes.Unset, StatusMessage: "dropped: not an error"},
+		{Name: "auth.token", StatusCode: codes.Ok, Start: time.Unix(0, -5)},
+	}
+	for _, s := range spans {
+		ids := testIDs(s.Parent)
+		got := appendJSONSpan(nil, &s, &ids, newLayout(s.Attributes), s.Parent.TraceState().String(), encodeResource(res).json)
+		require.Equal(t, string(oracleLine(s, ids, res)), string(got))
 		require.True(t, json.Valid(got))
 	}
+}
+
+// testIDs are fixed ids for the oracle and golden tests.
+func testIDs(parent trace.SpanContext) spanIDs {
+	ids := spanIDs{trace: [16]byte{0xa, 0xb}, span: [8]byte{7, 7, 7}}
+	if parent.IsValid() {
+		ids.trace, ids.parent = parent.TraceID(), parent.SpanID()
+	}
+	return ids
 }
 
 func FuzzAppendString(f *testing.F) {
@@ -79,19 +95,3 @@ func FuzzAppendString(f *testing.F) {
 type byteWriter struct{ b *[]byte }
 
 func (w *byteWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); return len(p), nil }
-
-func BenchmarkAppendSpan(b *testing.B) {
-	attrs := []attribute.KeyValue{
-		attribute.String("auth.result", "failure"), attribute.String("auth.failure_reason", "invalid_credentials"),
-		attribute.String("auth.method", "password"), attribute.String("client.address", "127.0.0.2"),
-		attribute.String("http.route", "/login"), attribute.Int("http.response.status_code", 401),
-		attribute.String("user_agent.original", "curl/7.88.1"), attribute.String("auth.username", "hmac:81c4f8bb16c423d13879bd3d4d87383c"),
-	}
-	s := tracetest.SpanStubs{{Name: "auth.login", SpanKind: trace.SpanKindServer, Attributes: attrs,
-		Resource: resource.NewSchemaless(attribute.String("service.name", "svc"))}}.Snapshots()[0]
-	b.ReportAllocs()
-	var buf []byte
-	for b.Loop() {
-		buf = appendSpan(buf[:0], s)
-	}
-}

@@ -4,14 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/authprobe/authprobe/spanbuilder"
 )
 
-// The reflection-based encoding that appendSpan must reproduce byte for
-// byte: the oracle of TestAppendSpanMatchesEncodingJSON.
+// The reflection-based encoding that appendJSONSpan must reproduce byte for
+// byte: the oracle of TestJSONLineMatchesEncodingJSON.
 
 // jsonSpan fixes the key order of a line.
 type jsonSpan struct {
@@ -29,33 +31,36 @@ type jsonSpan struct {
 	Resource          map[string]any `json:"resource"`
 }
 
-func toJSONSpan(s sdktrace.ReadOnlySpan) jsonSpan {
-	sc := s.SpanContext()
+func toJSONSpan(s spanbuilder.Span, ids spanIDs, res []attribute.KeyValue) jsonSpan {
 	js := jsonSpan{
-		Name:              s.Name(),
-		TraceID:           sc.TraceID().String(),
-		SpanID:            sc.SpanID().String(),
-		Kind:              strings.ToUpper(s.SpanKind().String()),
-		StartTimeUnixNano: s.StartTime().UnixNano(),
-		EndTimeUnixNano:   s.EndTime().UnixNano(),
-		StatusCode:        statusCode(s.Status().Code),
-		StatusMessage:     s.Status().Description,
-		TraceState:        sc.TraceState().String(),
-		Attributes:        jsonAttributes(s.Attributes()),
-		Resource:          map[string]any{},
+		Name:              s.Name,
+		TraceID:           trace.TraceID(ids.trace).String(),
+		SpanID:            trace.SpanID(ids.span).String(),
+		Kind:              "SERVER",
+		StartTimeUnixNano: s.Start.UnixNano(),
+		EndTimeUnixNano:   s.End.UnixNano(),
+		StatusCode:        statusWord(s.StatusCode),
+		Attributes:        jsonAttributes(s.Attributes),
+		Resource:          jsonAttributes(res),
 	}
-	if p := s.Parent(); p.SpanID().IsValid() {
-		js.ParentSpanID = p.SpanID().String()
+	if s.StatusCode == codes.Error {
+		js.StatusMessage = s.StatusMessage
 	}
-	if r := s.Resource(); r != nil {
-		js.Resource = jsonAttributes(r.Attributes())
+	if s.Parent.IsValid() {
+		js.ParentSpanID = s.Parent.SpanID().String()
+		js.TraceState = s.Parent.TraceState().String()
 	}
 	return js
 }
 
+// jsonAttributes is the documented meaning: the last value of each key,
+// without empty keys (which the SDK drops too).
 func jsonAttributes(kvs []attribute.KeyValue) map[string]any {
 	m := make(map[string]any, len(kvs))
 	for _, kv := range kvs {
+		if kv.Key == "" {
+			continue
+		}
 		m[string(kv.Key)] = jsonValue(kv.Value)
 	}
 	return m
@@ -113,11 +118,11 @@ func jsonFloat(f float64) any {
 	}
 }
 
-func oracleLine(s sdktrace.ReadOnlySpan) []byte {
+func oracleLine(s spanbuilder.Span, ids spanIDs, res []attribute.KeyValue) []byte {
 	var line bytes.Buffer
 	enc := json.NewEncoder(&line)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(toJSONSpan(s)); err != nil {
+	if err := enc.Encode(toJSONSpan(s, ids, res)); err != nil {
 		panic(err)
 	}
 	return line.Bytes()

@@ -2,9 +2,7 @@ package export
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"math"
 	"os"
@@ -17,18 +15,25 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/instrumentation"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/authprobe/authprobe/spanbuilder"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata golden files")
 
-// goldenSpans are fixed SDK spans whose JSON lines are in
-// testdata/spans.golden.jsonl.
-func goldenSpans(tb testing.TB) []sdktrace.ReadOnlySpan {
+// goldenSpan is one span of testdata/spans.golden.jsonl with the ids and
+// resource it is encoded with.
+type goldenSpan struct {
+	span spanbuilder.Span
+	ids  spanIDs
+	res  []attribute.KeyValue
+}
+
+// goldenSpans are fixed spans whose JSON lines are in
+// testdata/spans.golden.jsonl (written by the SDK-based exporter before the
+// direct encoder, which must write the same bytes).
+func goldenSpans(tb testing.TB) []goldenSpan {
 	tb.Helper()
 	ts, err := trace.ParseTraceState("vendor=opaque,other=1")
 	if err != nil {
@@ -38,82 +43,69 @@ func goldenSpans(tb testing.TB) []sdktrace.ReadOnlySpan {
 		TraceID:    mustTraceID(tb, "4bf92f3577b34da6a3ce929d0e0e4736"),
 		SpanID:     mustSpanID(tb, "00f067aa0ba902b7"),
 		TraceFlags: trace.FlagsSampled,
+		TraceState: ts,
 		Remote:     true,
 	})
-	child := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    parent.TraceID(),
-		SpanID:     mustSpanID(tb, "b7ad6b7169203331"),
-		TraceFlags: trace.FlagsSampled,
-		TraceState: ts,
-	})
-	root := trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    mustTraceID(tb, "0af7651916cd43dd8448eb211c80319c"),
-		SpanID:     mustSpanID(tb, "c8f7a6e5d4c3b2a1"),
-		TraceFlags: trace.FlagsSampled,
-	})
-	res := resource.NewWithAttributes("",
+	res := []attribute.KeyValue{
 		attribute.String("service.name", "login-api"),
 		attribute.Int("process.pid", 4242),
 		attribute.String("process.executable.name", "login-api"),
 		attribute.String("host.name", "node-1"),
-	)
-	start := time.Unix(1700000000, 123456789)
-	stubs := tracetest.SpanStubs{
-		{
-			Name:        "auth.login",
-			SpanContext: child,
-			Parent:      parent,
-			SpanKind:    trace.SpanKindServer,
-			StartTime:   start,
-			EndTime:     start.Add(1500 * time.Microsecond),
-			Status:      sdktrace.Status{Code: codes.Error, Description: "invalid_credentials"},
-			Attributes: []attribute.KeyValue{
-				attribute.String("auth.result", "failure"),
-				attribute.String("url.path", "/login?next=<a>&b"),
-				attribute.Int("http.response.status_code", 401),
-				attribute.Bool("auth.token.verified", false),
-				attribute.Float64("auth.score", 0.25),
-				attribute.StringSlice("auth.roles", []string{"admin", "dev"}),
-				attribute.Int64Slice("auth.ports", []int64{80, 443}),
-				attribute.Float64("auth.nan", math.NaN()),
-				attribute.Float64Slice("auth.inf", []float64{math.Inf(1), math.Inf(-1), 1.5}),
-			},
-			Resource:             res,
-			InstrumentationScope: instrumentation.Scope{Name: scopeName},
-		},
-		{
-			Name:                 "auth.token",
-			SpanContext:          root,
-			SpanKind:             trace.SpanKindServer,
-			StartTime:            start,
-			EndTime:              start.Add(time.Second),
-			Status:               sdktrace.Status{Code: codes.Ok},
-			Attributes:           []attribute.KeyValue{attribute.String("auth.result", "success")},
-			Resource:             res,
-			InstrumentationScope: instrumentation.Scope{Name: scopeName},
-		},
-		{
-			Name:                 "auth.logout",
-			SpanContext:          root,
-			SpanKind:             trace.SpanKindServer,
-			StartTime:            start,
-			EndTime:              start,
-			InstrumentationScope: instrumentation.Scope{Name: scopeName},
-		},
 	}
-	return stubs.Snapshots()
+	start := time.Unix(1700000000, 123456789)
+	root := spanIDs{trace: [16]byte(mustTraceID(tb, "0af7651916cd43dd8448eb211c80319c")), span: [8]byte(mustSpanID(tb, "c8f7a6e5d4c3b2a1"))}
+	return []goldenSpan{
+		{
+			span: spanbuilder.Span{
+				Name:          "auth.login",
+				Parent:        parent,
+				Start:         start,
+				End:           start.Add(1500 * time.Microsecond),
+				StatusCode:    codes.Error,
+				StatusMessage: "invalid_credentials",
+				Attributes: []attribute.KeyValue{
+					attribute.String("auth.result", "failure"),
+					attribute.String("url.path", "/login?next=<a>&b"),
+					attribute.Int("http.response.status_code", 401),
+					attribute.Bool("auth.token.verified", false),
+					attribute.Float64("auth.score", 0.25),
+					attribute.StringSlice("auth.roles", []string{"admin", "dev"}),
+					attribute.Int64Slice("auth.ports", []int64{80, 443}),
+					attribute.Float64("auth.nan", math.NaN()),
+					attribute.Float64Slice("auth.inf", []float64{math.Inf(1), math.Inf(-1), 1.5}),
+				},
+			},
+			ids: spanIDs{trace: [16]byte(parent.TraceID()), span: [8]byte(mustSpanID(tb, "b7ad6b7169203331")), parent: [8]byte(parent.SpanID())},
+			res: res,
+		},
+		{
+			span: spanbuilder.Span{
+				Name:       "auth.token",
+				Start:      start,
+				End:        start.Add(time.Second),
+				StatusCode: codes.Ok,
+				Attributes: []attribute.KeyValue{attribute.String("auth.result", "success")},
+			},
+			ids: root,
+			res: res,
+		},
+		{span: spanbuilder.Span{Name: "auth.logout", Start: start, End: start}, ids: root},
+	}
 }
 
-func TestJSONExporterGolden(t *testing.T) {
-	w := &recordingWriter{}
-	exp := NewJSONExporter(w)
-	spans := goldenSpans(t)
-	if err := exp.ExportSpans(context.Background(), spans); err != nil {
-		t.Fatalf("ExportSpans: %v", err)
+// goldenLines encodes the golden spans.
+func goldenLines(tb testing.TB) []byte {
+	var out []byte
+	for _, g := range goldenSpans(tb) {
+		out = appendJSONSpan(out, &g.span, &g.ids, newLayout(g.span.Attributes),
+			g.span.Parent.TraceState().String(), encodeResource(g.res).json)
 	}
+	return out
+}
 
+func TestJSONGolden(t *testing.T) {
 	golden := filepath.Join("testdata", "spans.golden.jsonl")
-	got := w.bytes()
+	got := goldenLines(t)
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -123,18 +115,6 @@ func TestJSONExporterGolden(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read golden (run with -update to create): %v", err)
 	}
-
-	// One write per batch, made of whole lines only, so lines never
-	// interleave with another writer's.
-	if len(w.writes) != 1 {
-		t.Errorf("got %d writes for one batch of %d spans, want 1", len(w.writes), len(spans))
-	}
-	for i, wr := range w.writes {
-		if !bytes.HasSuffix(wr, []byte("\n")) || bytes.Count(wr, []byte("\n")) != len(spans) {
-			t.Errorf("write %d is not %d whole lines: %q", i, len(spans), wr)
-		}
-	}
-
 	gotLines, wantLines := decodeLines(t, got), decodeLines(t, want)
 	if len(gotLines) != len(wantLines) {
 		t.Fatalf("got %d lines, want %d", len(gotLines), len(wantLines))
@@ -146,6 +126,25 @@ func TestJSONExporterGolden(t *testing.T) {
 	// no HTML escaping.
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s:\ngot:\n%s\nwant:\n%s", golden, got, want)
+	}
+}
+
+// TestStdoutWholeLines: one write per batch, made of whole lines only, so
+// lines never interleave with another writer's.
+func TestStdoutWholeLines(t *testing.T) {
+	w := &recordingWriter{}
+	e := mustExporter(t, Config{Kind: KindStdout, Stdout: w, BatchTimeout: time.Hour})
+	for range 3 {
+		e.Emit(testSpan("auth.login", trace.SpanContext{}, procLogin))
+	}
+	mustShutdown(t, e)
+	if len(w.writes) != 1 {
+		t.Errorf("got %d writes for one batch of 3 spans, want 1", len(w.writes))
+	}
+	for i, wr := range w.writes {
+		if !bytes.HasSuffix(wr, []byte("\n")) || bytes.Count(wr, []byte("\n")) != 3 {
+			t.Errorf("write %d is not 3 whole lines: %q", i, wr)
+		}
 	}
 }
 
@@ -165,13 +164,9 @@ func compareFields(t *testing.T, line int, got, want map[string]any) {
 	}
 }
 
-func TestJSONExporterKeys(t *testing.T) {
+func TestJSONKeys(t *testing.T) {
 	// The documented line format, independent of the golden file.
-	w := &recordingWriter{}
-	if err := NewJSONExporter(w).ExportSpans(context.Background(), goldenSpans(t)); err != nil {
-		t.Fatal(err)
-	}
-	lines := decodeLines(t, w.bytes())
+	lines := decodeLines(t, goldenLines(t))
 	tests := []struct {
 		name     string
 		line     map[string]any
@@ -208,38 +203,6 @@ func TestJSONExporterKeys(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestJSONExporterErrors(t *testing.T) {
-	t.Run("write error", func(t *testing.T) {
-		errDisk := errors.New("disk full")
-		exp := NewJSONExporter(failingWriter{errDisk})
-		err := exp.ExportSpans(context.Background(), goldenSpans(t))
-		if !errors.Is(err, errDisk) {
-			t.Fatalf("err = %v, want %v", err, errDisk)
-		}
-	})
-	t.Run("after shutdown", func(t *testing.T) {
-		w := &recordingWriter{}
-		exp := NewJSONExporter(w)
-		if err := exp.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		if err := exp.ExportSpans(context.Background(), goldenSpans(t)); err == nil {
-			t.Fatal("export after shutdown succeeded")
-		}
-		if len(w.writes) != 0 {
-			t.Fatalf("wrote %d lines after shutdown", len(w.writes))
-		}
-	})
-	t.Run("cancelled context", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		w := &recordingWriter{}
-		if err := NewJSONExporter(w).ExportSpans(ctx, goldenSpans(t)); !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v, want context.Canceled", err)
-		}
-	})
 }
 
 // recordingWriter keeps every Write separately.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,7 +132,7 @@ func TestOTLPExport(t *testing.T) {
 						t.Errorf("%s resource %s = %v, want %v", want.Name, k, res[k], v)
 					}
 				}
-				if s.Scope.GetName() != scopeName {
+				if s.Scope.GetName() != instrumentationScope {
 					t.Errorf("%s scope = %q", want.Name, s.Scope.GetName())
 				}
 			}
@@ -156,23 +157,42 @@ func closedAddr(tb testing.TB) string {
 	return addr
 }
 
-func TestOTLPUnreachableCountsDrops(t *testing.T) {
+// TestOTLPUnreachableBuffers: while nothing listens, batches stay buffered
+// and are retried; what exceeds the buffer is dropped and counted, and
+// Shutdown counts what is left. Every span is accounted for.
+func TestOTLPUnreachableBuffers(t *testing.T) {
+	var retried atomic.Int64
 	e := mustExporter(t, Config{
 		Kind: KindOTLP, Endpoint: closedAddr(t), Insecure: true,
 		BatchTimeout: 10 * time.Millisecond, ExportTimeout: 200 * time.Millisecond,
-		MaxQueueSize: 4, MaxExportBatchSize: 2,
+		MaxExportBatchSize: 2, BufferBytes: 16 << 10,
+		RetryInitial: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
+		OnExportError: func(_ error, _ int, retrying bool) {
+			if retrying {
+				retried.Add(1)
+			}
+		},
 	})
 	const n = 200
 	for range n {
 		e.Emit(testSpan("auth.login", trace.SpanContext{}, procLogin))
 	}
-	mustShutdown(t, e)
-
+	waitFor(t, func() bool { return retried.Load() >= 3 })
 	st := e.Stats()
-	if st.Exported != 0 || st.ExportErrors == 0 || st.ExportFailed == 0 || st.DroppedQueueFull == 0 {
-		t.Fatalf("Stats = %+v, want no exports, failed exports and queue drops", st)
+	if st.Exported != 0 || st.DroppedBufferFull == 0 || st.Pending == 0 || st.MemoryBytes == 0 {
+		t.Fatalf("Stats = %+v, want spans pending in memory, the rest dropped, none exported", st)
 	}
-	if st.Emitted != n || st.Exported+st.Dropped() != n {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := e.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown err = %v, want deadline exceeded", err)
+	}
+
+	st = e.Stats()
+	if st.Exported != 0 || st.ExportErrors == 0 || st.ExportFailed != 0 || st.DroppedShutdown == 0 {
+		t.Fatalf("Stats = %+v, want failed attempts, nothing rejected, the buffer dropped at shutdown", st)
+	}
+	if st.Emitted != n || st.Pending != 0 || st.DroppedBufferFull+st.DroppedShutdown != n {
 		t.Fatalf("Stats = %+v do not account for %d spans", st, n)
 	}
 }
@@ -190,7 +210,7 @@ func TestOTLPShutdownDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown err = %v, want deadline exceeded", err)
 	}
-	if st := e.Stats(); st != (Stats{Emitted: 3, ExportFailed: 3, ExportErrors: 1}) {
+	if st := e.Stats(); st != (Stats{Emitted: 3, DroppedShutdown: 3}) {
 		t.Fatalf("Stats = %+v", st)
 	}
 }
@@ -202,7 +222,12 @@ func TestOTLPRejectedThenAccepted(t *testing.T) {
 	e := mustExporter(t, Config{
 		Kind: KindOTLP, Endpoint: sink.Addr(), Insecure: true,
 		MaxExportBatchSize: 1, ExportTimeout: 5 * time.Second,
-		OnExportError: func(err error, _ int) { lastErr = err },
+		OnExportError: func(err error, _ int, retrying bool) {
+			if retrying {
+				t.Errorf("InvalidArgument retried")
+			}
+			lastErr = err
+		},
 	})
 	e.Emit(testSpan("auth.login", trace.SpanContext{}, procLogin))
 	waitFor(t, func() bool { return e.Stats().ExportErrors == 1 })

@@ -6,30 +6,29 @@ import (
 	"io"
 
 	"github.com/authprobe/authprobe/bpf"
-	"github.com/authprobe/authprobe/config"
 )
 
 // runCheck is `authprobe check`: the config, then the kernel, then a real
 // load of the programs. It reports in plain words and says whether `run`
 // can work here; ok is false when it cannot.
-func runCheck(ctx context.Context, args []string, w io.Writer) (bool, error) {
-	path, err := parseCheckFlags(args, w)
+func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, error) {
+	path, err := parseCheckFlags(args, w, stderr)
 	if err != nil {
 		return false, err
 	}
 	ok := true
 
-	fmt.Fprintf(w, "config %s:\n", path)
-	cfg, err := config.Load(path)
-	if err == nil {
-		err = cfg.Validate()
-	}
+	cfg, src, err := loadConfig(path, nil)
+	fmt.Fprintf(w, "config %s:\n", src.name)
 	if err != nil {
 		ok = false
 		fmt.Fprintf(w, "  INVALID\n%s\n", indent(err.Error()))
 	} else {
-		fmt.Fprintf(w, "  valid: %d routes, %d targets, exporter %s\n",
-			len(cfg.Routes), len(cfg.Targets), cfg.Exporter.Kind)
+		targets := fmt.Sprintf("%d targets", len(cfg.Targets))
+		if src.defaultTargets {
+			targets += " (the built-in defaults)"
+		}
+		fmt.Fprintf(w, "  valid: %d routes, %s, exporter %s\n", len(cfg.Routes), targets, cfg.Exporter.Kind)
 	}
 
 	fmt.Fprintln(w, "kernel:")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/config"
 )
 
 // pidList is a repeatable --pid flag.
@@ -45,11 +47,14 @@ type runFlags struct {
 	captureBackend string
 }
 
-func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
+// errHelp: --help was asked for and printed; exit 0.
+var errHelp = flag.ErrHelp
+
+func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	var f runFlags
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "config", "", "config file (YAML)")
+	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default (authprobe defaults)")
 	fs.Var(&f.pids, "pid", "also watch this process id (repeatable)")
 	fs.StringVar(&f.exporter, "exporter", "", "stdout or otlp (overrides the config)")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OTLP/gRPC collector HOST:PORT (implies --exporter otlp)")
@@ -58,14 +63,11 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
-	if err := fs.Parse(args); err != nil {
-		return f, fmt.Errorf("%w: %v", errUsage, err)
+	if err := parse(fs, args, stdout); err != nil {
+		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
-	}
-	if f.config == "" {
-		return f, fmt.Errorf("%w: --config FILE is required (see deploy/authprobe.yaml)", errUsage)
 	}
 	if f.captureBackend != "auto" && !slices.Contains(bpf.Backends(), f.captureBackend) {
 		return f, fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, f.captureBackend, strings.Join(bpf.Backends(), ", "))
@@ -78,15 +80,32 @@ func parseRunFlags(args []string, stderr io.Writer) (runFlags, error) {
 	return f, nil
 }
 
-func parseCheckFlags(args []string, w io.Writer) (string, error) {
+func parseCheckFlags(args []string, stdout, stderr io.Writer) (string, error) {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(w)
-	config := fs.String("config", "", "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return "", fmt.Errorf("%w: %v", errUsage, err)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	if err := parse(fs, args, stdout); err != nil {
+		return "", err
 	}
-	if *config == "" {
-		return "", fmt.Errorf("%w: --config FILE is required", errUsage)
+	if fs.NArg() > 0 {
+		return "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	return *config, nil
+	return *path, nil
+}
+
+// parse parses flags; --help prints the flags on stdout (it was asked for)
+// and returns errHelp.
+func parse(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	fs.Usage = func() {} // errors are one line; --help is printed below
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintf(stdout, "Usage of authprobe %s:\n", fs.Name())
+		fs.PrintDefaults()
+		return errHelp
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
 }

@@ -35,10 +35,11 @@ type selfMetrics struct {
 
 	events, drops, truncated, requests, spans, spansExported, spansDropped,
 	exportErrors, watched, traceparent, decoderExchanges, unknownPID, eventsRead,
-	attemptsLost, verdicts, kernelCounters *prometheus.Desc
+	verdicts, kernelCounters,
+	exportPending, exportBuffer, spillErrors, spansRecovered *prometheus.Desc
 }
 
-func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Detector) *prometheus.Registry {
+func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Detector) (*prometheus.Registry, error) {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("authprobe_"+name, help, labels, nil)
 	}
@@ -53,19 +54,30 @@ func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Dete
 		spans:            desc("spans_total", "Auth spans built."),
 		spansExported:    desc("spans_exported_total", "Spans the exporter accepted."),
 		spansDropped:     desc("spans_dropped_total", "Spans not exported, by reason.", "reason"),
-		exportErrors:     desc("export_errors_total", "Failed export calls."),
+		exportErrors:     desc("export_errors_total", "Failed delivery attempts (retried or not)."),
 		watched:          desc("watched_processes", "Processes watched now."),
 		traceparent:      desc("traceparent_malformed_total", "Malformed traceparent headers ignored."),
 		decoderExchanges: desc("exchanges_total", "HTTP exchanges decoded."),
 		unknownPID:       desc("unknown_process_exchanges_total", "Exchanges of processes the agent had no record of."),
 		eventsRead:       desc("events_read_total", "Connection events user space read from the ring buffer."),
-		attemptsLost:     desc("auth_attempts_lost_total", "Requests that may have been auth attempts and became no span, by cause (each loss counted once, at its cause).", "reason"),
 		verdicts:         desc("verdicts_total", "Decisions user space sent the kernel about connections, by outcome.", "outcome"),
 		kernelCounters:   desc("kernel_total", "Other kernel-side counters (episodes, proofs, verdicts applied), by name.", "name"),
+		exportPending:    desc("export_pending_spans", "Spans waiting for delivery (memory and spill files)."),
+		exportBuffer:     desc("export_buffer_bytes", "Encoded spans waiting for delivery, by where they wait.", "where"),
+		spillErrors:      desc("export_spill_errors_total", "Failed writes of spill files (the batch stayed in memory)."),
+		spansRecovered:   desc("spans_recovered_total", "Spans an earlier run left in the spill directory, found at start."),
+	}
+	loss, err := newLossMetric(
+		exportLoss(e),
+		captureLoss(p, "kernel", decoder.LossSeqGap, decoder.LossBudget, decoder.LossUnreadable, decoder.LossTruncated),
+		captureLoss(p, "decoder", decoder.LossEvicted, decoder.LossQueueFull, decoder.LossParseError, decoder.LossDesync),
+	)
+	if err != nil {
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m, d, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
+	reg.MustRegister(m, d, loss, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, nil
 }
 
 func (m *selfMetrics) Describe(ch chan<- *prometheus.Desc) {
@@ -99,9 +111,6 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.drops, ps.Decoder.Evicted, "conn_evicted")
 	counter(m.drops, ps.Decoder.Orphans, "orphan_response")
 	counter(m.drops, ps.WatchFailures, "watch_failed")
-	for r, n := range ps.Decoder.LostAttempts {
-		counter(m.attemptsLost, n, decoder.Loss(r).String())
-	}
 	counter(m.verdicts, ps.VerdictsSent, "sent")
 	counter(m.verdicts, ps.VerdictsFailed, "failed")
 	counter(m.drops, ps.Panics, "internal_error")
@@ -114,10 +123,19 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 
 	es := m.exp.Stats()
 	counter(m.spansExported, es.Exported)
-	counter(m.spansDropped, es.DroppedQueueFull, "queue_full")
-	counter(m.spansDropped, es.DroppedClosed, "shutdown")
+	counter(m.spansDropped, es.DroppedBufferFull, "buffer_full")
+	counter(m.spansDropped, es.DroppedShutdown, "shutdown")
 	counter(m.spansDropped, es.ExportFailed, "export_failed")
+	counter(m.spansDropped, es.DroppedCorrupt, "spill_corrupt")
 	counter(m.exportErrors, es.ExportErrors)
+	counter(m.spillErrors, es.SpillErrors)
+	counter(m.spansRecovered, es.Recovered)
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(m.exportPending, float64(es.Pending))
+	gauge(m.exportBuffer, float64(es.MemoryBytes), "memory")
+	gauge(m.exportBuffer, float64(es.SpilledBytes), "disk")
 }
 
 // serveMetrics serves /metrics, /healthz (the event loop is alive) and

@@ -10,20 +10,35 @@ import (
 	"time"
 )
 
-// workload is one wrk request mix.
+// workload is one wrk request mix with the exporter the agent uses.
 type workload struct {
 	key, name string
 	// every: one request in every is a login, the rest GET /health.
 	every int
 	// target is the throughput ratio (agent/baseline) the agent aims at.
 	target float64
+	// exporter is stdout or otlp; cpuTarget the agent CPU µs per span it
+	// aims at with it.
+	exporter  string
+	cpuTarget float64
 }
 
-func workloads() []workload {
-	return []workload{
-		{key: "all-auth", name: "100% POST /login", every: 1, target: 0.95},
-		{key: "1pct-auth", name: "1% POST /login, 99% GET /health", every: 100, target: 0.99},
+// variants are the measured workloads: every request a login with each
+// exporter asked for, then 1% logins with stdout.
+func variants(exporters string) ([]workload, error) {
+	var out []workload
+	for _, e := range strings.Split(exporters, ",") {
+		switch e = strings.TrimSpace(e); e {
+		case "stdout":
+			out = append(out, workload{key: "all-auth", name: "100% POST /login, stdout", every: 1, target: 0.90, exporter: e, cpuTarget: 2})
+		case "otlp":
+			out = append(out, workload{key: "all-auth-otlp", name: "100% POST /login, OTLP", every: 1, target: 0.90, exporter: e, cpuTarget: 4})
+		default:
+			return nil, fmt.Errorf("-exporters: %q is not stdout or otlp", e)
+		}
 	}
+	out = append(out, workload{key: "1pct-auth", name: "1% POST /login, 99% GET /health, stdout", every: 100, target: 0.99, exporter: "stdout", cpuTarget: 2})
+	return out, nil
 }
 
 // script is the wrk Lua script of the workload. Each wrk thread has its own

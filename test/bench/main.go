@@ -3,12 +3,19 @@
 //
 // It takes the agent binary and gives a markdown table on stdout (and
 // optionally a JSON or markdown file). As root, on loopback only, it starts
-// the Go login server of test/servers/goserver and drives it with wrk in
-// two workloads (every request a login; 1 in 100 a login), each measured
-// without and with a fresh agent attached, interleaved as baseline, agent,
-// baseline, agent so that drift on a shared machine cancels in the mean.
-// A last run sends logins at a fixed rate with hey and compares the
-// requests sent with the spans the agent wrote.
+// the Go login server of test/servers/goserver (GOMAXPROCS=1 by default)
+// and drives it with wrk in two workloads (every request a login; 1 in 100
+// a login), each measured without and with a fresh agent attached,
+// interleaved as baseline, agent, baseline, agent so that drift on a shared
+// machine cancels in the mean. The all-login workload runs once with the
+// agent writing JSON lines to stdout and once exporting OTLP/gRPC to a
+// receiver in this process (test/otlpsink). Per agent run it reports the
+// agent's CPU time per span and its peak resident memory (VmHWM). A last
+// run sends logins at a fixed rate with hey and compares the requests sent
+// with the spans the agent wrote.
+//
+// With -stages it runs the per-stage Go benchmarks instead (every
+// BenchmarkStage* in the module, no root needed) and tabulates them.
 //
 // Timings are measured, never asserted: the exit status is non-zero only
 // when the harness itself fails (a tool missing, a process that would not
@@ -28,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/authprobe/authprobe/test/otlpsink"
 )
 
 // options are the command line.
@@ -40,6 +49,12 @@ type options struct {
 	rate        int
 	rateWorkers int
 	out         string
+	exporters   string
+	serverProcs int
+	stages      bool
+	stagePkgs   string
+	benchtime   string
+	agentEnv    string
 }
 
 func main() {
@@ -47,8 +62,14 @@ func main() {
 	flag.StringVar(&o.agent, "agent", "./bin/authprobe", "authprobe binary to measure")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured wrk run before each workload (0 skips it)")
-	flag.IntVar(&o.connections, "connections", 50, "wrk connections")
-	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.connections, "connections", 16, "wrk connections")
+	flag.IntVar(&o.threads, "threads", 1, "wrk threads")
+	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of the login server (0: the Go default)")
+	flag.StringVar(&o.exporters, "exporters", "stdout,otlp", "exporters the all-login workload runs with: stdout, otlp or both")
+	flag.StringVar(&o.agentEnv, "agent-env", "", "extra environment of the agent, KEY=VALUE[,KEY=VALUE] (e.g. GOGC=200,GOMEMLIMIT=32MiB)")
+	flag.BoolVar(&o.stages, "stages", false, "run the per-stage Go benchmarks (BenchmarkStage*) instead")
+	flag.StringVar(&o.stagePkgs, "stage-packages", "./bpf/... ./decoder/... ./spanbuilder/... ./export/... ./cmd/...", "packages whose BenchmarkStage* -stages runs")
+	flag.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime of the stage benchmarks")
 	flag.IntVar(&o.rate, "rate", 10000, "requests/s of the fixed-rate run (0 skips it)")
 	// Each hey worker waits for its answer before the next request, so the
 	// rate holds only while latency stays under workers/rate seconds.
@@ -58,7 +79,11 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+	runner := run
+	if o.stages {
+		runner = runStages
+	}
+	if err := runner(ctx, o, os.Stdout, os.Stderr); err != nil {
 		if ctx.Err() != nil {
 			// The children got the signal too or were stopped on the way out.
 			fmt.Fprintln(os.Stderr, "bench: interrupted; every process it started is stopped")
@@ -93,23 +118,36 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		"github.com/authprobe/authprobe/test/servers/goserver").CombinedOutput(); err != nil {
 		return fmt.Errorf("build goserver: %w\n%s", err, out)
 	}
-	srv, err := startServer(ctx, serverBin)
+	srv, err := startServer(ctx, serverBin, o.serverProcs)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	logf("goserver pid %d on %s", srv.pid(), srv.url)
+	logf("goserver pid %d on %s (GOMAXPROCS %d)", srv.pid(), srv.url, o.serverProcs)
+	// The OTLP runs' receiver: a real gRPC trace service that counts.
+	sink, err := otlpsink.Listen("127.0.0.1:0", true)
+	if err != nil {
+		return fmt.Errorf("otlp receiver: %w", err)
+	}
+	defer sink.Close()
 
 	res := results{
 		Started:     time.Now().UTC(),
 		Duration:    o.duration.String(),
 		Connections: o.connections,
 		Threads:     o.threads,
+		ServerProcs: o.serverProcs,
+		AgentEnv:    o.agentEnv,
 		CPUs:        numCPU(),
 		Kernel:      kernelRelease(),
 		LoadBefore:  loadAvg(),
 	}
-	for _, w := range workloads() {
+	vs, err := variants(o.exporters)
+	if err != nil {
+		return err
+	}
+	res.variants = vs
+	for _, w := range vs {
 		script := filepath.Join(tmp, w.key+".lua")
 		if err := os.WriteFile(script, []byte(w.script()), 0o600); err != nil {
 			return fmt.Errorf("write %s: %w", script, err)
@@ -123,11 +161,15 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		}
 		for i := 1; i <= 2; i++ {
 			for _, withAgent := range []bool{false, true} {
-				r, err := measureWrk(ctx, o, agentCfg, srv, wl, withAgent)
+				var exp *otlpsink.Sink
+				if w.exporter == "otlp" {
+					exp = sink
+				}
+				r, err := measureWrk(ctx, o, agentCfg, srv, wl, withAgent, exp)
 				if err != nil {
 					return fmt.Errorf("%s run %d: %w", w.name, i, err)
 				}
-				r.Workload, r.Iteration = w.key, i
+				r.Workload, r.Exporter, r.Iteration = w.key, w.exporter, i
 				logf("%s", r.progressLine(w.name))
 				res.Runs = append(res.Runs, r)
 			}
@@ -159,18 +201,21 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 // checkSetup fails early, in plain words, on what would fail later.
 func checkSetup(o options) error {
 	var problems []string
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && !o.stages {
 		problems = append(problems, "run as root: the agent loads eBPF programs")
 	}
-	if _, err := os.Stat(o.agent); err != nil {
+	if _, err := os.Stat(o.agent); err != nil && !o.stages {
 		problems = append(problems, fmt.Sprintf("agent %s: %v (run `make build`)", o.agent, err))
 	}
 	for _, tool := range []string{"wrk", "go"} {
+		if o.stages && tool == "wrk" {
+			continue
+		}
 		if _, err := exec.LookPath(tool); err != nil {
 			problems = append(problems, fmt.Sprintf("%s not found (apt-get install wrk)", tool))
 		}
 	}
-	if o.rate > 0 {
+	if o.rate > 0 && !o.stages {
 		if _, err := exec.LookPath("hey"); err != nil {
 			problems = append(problems, "hey not found (apt-get install hey, or -rate 0 to skip the fixed-rate run)")
 		}
@@ -197,8 +242,9 @@ exporter:
   kind: stdout
 `
 
-// measureWrk is one measured wrk run, with a fresh agent when withAgent.
-func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl wrkLoad, withAgent bool) (runResult, error) {
+// measureWrk is one measured wrk run, with a fresh agent when withAgent,
+// exporting to sink when it is not nil (else JSON lines on stdout).
+func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl wrkLoad, withAgent bool, sink *otlpsink.Sink) (runResult, error) {
 	r := runResult{Mode: "baseline", OtherAgents: otherAgents()}
 	if !withAgent {
 		w, err := wl.run(ctx, o.duration)
@@ -206,7 +252,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 		return r, err
 	}
 	r.Mode = "agent"
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid())
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv)
 	if err != nil {
 		return r, err
 	}
@@ -225,6 +271,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 	if err != nil {
 		return r, err
 	}
+	r.PeakRSS, _ = a.peakRSS()
 	spans, err := a.stop()
 	if err != nil {
 		return r, err
@@ -237,7 +284,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *server) (fixedRateResult, error) {
 	fr := fixedRateResult{Rate: o.rate, Duration: o.duration.String(), Workers: o.rateWorkers,
 		OtherAgents: otherAgents()}
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid())
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv)
 	if err != nil {
 		return fr, err
 	}
@@ -256,6 +303,7 @@ func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *serv
 	if err != nil {
 		return fr, err
 	}
+	fr.PeakRSS, _ = a.peakRSS()
 	spans, err := a.stop()
 	if err != nil {
 		return fr, err

@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -131,5 +133,45 @@ func TestParseMetrics(t *testing.T) {
 				t.Errorf("got %v, want %v", tt.got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseVmHWM(t *testing.T) {
+	got, err := parseVmHWM(mustReadFixture(t, "proc_status.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == 0 || got%1024 != 0 {
+		t.Fatalf("VmHWM = %d bytes, want a whole number of KiB", got)
+	}
+	if _, err := parseVmHWM("Name:\tx\nVmRSS:\t1 kB\n"); err == nil {
+		t.Fatal("no VmHWM line: no error")
+	}
+	if _, err := parseVmHWM("VmHWM:\t12 MB\n"); err == nil {
+		t.Fatal("unknown unit: no error")
+	}
+}
+
+func TestParseStages(t *testing.T) {
+	rs, err := parseStages(mustReadFixture(t, "stages.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 {
+		t.Fatalf("got %d results, want 3: %+v", len(rs), rs)
+	}
+	want := stageResult{Package: "github.com/authprobe/authprobe/export", Name: "BenchmarkStageSpanToOTLP/sdk", N: 33596,
+		Metrics: map[string]float64{"ns/op": 37283, "B/span": 729, "cpu-ns/op": 24371, "B/op": 9001, "allocs/op": 78}}
+	if !reflect.DeepEqual(rs[1], want) {
+		t.Errorf("got %+v, want %+v", rs[1], want)
+	}
+	if rs[2].Package != "github.com/authprobe/authprobe/decoder" || rs[2].Metrics["allocs/op"] != 3 {
+		t.Errorf("decoder line: %+v", rs[2])
+	}
+	md := stagesMarkdown(rs)
+	for _, s := range []string{"| export | StageSpanToJSONLine/direct | 1785 | 964 | 0 | 0 | 655.89 MB/s |", "| decoder | StageChunksToExchange | 2100 | – | 512 | 3 |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
 	}
 }

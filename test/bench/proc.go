@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/authprobe/authprobe/test/otlpsink"
 )
 
 // command prepares a child that dies with the bench: SIGTERM when ctx is
@@ -37,9 +39,12 @@ type server struct {
 	done chan struct{}
 }
 
-func startServer(ctx context.Context, bin string) (*server, error) {
+func startServer(ctx context.Context, bin string, procs int) (*server, error) {
 	cmd := command(ctx, bin, "0")
 	cmd.Env = append(os.Environ(), "HOST=127.0.0.1")
+	if procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("goserver stdout: %w", err)
@@ -87,25 +92,37 @@ func (s *server) stop() {
 }
 
 // agent is one authprobe run attached to the server. Its stdout is counted,
-// never kept: the span lines are what it produced.
+// never kept: the span lines are what it produced; with a sink, the spans
+// the sink received during the run are.
 type agent struct {
-	cmd     *exec.Cmd
-	lines   *lineCounter
-	stderr  *tail
-	metrics string
-	done    chan struct{}
-	waitErr error
+	cmd        *exec.Cmd
+	lines      *lineCounter
+	stderr     *tail
+	metrics    string
+	sink       *otlpsink.Sink
+	sinkBefore int
+	done       chan struct{}
+	waitErr    error
 }
 
-func startAgent(ctx context.Context, bin, cfg string, pid int) (*agent, error) {
+func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Sink, env string) (*agent, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	cmd := command(ctx, bin, "run", "--config", cfg, "--pid", strconv.Itoa(pid),
-		"--metrics-addr", addr, "--log-level", "warn")
+	args := []string{"run", "--config", cfg, "--pid", strconv.Itoa(pid), "--metrics-addr", addr, "--log-level", "warn"}
+	if sink != nil {
+		args = append(args, "--otlp-endpoint", sink.Addr())
+	}
+	cmd := command(ctx, bin, args...)
+	if env != "" {
+		cmd.Env = append(os.Environ(), strings.Split(env, ",")...)
+	}
 	a := &agent{cmd: cmd, lines: &lineCounter{}, stderr: &tail{max: 1 << 20},
-		metrics: "http://" + addr, done: make(chan struct{})}
+		metrics: "http://" + addr, sink: sink, done: make(chan struct{})}
+	if sink != nil {
+		a.sinkBefore = sink.Count()
+	}
 	cmd.Stdout, cmd.Stderr = a.lines, a.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start agent: %w", err)
@@ -257,7 +274,39 @@ func (a *agent) stop() (uint64, error) {
 	if a.waitErr != nil {
 		return 0, fmt.Errorf("agent exited with %v:\n%s", a.waitErr, a.stderr.last(4096))
 	}
+	if a.sink != nil {
+		return uint64(a.sink.Count() - a.sinkBefore), nil
+	}
 	return a.lines.count(), nil
+}
+
+// peakRSS is the agent's peak resident memory so far (VmHWM), in bytes.
+func (a *agent) peakRSS() (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		return 0, fmt.Errorf("agent status: %w", err)
+	}
+	return parseVmHWM(string(b))
+}
+
+// parseVmHWM reads "VmHWM:    12345 kB" from /proc/PID/status.
+func parseVmHWM(status string) (uint64, error) {
+	for _, line := range strings.Split(status, "\n") {
+		v, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("parse VmHWM line %q", line)
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse VmHWM line %q: %w", line, err)
+		}
+		return kb << 10, nil
+	}
+	return 0, errors.New("no VmHWM in /proc status")
 }
 
 // kill is the cleanup path; it is a no-op once the agent exited.

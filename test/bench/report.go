@@ -12,6 +12,7 @@ import (
 // baseline run.
 type runResult struct {
 	Workload        string      `json:"workload"`
+	Exporter        string      `json:"exporter"`
 	Iteration       int         `json:"iteration"`
 	Mode            string      `json:"mode"`
 	OtherAgents     int         `json:"other_agents"`
@@ -19,6 +20,7 @@ type runResult struct {
 	Spans           uint64      `json:"spans,omitempty"`
 	Stages          stageCounts `json:"stages"`
 	AgentCPUSeconds float64     `json:"agent_cpu_seconds,omitempty"`
+	PeakRSS         uint64      `json:"agent_peak_rss_bytes,omitempty"`
 	Drops           labelCounts `json:"drops,omitempty"`
 	SpanDrops       labelCounts `json:"span_drops,omitempty"`
 }
@@ -35,7 +37,8 @@ func (r runResult) progressLine(name string) string {
 	s := fmt.Sprintf("%s run %d %-8s %9.0f req/s  p50 %s  p99 %s  logins %d",
 		name, r.Iteration, r.Mode, r.Wrk.ReqPerSec, fmtDur(r.Wrk.P50), fmtDur(r.Wrk.P99), r.Wrk.AuthSent)
 	if r.Mode == "agent" {
-		s += fmt.Sprintf("  spans %d  agent cpu %.2fs  drops %s", r.Spans, r.AgentCPUSeconds, r.Drops)
+		s += fmt.Sprintf("  spans %d  agent cpu %.2fs (%s/span)  peak rss %s  drops %s", r.Spans, r.AgentCPUSeconds,
+			fmtMicros(perSpanMicros(r.AgentCPUSeconds, r.Spans)), fmtMiB(r.PeakRSS), r.Drops)
 	}
 	return s
 }
@@ -56,6 +59,11 @@ type workloadSummary struct {
 	AgentP99           time.Duration `json:"agent_p99_ns"`
 	CPUPer10kRequests  float64       `json:"agent_cpu_seconds_per_10k_requests"`
 	CPUPer10kLogins    float64       `json:"agent_cpu_seconds_per_10k_logins"`
+	Exporter           string        `json:"exporter"`
+	CPUPerSpan         float64       `json:"agent_cpu_us_per_span"`
+	CPUTarget          float64       `json:"agent_cpu_us_per_span_target"`
+	CPUMet             bool          `json:"agent_cpu_target_met"`
+	PeakRSS            uint64        `json:"agent_peak_rss_bytes"`
 	AuthSent           uint64        `json:"auth_sent"`
 	Spans              uint64        `json:"spans"`
 	Stages             stageCounts   `json:"stages"`
@@ -76,6 +84,7 @@ type fixedRateResult struct {
 	Stages          stageCounts `json:"stages"`
 	Lost            int64       `json:"lost"`
 	AgentCPUSeconds float64     `json:"agent_cpu_seconds"`
+	PeakRSS         uint64      `json:"agent_peak_rss_bytes"`
 	Drops           labelCounts `json:"drops"`
 	SpanDrops       labelCounts `json:"span_drops"`
 	Met             bool        `json:"no_event_lost"`
@@ -87,6 +96,8 @@ type results struct {
 	Duration    string            `json:"duration_per_run"`
 	Connections int               `json:"connections"`
 	Threads     int               `json:"threads"`
+	ServerProcs int               `json:"server_gomaxprocs"`
+	AgentEnv    string            `json:"agent_env,omitempty"`
 	CPUs        int               `json:"cpus"`
 	Kernel      string            `json:"kernel"`
 	LoadBefore  string            `json:"loadavg_before"`
@@ -94,13 +105,25 @@ type results struct {
 	Runs        []runResult       `json:"runs"`
 	Summary     []workloadSummary `json:"summary"`
 	FixedRate   *fixedRateResult  `json:"fixed_rate,omitempty"`
+
+	variants []workload // what ran, for summarize
+}
+
+// peakRSSTarget is the issue's bound on the agent's resident memory.
+const peakRSSTarget = 40 << 20
+
+func perSpanMicros(cpuSeconds float64, spans uint64) float64 {
+	if spans == 0 {
+		return 0
+	}
+	return cpuSeconds / float64(spans) * 1e6
 }
 
 func (res *results) summarize() {
 	res.Summary = nil
-	for _, w := range workloads() {
-		s := workloadSummary{Workload: w.key, Name: w.name, Target: w.target,
-			Drops: labelCounts{}, SpanDrops: labelCounts{}}
+	for _, w := range res.variants {
+		s := workloadSummary{Workload: w.key, Name: w.name, Target: w.target, Exporter: w.exporter,
+			CPUTarget: w.cpuTarget, Drops: labelCounts{}, SpanDrops: labelCounts{}}
 		var nb, na int
 		var cpu float64
 		var requests uint64
@@ -128,6 +151,7 @@ func (res *results) summarize() {
 			s.Stages = s.Stages.add(r.Stages)
 			s.Drops = s.Drops.add(r.Drops)
 			s.SpanDrops = s.SpanDrops.add(r.SpanDrops)
+			s.PeakRSS = max(s.PeakRSS, r.PeakRSS)
 		}
 		if nb == 0 || na == 0 {
 			continue
@@ -148,6 +172,8 @@ func (res *results) summarize() {
 		if s.AuthSent > 0 {
 			s.CPUPer10kLogins = cpu / float64(s.AuthSent) * 1e4
 		}
+		s.CPUPerSpan = perSpanMicros(cpu, s.Spans)
+		s.CPUMet = s.Spans > 0 && s.CPUPerSpan <= s.CPUTarget
 		res.Summary = append(res.Summary, s)
 	}
 	if fr := res.FixedRate; fr != nil {
@@ -162,9 +188,13 @@ func (res *results) markdown() string {
 
 	p("## authprobe bench")
 	p("")
-	p("%s · %d CPUs · kernel %s · wrk -t%d -c%d, %s per run · loadavg %s before, %s after",
-		res.Started.Format("2006-01-02 15:04 UTC"), res.CPUs, res.Kernel, res.Threads, res.Connections,
+	p("%s · %d CPUs · kernel %s · login server GOMAXPROCS=%d · wrk -t%d -c%d, %s per run · loadavg %s before, %s after",
+		res.Started.Format("2006-01-02 15:04 UTC"), res.CPUs, res.Kernel, res.ServerProcs, res.Threads, res.Connections,
 		res.Duration, res.LoadBefore, res.LoadAfter)
+	if res.AgentEnv != "" {
+		p("")
+		p("Agent environment: `%s`", res.AgentEnv)
+	}
 	p("")
 	p("### Overhead (mean of 2 baseline and 2 agent runs, interleaved)")
 	p("")
@@ -177,6 +207,18 @@ func (res *results) markdown() string {
 			s.CPUPer10kRequests, s.CPUPer10kLogins)
 	}
 	p("")
+	p("### Agent cost per span and memory (both agent runs)")
+	p("")
+	p("| workload | exporter | agent CPU µs / span | target | agent peak RSS (VmHWM) | target |")
+	p("|---|---|--:|---|--:|---|")
+	for _, s := range res.Summary {
+		p("| %s | %s | %s | ≤ %.0f µs %s | %s | ≤ 40 MiB %s |", s.Name, s.Exporter, fmtMicros(s.CPUPerSpan), s.CPUTarget,
+			metWord(s.CPUMet), fmtMiB(s.PeakRSS), metWord(s.PeakRSS > 0 && s.PeakRSS <= peakRSSTarget))
+	}
+	p("")
+	p("CPU is the agent's user+system time over the run (from /proc/PID/stat, 10 ms ticks) divided by the spans it exported; " +
+		"OTLP runs export to a gRPC receiver in the bench process (test/otlpsink), which counts the spans.")
+	p("")
 	p("### Spans against logins sent (both agent runs)")
 	p("")
 	p("| workload | logins sent | span lines | spans / sent | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped by exporter | wrk socket errors |")
@@ -186,18 +228,18 @@ func (res *results) markdown() string {
 			fmtRatio(s.Spans, s.AuthSent), s.Stages, s.Drops, s.SpanDrops, s.BaselineSocketErrs+s.AgentSocketErrs)
 	}
 	p("")
-	p("Span lines are the JSON lines on the agent's stdout. The agent's own counters follow a login through it: " +
+	p("Spans are the JSON lines on the agent's stdout, or the spans the OTLP receiver got. The agent's own counters follow a login through it: " +
 		"request heads the in-kernel route filter matched, HTTP exchanges decoded, spans built, spans the exporter accepted.")
 	if fr := res.FixedRate; fr != nil {
 		p("")
 		p("### Fixed rate: hey, %d workers × %d req/s, %s of wrong-password logins, agent attached (%d other agents running)",
 			fr.Workers, fr.Rate/fr.Workers, fr.Duration, fr.OtherAgents)
 		p("")
-		p("| target req/s | achieved req/s | logins sent | span lines | lost | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped | p50 | p99 | agent CPU s | no event lost |")
-		p("|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|---|")
-		p("| %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %.2f | %s |", fr.Rate, fr.Hey.ReqPerSec,
+		p("| target req/s | achieved req/s | logins sent | span lines | lost | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped | p50 | p99 | agent CPU s | CPU / span | peak RSS | no event lost |")
+		p("|--:|--:|--:|--:|--:|--:|---|---|--:|--:|--:|--:|--:|---|")
+		p("| %d | %.0f | %d | %d | %d | %s | %s | %s | %s | %s | %.2f | %s | %s | %s |", fr.Rate, fr.Hey.ReqPerSec,
 			fr.Hey.Sent(), fr.Spans, fr.Lost, fr.Stages, fr.Drops, fr.SpanDrops, fmtDur(fr.Hey.P50), fmtDur(fr.Hey.P99),
-			fr.AgentCPUSeconds, metWord(fr.Met))
+			fr.AgentCPUSeconds, fmtMicros(perSpanMicros(fr.AgentCPUSeconds, fr.Spans)), fmtMiB(fr.PeakRSS), metWord(fr.Met))
 		if fr.Hey.ReqPerSec < 0.95*float64(fr.Rate) {
 			p("")
 			p("hey reached %.0f req/s, short of %d: the loss check holds at the rate reached.", fr.Hey.ReqPerSec, fr.Rate)
@@ -206,21 +248,24 @@ func (res *results) markdown() string {
 	p("")
 	p("### Runs in the order they ran")
 	p("")
-	p("| workload | # | mode | req/s | p50 | p99 | requests | logins sent | spans | agent CPU s | drops | other engineers' agents |")
-	p("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|---|--:|")
+	p("| workload | # | mode | req/s | p50 | p99 | requests | logins sent | spans | agent CPU s | CPU / span | peak RSS | drops | other engineers' agents |")
+	p("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|")
 	for _, r := range res.Runs {
-		spans, cpu, drops := "", "", ""
+		spans, cpu, perSpan, rss, drops := "", "", "", "", ""
 		if r.Mode == "agent" {
 			spans, cpu, drops = fmt.Sprint(r.Spans), fmt.Sprintf("%.2f", r.AgentCPUSeconds), r.Drops.String()
+			perSpan, rss = fmtMicros(perSpanMicros(r.AgentCPUSeconds, r.Spans)), fmtMiB(r.PeakRSS)
 		}
-		p("| %s | %d | %s | %.0f | %s | %s | %d | %d | %s | %s | %s | %d |", r.Workload, r.Iteration, r.Mode,
-			r.Wrk.ReqPerSec, fmtDur(r.Wrk.P50), fmtDur(r.Wrk.P99), r.Wrk.Completed, r.Wrk.AuthSent, spans, cpu, drops,
-			r.OtherAgents)
+		p("| %s | %d | %s | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %d |", r.Workload, r.Iteration, r.Mode,
+			r.Wrk.ReqPerSec, fmtDur(r.Wrk.P50), fmtDur(r.Wrk.P99), r.Wrk.Completed, r.Wrk.AuthSent, spans, cpu, perSpan, rss,
+			drops, r.OtherAgents)
 	}
 	p("")
 	p("Targets (measured, not asserted):")
 	for _, s := range res.Summary {
 		p("- %s: throughput ratio %.3f, target ≥ %.2f: %s", s.Name, s.Ratio, s.Target, metWord(s.Met))
+		p("- %s: agent CPU %s per span, target ≤ %.0f µs: %s; peak RSS %s, target ≤ 40 MiB: %s", s.Name,
+			fmtMicros(s.CPUPerSpan), s.CPUTarget, metWord(s.CPUMet), fmtMiB(s.PeakRSS), metWord(s.PeakRSS > 0 && s.PeakRSS <= peakRSSTarget))
 	}
 	if fr := res.FixedRate; fr != nil {
 		p("- no login lost at %d req/s: %s (%d sent, %d spans)", fr.Rate, metWord(fr.Met), fr.Hey.Sent(), fr.Spans)
@@ -256,6 +301,20 @@ func fmtRatio(a, b uint64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.4f", float64(a)/float64(b))
+}
+
+func fmtMicros(us float64) string {
+	if us <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f µs", us)
+}
+
+func fmtMiB(b uint64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }
 
 func fmtDur(d time.Duration) string {

@@ -43,7 +43,11 @@ func TestScriptCounts(t *testing.T) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Skip("wrk not installed (apt-get install wrk)")
 	}
-	for _, w := range workloads() {
+	vs, err := variants("stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range vs {
 		t.Run(w.key, func(t *testing.T) {
 			srv, got := mustCountingServer(t)
 			script := filepath.Join(t.TempDir(), w.key+".lua")

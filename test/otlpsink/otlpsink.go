@@ -5,6 +5,7 @@ package otlpsink
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -38,8 +39,12 @@ type Sink struct {
 	lis net.Listener
 	srv *grpc.Server
 
+	countOnly bool // keep no span, only count them (benchmarks)
+	served    chan struct{}
+
 	mu      sync.Mutex
 	spans   []Span
+	count   int
 	raw     [][]byte
 	failErr error
 	changed chan struct{} // closed and replaced on every request
@@ -47,23 +52,51 @@ type Sink struct {
 
 // Start serves OTLP/gRPC on a fresh 127.0.0.1 port until the test ends.
 func Start(tb testing.TB) *Sink {
+	return start(tb, false)
+}
+
+// StartCounting is Start for load: the spans are counted (Count), not kept.
+func StartCounting(tb testing.TB) *Sink {
+	return start(tb, true)
+}
+
+func start(tb testing.TB, countOnly bool) *Sink {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := Listen("127.0.0.1:0", countOnly)
 	if err != nil {
-		tb.Fatalf("otlpsink: listen: %v", err)
+		tb.Fatalf("otlpsink: %v", err)
 	}
-	s := &Sink{lis: lis, srv: grpc.NewServer(), changed: make(chan struct{})}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Listen serves OTLP/gRPC on addr until Close, for programs that are not
+// tests (the bench harness). With countOnly the spans are counted, not kept.
+func Listen(addr string, countOnly bool) (*Sink, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s := &Sink{lis: lis, srv: grpc.NewServer(), changed: make(chan struct{}), countOnly: countOnly, served: make(chan struct{})}
 	coltracepb.RegisterTraceServiceServer(s.srv, s)
-	served := make(chan struct{})
 	go func() {
-		defer close(served)
+		defer close(s.served)
 		_ = s.srv.Serve(lis) // returns when stopped
 	}()
-	tb.Cleanup(func() {
-		s.srv.Stop()
-		<-served
-	})
-	return s
+	return s, nil
+}
+
+// Close stops the receiver.
+func (s *Sink) Close() {
+	s.srv.Stop()
+	<-s.served
+}
+
+// Count is the number of spans received so far.
+func (s *Sink) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.count
 }
 
 // Addr is the receiver's host:port.
@@ -80,18 +113,27 @@ func (s *Sink) FailWith(err error) {
 
 // Export implements coltracepb.TraceServiceServer.
 func (s *Sink) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
-	raw, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
+	var raw []byte
+	if !s.countOnly {
+		var err error
+		if raw, err = proto.Marshal(req); err != nil {
+			return nil, err
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failErr != nil {
 		return nil, s.failErr
 	}
-	s.raw = append(s.raw, raw)
+	if !s.countOnly {
+		s.raw = append(s.raw, raw)
+	}
 	for _, rs := range req.GetResourceSpans() {
 		for _, ss := range rs.GetScopeSpans() {
+			s.count += len(ss.GetSpans())
+			if s.countOnly {
+				continue
+			}
 			for _, sp := range ss.GetSpans() {
 				s.spans = append(s.spans, Span{Span: sp, Resource: rs.GetResource(), Scope: ss.GetScope()})
 			}

@@ -126,7 +126,9 @@ func (m *Matcher) Match(pid uint32, exe string, ports map[uint16]bool) (Process,
 		switch {
 		case t.PID != 0 && uint32(t.PID) != pid:
 			continue
-		case t.Exe != "" && !globMatch(t.Exe, resolved) && (exe == "" || !globMatch(t.Exe, exe)):
+		case t.Exe != "" && !config.MatchExe(t.Exe, resolved) && (exe == "" || !config.MatchExe(t.Exe, exe)):
+			// The resolved executable, or the path exec was given: a
+			// virtualenv's bin/python is a link to the interpreter.
 			continue
 		case t.Port != 0 && !ports[uint16(t.Port)]:
 			continue
@@ -169,11 +171,6 @@ func (m *Matcher) serviceName(t config.Target, id k8smeta.Identity, exe string) 
 		return path.Base(exe)
 	}
 	return "unknown_service"
-}
-
-func globMatch(pattern, name string) bool {
-	ok, err := path.Match(pattern, name)
-	return err == nil && ok
 }
 
 // Exe resolves /proc/pid/exe; "" when the process is gone or hidden.

@@ -3,8 +3,12 @@ package targets
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -148,4 +152,70 @@ func TestMatchKubernetes(t *testing.T) {
 		require.Nil(t, m.PodChanges())
 		require.False(t, m.HasK8sTargets())
 	})
+}
+
+// startAs runs a copy of sleep (or, with link, a symlink to it) at path,
+// as an interpreter installed there would run, and returns its pid.
+func startAs(t *testing.T, path string, link bool) uint32 {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+	if link {
+		require.NoError(t, os.Symlink(sleep, path))
+	} else {
+		data, err := os.ReadFile(sleep)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, data, 0o755))
+	}
+	cmd := exec.Command(path, "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// /proc/pid/exe names the new program once exec is done.
+	require.Eventually(t, func() bool {
+		exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "exe"))
+		return err == nil && !strings.HasSuffix(exe, ".test")
+	}, 5*time.Second, 10*time.Millisecond)
+	return uint32(cmd.Process.Pid)
+}
+
+// TestMatchInstalledInterpreters: exe targets by base name and with "**"
+// find interpreters where images, pyenv and virtualenvs put them.
+func TestMatchInstalledInterpreters(t *testing.T) {
+	root := t.TempDir()
+	pyenv := startAs(t, filepath.Join(root, ".pyenv/versions/3.11.7/bin/python3.11"), false)
+	image := startAs(t, filepath.Join(root, "usr/local/bin/python3"), false)
+	venvPath := filepath.Join(root, "app/.venv/bin/python")
+	venv := startAs(t, venvPath, true) // bin/python links to the interpreter
+
+	tests := []struct {
+		name    string
+		pattern string
+		pid     uint32
+		execArg string // the path exec was given, "" when found by a scan
+		want    bool
+	}{
+		{"pyenv by base name", "python3*", pyenv, "", true},
+		{"image by base name", "python3*", image, "", true},
+		{"pyenv by **", root + "/**/versions/*/bin/python3*", pyenv, "", true},
+		{"image by **", root + "/**/bin/python3*", image, "", true},
+		{"exact path elsewhere", "/usr/bin/python3*", image, "", false},
+		{"virtualenv link at exec", "python*", venv, venvPath, true},
+		{"virtualenv link by ** at exec", root + "/**/.venv/bin/python", venv, venvPath, true},
+		// Found by a scan only the resolved executable is known: here the
+		// link points at sleep; a real virtualenv points at python3.x,
+		// which the base name matches.
+		{"virtualenv link by scan", "python*", venv, "", false},
+		{"other program", "node", pyenv, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := NewMatcher([]config.Target{{Exe: tt.pattern}}, "", "/proc")
+			p, ok := m.Match(tt.pid, tt.execArg, nil)
+			require.Equal(t, tt.want, ok, "pattern %q pid %d exe %q", tt.pattern, tt.pid, m.Exe(tt.pid))
+			if ok {
+				require.Equal(t, filepath.Base(p.Exe), p.ServiceName)
+			}
+		})
+	}
 }
