@@ -97,6 +97,10 @@ type Target struct {
 	K8sContainer string `yaml:"k8s_container"`
 	// ServiceName overrides service.name for processes this entry matches.
 	ServiceName string `yaml:"service_name"`
+	// Gateway: the processes are a gateway (a reverse proxy in front of
+	// services): a denial they answer with no denying call behind it is
+	// auth.decision.layer=gateway rather than service.
+	Gateway bool `yaml:"gateway"`
 }
 
 // K8sWorkload names a workload: kind is Deployment, StatefulSet,

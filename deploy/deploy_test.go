@@ -477,6 +477,8 @@ var producedMetrics = []string{
 	"authprobe_auth_attempts_total",
 	"authprobe_auth_failed_usernames",
 	"authprobe_auth_ambiguous_total",
+	"authprobe_auth_denials_total",
+	"authprobe_calls_total",
 	"authprobe_events_total",
 	"authprobe_drops_total",
 	"authprobe_spans_exported_total",
@@ -523,7 +525,7 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"auth_client_subnet", "histogram_quantile(0.99", "authprobe_auth_failed_usernames", "auth_subject", "ALERTS", "authprobe_spans_dropped_total", "authprobe_export_errors_total"} {
+	for _, want := range []string{"auth_client_subnet", "histogram_quantile(0.99", "authprobe_auth_failed_usernames", "auth_subject", "ALERTS", "authprobe_spans_dropped_total", "authprobe_export_errors_total", "authprobe_auth_denials_total"} {
 		if !slices.ContainsFunc(exprs, func(e string) bool { return strings.Contains(e, want) }) {
 			t.Errorf("no dashboard query uses %s", want)
 		}

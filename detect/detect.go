@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authprobe/authprobe/spanbuilder"
 )
@@ -73,12 +74,13 @@ type Detector struct {
 	width time.Duration // one sub-window
 	start time.Time     // epoch 0 begins here
 
-	attemptsDesc, failedDesc, trackedDesc, evictedDesc, ambiguousDesc *prometheus.Desc
+	attemptsDesc, failedDesc, trackedDesc, evictedDesc, ambiguousDesc, denialsDesc *prometheus.Desc
 
 	mu        sync.Mutex
 	epoch     int64 // current sub-window, counted from start
 	attempts  map[attemptKey]uint64
 	ambiguous map[ambiguousKey]uint64
+	denials   map[ambiguousKey]uint64 // kind is the decision layer
 	sources   map[string]*source
 	byEst     sourceHeap // all sources, lowest estimate on top
 	evicted   uint64
@@ -133,9 +135,10 @@ func New(cfg Config) (*Detector, error) {
 		start:     cfg.Now(),
 		attempts:  make(map[attemptKey]uint64),
 		ambiguous: make(map[ambiguousKey]uint64),
+		denials:   make(map[ambiguousKey]uint64),
 		sources:   make(map[string]*source),
 	}
-	d.attemptsDesc, d.failedDesc, d.trackedDesc, d.evictedDesc, d.ambiguousDesc = promDescs()
+	d.attemptsDesc, d.failedDesc, d.trackedDesc, d.evictedDesc, d.ambiguousDesc, d.denialsDesc = promDescs()
 	return d, nil
 }
 
@@ -144,13 +147,23 @@ func New(cfg Config) (*Detector, error) {
 // that subnet's distinct-username sketch; an ambiguous username has no
 // key, so an attacker who hides usernames that way shows up in the
 // ambiguous counter instead.
+//
+// A call's span (a CLIENT span of the traced process) is no auth attempt
+// and is not counted; a denial is counted by the layer that decided it
+// (auth.decision.layer).
 func (d *Detector) Observe(s spanbuilder.Span) {
+	if s.Kind == trace.SpanKindClient {
+		return
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.advance(d.cfg.Now())
 	d.countAttempt(s.Name, s.Result, s.FailureReason)
 	for _, kind := range s.Ambiguous {
-		d.countAmbiguous(s.Name, kind)
+		d.countPair(d.ambiguous, s.Name, kind)
+	}
+	if s.Layer != "" {
+		d.countPair(d.denials, s.Name, s.Layer)
 	}
 	if s.Result != spanbuilder.ResultFailure || s.UserKey == 0 || s.ClientSubnet == "" {
 		return
@@ -193,18 +206,20 @@ func (d *Detector) countAttempt(route, result, reason string) {
 	d.attempts[k]++
 }
 
-func (d *Detector) countAmbiguous(route, kind string) {
+// countPair counts one (route, kind) in m, bounded as the ambiguous
+// counter is (kinds are short fixed lists: ambiguities, decision layers).
+func (d *Detector) countPair(m map[ambiguousKey]uint64, route, kind string) {
 	k := ambiguousKey{route, kind}
-	if _, ok := d.ambiguous[k]; !ok && len(d.ambiguous) >= maxAmbiguousSeries {
+	if _, ok := m[k]; !ok && len(m) >= maxAmbiguousSeries {
 		k.route = overflowLabel
-		if _, ok := d.ambiguous[k]; !ok && len(d.ambiguous) >= maxAmbiguousSeries+maxOverflowSeries {
+		if _, ok := m[k]; !ok && len(m) >= maxAmbiguousSeries+maxOverflowSeries {
 			k.kind = overflowLabel
 		}
 	}
-	if _, ok := d.ambiguous[k]; !ok {
+	if _, ok := m[k]; !ok {
 		k = ambiguousKey{strings.Clone(k.route), strings.Clone(k.kind)}
 	}
-	d.ambiguous[k]++
+	m[k]++
 }
 
 // advance moves the window to now: the sketches of sub-windows that fell
@@ -305,6 +320,7 @@ func (h *sourceHeap) Pop() any {
 type snapshot struct {
 	attempts  []attemptCount
 	ambiguous []ambiguousCount
+	denials   []ambiguousCount
 	top       []sourceEstimate
 	tracked   int
 	evicted   uint64
@@ -343,6 +359,9 @@ func (d *Detector) snapshot() snapshot {
 		for k, n := range d.ambiguous {
 			snap.ambiguous = append(snap.ambiguous, ambiguousCount{k, n})
 		}
+	}
+	for k, n := range d.denials {
+		snap.denials = append(snap.denials, ambiguousCount{k, n})
 	}
 	all := make([]*source, 0, len(d.sources))
 	for _, src := range d.sources {

@@ -21,6 +21,7 @@ const (
 	otelSourcesTracked  = "authprobe.detect.sources_tracked"
 	otelSourcesEvicted  = "authprobe.detect.sources_evicted"
 	otelAmbiguous       = "authprobe.auth.ambiguous"
+	otelDenials         = "authprobe.auth.denials"
 )
 
 // RegisterOTel creates the detector's metrics on m as observable
@@ -59,6 +60,12 @@ func (d *Detector) RegisterOTel(m metric.Meter) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", otelAmbiguous, err)
 	}
+	denials, err := m.Int64ObservableCounter(otelDenials,
+		metric.WithDescription("Auth attempts denied, by route (span name) and the layer that said no (auth.decision.layer)."),
+		metric.WithUnit("{request}"))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", otelDenials, err)
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		snap := d.snapshot()
 		for _, c := range snap.attempts {
@@ -78,8 +85,13 @@ func (d *Detector) RegisterOTel(m metric.Meter) error {
 				attribute.String("route", c.route),
 				attribute.String("kind", c.kind))))
 		}
+		for _, c := range snap.denials {
+			o.ObserveInt64(denials, int64(c.n), metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("route", c.route),
+				attribute.String("layer", c.kind))))
+		}
 		return nil
-	}, attempts, failed, tracked, evicted, ambiguous)
+	}, attempts, failed, tracked, evicted, ambiguous, denials)
 	if err != nil {
 		return fmt.Errorf("register detection metrics callback: %w", err)
 	}

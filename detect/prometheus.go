@@ -12,10 +12,11 @@ const (
 	promSourcesTracked  = "authprobe_detect_sources_tracked"
 	promSourcesEvicted  = "authprobe_detect_sources_evicted_total"
 	promAmbiguous       = "authprobe_auth_ambiguous_total"
+	promDenials         = "authprobe_auth_denials_total"
 )
 
 // promDescs builds the Prometheus descriptions, once per Detector.
-func promDescs() (attempts, failed, tracked, evicted, ambiguous *prometheus.Desc) {
+func promDescs() (attempts, failed, tracked, evicted, ambiguous, denials *prometheus.Desc) {
 	attempts = prometheus.NewDesc(promAttempts,
 		"Auth attempts seen by the agent, by route (span name), result and failure reason.",
 		[]string{"route", "result", "failure_reason"}, nil)
@@ -29,7 +30,10 @@ func promDescs() (attempts, failed, tracked, evicted, ambiguous *prometheus.Desc
 	ambiguous = prometheus.NewDesc(promAmbiguous,
 		"Auth attempts whose request servers read differently (auth.request.ambiguous), by route (span name) and kind; a request counts once per kind.",
 		[]string{"route", "kind"}, nil)
-	return attempts, failed, tracked, evicted, ambiguous
+	denials = prometheus.NewDesc(promDenials,
+		"Auth attempts denied, by route (span name) and the layer that said no (auth.decision.layer: gateway, service, database, upstream).",
+		[]string{"route", "layer"}, nil)
+	return attempts, failed, tracked, evicted, ambiguous, denials
 }
 
 // Describe implements prometheus.Collector.
@@ -39,6 +43,7 @@ func (d *Detector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- d.trackedDesc
 	ch <- d.evictedDesc
 	ch <- d.ambiguousDesc
+	ch <- d.denialsDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -53,6 +58,9 @@ func (d *Detector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(t, prometheus.GaugeValue, float64(snap.tracked))
 	ch <- prometheus.MustNewConstMetric(e, prometheus.CounterValue, float64(snap.evicted))
+	for _, c := range snap.denials {
+		ch <- prometheus.MustNewConstMetric(d.denialsDesc, prometheus.CounterValue, float64(c.n), c.route, c.kind)
+	}
 	for _, c := range snap.ambiguous {
 		ch <- prometheus.MustNewConstMetric(d.ambiguousDesc, prometheus.CounterValue, float64(c.n), c.route, c.kind)
 	}

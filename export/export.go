@@ -329,18 +329,23 @@ func (e *Exporter) Emit(s spanbuilder.Span) {
 	}
 }
 
-// newIDs gives s a fresh span id, in the caller's trace when it has one.
+// newIDs gives s its ids: its own when it has them (chosen when its
+// request began, spanbuilder.Chain), else a fresh span id in the caller's
+// trace or a new one.
 func newIDs(s *spanbuilder.Span) spanIDs {
 	var ids spanIDs
 	if s.Parent.IsValid() {
 		ids.trace = s.Parent.TraceID()
 		ids.parent = s.Parent.SpanID()
-	} else {
-		for ids.trace == [16]byte{} {
-			putUint64(ids.trace[:8], rand.Uint64())
-			putUint64(ids.trace[8:], rand.Uint64())
-		}
 	}
+	if s.TraceID.IsValid() {
+		ids.trace = s.TraceID
+	}
+	for ids.trace == [16]byte{} {
+		putUint64(ids.trace[:8], rand.Uint64())
+		putUint64(ids.trace[8:], rand.Uint64())
+	}
+	ids.span = s.SpanID
 	for ids.span == [8]byte{} {
 		putUint64(ids.span[:], rand.Uint64())
 	}

@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authprobe/authprobe/spanbuilder"
 )
@@ -23,7 +24,7 @@ type spanIDs struct {
 // appendJSONSpan appends the JSON line of s:
 //
 //	name, trace_id (32 hex), span_id (16 hex), parent_span_id (16 hex, ""
-//	for a root), kind ("SERVER"), start_time_unix_nano and
+//	for a root), kind ("SERVER", or "CLIENT" for a call), start_time_unix_nano and
 //	end_time_unix_nano (integers), status_code ("UNSET", "OK", "ERROR"),
 //	status_message (only with ERROR, omitted when empty), trace_state
 //	(omitted when empty), attributes and resource (objects, sorted keys).
@@ -46,7 +47,9 @@ func appendJSONSpan(b []byte, s *spanbuilder.Span, ids *spanIDs, lay *layout, tr
 	if ids.parent != [8]byte{} {
 		b = appendHex(b, ids.parent[:])
 	}
-	b = append(b, `","kind":"SERVER","start_time_unix_nano":`...)
+	b = append(b, `","kind":"`...)
+	b = append(b, kindWord(s)...)
+	b = append(b, `","start_time_unix_nano":`...)
 	b = strconv.AppendInt(b, s.Start.UnixNano(), 10)
 	b = append(b, `,"end_time_unix_nano":`...)
 	b = strconv.AppendInt(b, s.End.UnixNano(), 10)
@@ -72,6 +75,15 @@ func appendJSONSpan(b []byte, s *spanbuilder.Span, ids *spanIDs, lay *layout, tr
 	b = append(b, `},"resource":`...)
 	b = append(b, res...)
 	return append(b, "}\n"...)
+}
+
+// kindWord is the span's kind as the SDK's JSON names it: a call's span
+// is CLIENT, every other SERVER.
+func kindWord(s *spanbuilder.Span) string {
+	if s.Kind == trace.SpanKindClient {
+		return "CLIENT"
+	}
+	return "SERVER"
 }
 
 // statusMessage is kept with an Error status only, as the SDK does.

@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/authprobe/authprobe/spanbuilder"
@@ -35,6 +36,7 @@ const (
 	statusMessageNum  = 2
 	statusCodeNum     = 3
 	kindServer        = 2 // SPAN_KIND_SERVER
+	kindClient        = 3 // SPAN_KIND_CLIENT
 	statusCodeOK      = 1
 	statusCodeError   = 2
 	flagsHasIsRemote  = 0x100 // SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
@@ -84,7 +86,11 @@ func appendOTLPSpan(b, scratch []byte, s *spanbuilder.Span, ids *spanIDs, lay *l
 	}
 	body = protowire.AppendTag(body, spanName, protowire.BytesType)
 	body = protowire.AppendString(body, validUTF8(s.Name))
-	body = append(body, spanKind<<3|0, kindServer)
+	kind := byte(kindServer)
+	if s.Kind == trace.SpanKindClient {
+		kind = kindClient
+	}
+	body = append(body, spanKind<<3|0, kind)
 	body = append(body, spanStart<<3|1)
 	body = protowire.AppendFixed64(body, unixNano(s.Start.UnixNano()))
 	body = append(body, spanEnd<<3|1)

@@ -35,7 +35,7 @@ type selfMetrics struct {
 
 	events, drops, truncated, requests, spans, spansExported, spansDropped,
 	exportErrors, watched, traceparent, decoderExchanges, unknownPID, eventsRead,
-	verdicts, kernelCounters,
+	verdicts, kernelCounters, calls, linked, clientConns,
 	exportPending, exportBuffer, spillErrors, spansRecovered *prometheus.Desc
 }
 
@@ -57,6 +57,9 @@ func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Dete
 		exportErrors:     desc("export_errors_total", "Failed delivery attempts (retried or not)."),
 		watched:          desc("watched_processes", "Processes watched now."),
 		traceparent:      desc("traceparent_malformed_total", "Malformed traceparent headers ignored."),
+		calls:            desc("calls_total", "Calls (HTTP requests, database operations) watched processes made while serving a captured request, by attribution: attributed (a CLIENT span under its auth span) or why not (outside, non_auth, ambiguous, busy, full).", "attribution"),
+		linked:           desc("linked_hops_total", "Auth spans made children of the watched caller's call on the same node (both ends of the connection watched)."),
+		clientConns:      desc("client_connections_total", "Connections watched processes opened, by the protocol their first write showed (http, postgresql, unknown: not followed).", "protocol"),
 		decoderExchanges: desc("exchanges_total", "HTTP exchanges decoded."),
 		unknownPID:       desc("unknown_process_exchanges_total", "Exchanges of processes the agent had no record of."),
 		eventsRead:       desc("events_read_total", "Connection events user space read from the ring buffer."),
@@ -119,6 +122,16 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.spans, ps.Builder.Matched) // every matched exchange is a span
 	counter(m.traceparent, ps.Builder.MalformedTraceparent)
 	counter(m.unknownPID, ps.UnknownPID)
+	for attribution, n := range map[string]uint64{
+		"attributed": ps.Chain.Attributed, "outside": ps.Chain.Outside, "non_auth": ps.Chain.NonAuth,
+		"ambiguous": ps.Chain.Ambiguous, "busy": ps.Chain.Busy, "full": ps.Chain.Full,
+	} {
+		counter(m.calls, n, attribution)
+	}
+	counter(m.linked, ps.Chain.Linked)
+	counter(m.clientConns, ps.Decoder.ClientHTTP, "http")
+	counter(m.clientConns, ps.Decoder.ClientPostgres, "postgresql")
+	counter(m.clientConns, ps.Decoder.ClientUnknown, "unknown")
 	ch <- prometheus.MustNewConstMetric(m.watched, prometheus.GaugeValue, float64(ps.Watched))
 
 	es := m.exp.Stats()

@@ -20,7 +20,7 @@ type sink func(spanbuilder.Span)
 // watcher is the kernel side's view of targets and connections: which
 // processes it captures, and user space's verdicts on connections.
 type watcher interface {
-	Watch(pid uint32, startTicks uint64) error
+	WatchWith(pid uint32, startTicks uint64, opts bpf.WatchOptions) error
 	Unwatch(pid uint32) error
 	SetVerdict(sock, gen uint64, v bpf.Verdict) error
 }
@@ -34,6 +34,8 @@ type pipeline struct {
 	watcher watcher
 	dec     *decoder.Decoder
 	builder *spanbuilder.Builder
+	chain   *spanbuilder.Chain
+	spans   []spanbuilder.Span // reused by deliver
 	sinks   []sink
 	clock   bpf.KernelClock
 	matcher *targets.Matcher
@@ -58,6 +60,7 @@ type pipeline struct {
 type pipelineStats struct {
 	Decoder       decoder.Stats
 	Builder       spanbuilder.Stats
+	Chain         spanbuilder.ChainStats
 	EventsRead    uint64
 	UnknownPID    uint64
 	Watched       int
@@ -79,6 +82,7 @@ func newPipeline(log *slog.Logger, w watcher, dec *decoder.Decoder, b *spanbuild
 		watcher:    w,
 		dec:        dec,
 		builder:    b,
+		chain:      spanbuilder.NewChain(b, spanbuilder.ChainConfig{}),
 		sinks:      sinks,
 		clock:      clock,
 		matcher:    m,
@@ -119,6 +123,9 @@ func (p *pipeline) Data(ev bpf.ConnEvent) {
 		Conn:       connInfo(ev),
 		PID:        ev.PID,
 		TID:        ev.TID,
+		Task:       ev.Task,
+		Busy:       ev.Busy,
+		Other:      ev.Other,
 		Dir:        decoder.Direction(ev.Dir),
 		Seq:        ev.Seq,
 		Offset:     ev.Off,
@@ -263,7 +270,7 @@ func (p *pipeline) watch(proc targets.Process) {
 		}
 		proc.Start = start
 	}
-	if err := p.watcher.Watch(proc.PID, proc.Start); err != nil {
+	if err := p.watcher.WatchWith(proc.PID, proc.Start, bpf.WatchOptions{Goroutines: goRegABI(proc.Exe)}); err != nil {
 		p.counting(func(s *pipelineStats) { s.WatchFailures++ })
 		p.log.Warn("cannot watch process", "pid", proc.PID, "error", err)
 		return
@@ -295,7 +302,15 @@ func (p *pipeline) updateWatched() {
 
 // deliver turns exchanges into spans for every sink. An exchange belongs
 // to the process that read its request.
+//
+// The chain first learns of the request heads the decoder queued (ids
+// are chosen there), then of the exchanges, then of the untracked
+// requests that ended.
 func (p *pipeline) deliver(exs []decoder.Exchange) {
+	opened := p.dec.Opened()
+	for i := range opened {
+		p.chain.Opened(&opened[i])
+	}
 	for i := range exs {
 		ex := &exs[i]
 		proc, ok := p.procs[ex.PID]
@@ -305,18 +320,23 @@ func (p *pipeline) deliver(exs []decoder.Exchange) {
 			p.counting(func(s *pipelineStats) { s.UnknownPID++ })
 			proc = targets.Process{PID: ex.PID, Exe: p.matcher.Exe(ex.PID)}
 		}
-		span, ok := p.builder.Build(ex, spanbuilder.Process{
+		p.spans = p.chain.Exchange(ex, spanbuilder.Process{
 			PID:         proc.PID,
 			Exe:         proc.Exe,
 			ServiceName: proc.ServiceName,
 			Meta:        proc.Meta,
-		})
-		if !ok {
-			continue
+			Gateway:     proc.Gateway,
+		}, p.spans[:0])
+		for _, span := range p.spans {
+			for _, emit := range p.sinks {
+				emit(span)
+			}
 		}
-		for _, emit := range p.sinks {
-			emit(span)
-		}
+	}
+	clear(p.spans)
+	closed := p.dec.Closed()
+	for i := range closed {
+		p.chain.Closed(&closed[i])
 	}
 }
 
@@ -326,7 +346,9 @@ func (p *pipeline) deliver(exs []decoder.Exchange) {
 // kernel lost events that may have been among them.
 func (p *pipeline) tick() {
 	defer p.survive("tick")
-	p.deliver(p.dec.Expire(p.clock.Now()))
+	now0 := p.clock.Now()
+	p.deliver(p.dec.Expire(now0))
+	p.chain.Expire(now0)
 	p.sendVerdicts()
 	now := time.Now()
 	if !now.Before(p.nextRescan) {
@@ -338,9 +360,9 @@ func (p *pipeline) tick() {
 		}
 	}
 	p.onPodChanges()
-	dec, b := p.dec.Stats(), p.builder.Stats()
+	dec, b, ch := p.dec.Stats(), p.builder.Stats(), p.chain.Stats()
 	p.counting(func(s *pipelineStats) {
-		s.Decoder, s.Builder, s.LastTick = dec, b, now
+		s.Decoder, s.Builder, s.Chain, s.LastTick = dec, b, ch, now
 	})
 }
 

@@ -36,6 +36,8 @@ type Process struct {
 	// Meta is the revision of the process's Kubernetes identity
 	// (k8smeta.Identity.Rev); 0 when no Pods are configured.
 	Meta uint64
+	// Gateway: the target says the process is a gateway.
+	Gateway bool
 }
 
 // Pods tells who a process is on Kubernetes (k8smeta.Meta).
@@ -135,7 +137,7 @@ func (m *Matcher) Match(pid uint32, exe string, ports map[uint16]bool) (Process,
 		case !m.selectors[i].IsZero() && !m.selectors[i].Match(identity()):
 			continue
 		}
-		return m.process(Process{PID: pid, Exe: resolved, Pinned: t.PID != 0, Target: i}, identity()), true
+		return m.process(Process{PID: pid, Exe: resolved, Pinned: t.PID != 0, Target: i, Gateway: t.Gateway}, identity()), true
 	}
 	return Process{}, false
 }
