@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,6 +223,7 @@ func (p *pipeline) Fork(ev bpf.ProcEvent) {
 	parent.PID, parent.Start, parent.Pinned = ev.PID, ev.Start, false
 	p.procs[ev.PID] = parent
 	p.updateWatched()
+	p.log.Info("watching process", "pid", ev.PID, "parent", ev.PPID, "exe", parent.Exe)
 }
 
 // Exit: the kernel forgot the process when its last thread exited; so do
@@ -284,6 +288,40 @@ func (p *pipeline) watch(proc targets.Process) {
 	p.procs[proc.PID] = proc
 	p.updateWatched()
 	p.log.Info("watching process", "pid", proc.PID, "exe", proc.Exe, "service", proc.ServiceName)
+	p.watchChildren(proc)
+}
+
+// watchChildren watches the children proc forked before the kernel had
+// its watch (a pre-fork server's workers, forked right after it began
+// listening): the kernel watches only those forked after.
+func (p *pipeline) watchChildren(proc targets.Process) {
+	for _, child := range childPIDs(proc.PID) {
+		if _, ok := p.procs[child]; ok || child == p.self {
+			continue
+		}
+		c := proc
+		c.PID, c.Start, c.Pinned = child, 0, false
+		c.Exe = p.matcher.Exe(child)
+		p.watch(c)
+	}
+}
+
+// childPIDs are the children of pid's threads, from /proc.
+func childPIDs(pid uint32) []uint32 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []uint32
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+				out = append(out, uint32(n))
+			}
+		}
+	}
+	return out
 }
 
 func (p *pipeline) unwatch(pid uint32, why string) {

@@ -57,6 +57,8 @@ type BackendOptions struct {
 	PollInterval time.Duration
 	// Threads serving requests (Java; Python starts one per request).
 	Threads int
+	// Port to listen on; 0 takes a free one.
+	Port int
 }
 
 // URL is the backend's address followed by path.
@@ -164,7 +166,10 @@ func MustStartBackend(tb testing.TB, pg *Postgres, opts BackendOptions) *Backend
 	if threads == 0 {
 		threads = 8
 	}
-	port := FreePort(tb)
+	port := opts.Port
+	if port == 0 {
+		port = FreePort(tb)
+	}
 	cmd.Dir = dir
 	cmd.Env = []string{
 		"PATH=/usr/bin:/bin", "HOME=" + dir, "LANG=C.UTF-8",

@@ -40,6 +40,8 @@ type GatewayOptions struct {
 	// NoKeepalive opens a new upstream connection per request; by
 	// default nginx keeps up to 8 idle upstream connections.
 	NoKeepalive bool
+	// Port to listen on; 0 takes a free one.
+	Port int
 }
 
 // Denied is the prefix of the paths the gateway answers 403 to itself,
@@ -83,8 +85,12 @@ func MustStartGateway(tb testing.TB, opts GatewayOptions) *Gateway {
 		}
 		mustChown(tb, p, nginxAccount)
 	}
+	port := opts.Port
+	if port == 0 {
+		port = FreePort(tb)
+	}
 	g := &Gateway{
-		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(tb))),
+		Addr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		accessLog: filepath.Join(dir, "logs", "access.log"),
 	}
 	userLine := ""
