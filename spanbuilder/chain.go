@@ -380,4 +380,3 @@ func (c *Chain) Expire(now uint64) {
 		}
 	}
 }
-

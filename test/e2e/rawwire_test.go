@@ -86,7 +86,7 @@ type evAnswer struct {
 	// noUser: the login handler read no username (marker value "nouser"):
 	// the request's body never reached it, whatever was sent.
 	noUser bool
-	err      string
+	err    string
 }
 
 // evRun is one connection as it went.

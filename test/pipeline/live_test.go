@@ -29,6 +29,7 @@ const (
 	srcBenign   = "127.0.3.10"
 	srcProbe    = "127.0.4.10"
 	srcSlow     = "127.0.5.10"
+	srcSmuggler = "127.0.6.10"
 
 	subnetStuffing = "127.0.1.0/24"
 	subnetBrute    = "127.0.2.0/24"
@@ -246,6 +247,15 @@ func TestLiveDetection(t *testing.T) {
 		apiStep(probe, fmt.Sprintf("/api/admin/users/%d", i), token)
 	})
 
+	// AmbiguousAuthRequest: a login naming the username twice, a decoy
+	// first, as an attacker pinning auth.username would; a few are enough.
+	smuggler := newSource(srcSmuggler)
+	actor(trafficCtx, &wg, 2*time.Second, 20, func(i int) {
+		st, id, err := smuggler.do(http.MethodPost, base+"/login",
+			fmt.Sprintf("username=decoy&username=alice&password=guess-%d", i), "application/x-www-form-urlencoded", "")
+		led.add("auth.login", st, id, err)
+	})
+
 	// AuthLatencyAnomaly: the slow replica answers logins after 300ms.
 	// Its P99 over 5m/factor must exceed twice the baseline of 2h/factor
 	// offset 15m/factor, so it joins once that offset has passed since the
@@ -274,6 +284,7 @@ func TestLiveDetection(t *testing.T) {
 		"CredentialStuffing":   "client_subnet=" + subnetStuffing,
 		"AuthorizationProbing": "auth_subject=" + probeSubject,
 		"AuthLatencyAnomaly":   "span_name=auth.login",
+		"AmbiguousAuthRequest": "kind=duplicate_username",
 	}
 	first := map[string]firing{}
 	var wrong []string
@@ -333,7 +344,7 @@ func TestLiveDetection(t *testing.T) {
 	wg.Wait()
 
 	// ---- verdicts on detection ----
-	for _, name := range []string{"BruteForce", "CredentialStuffing", "AuthorizationProbing", "AuthLatencyAnomaly"} {
+	for _, name := range []string{"BruteForce", "CredentialStuffing", "AuthorizationProbing", "AuthLatencyAnomaly", "AmbiguousAuthRequest"} {
 		f, ok := first[name]
 		if !ok {
 			t.Errorf("%s never fired for %s", name, want[name])
