@@ -569,6 +569,10 @@ func TestClientConnection(t *testing.T) {
 		sfd := h.int("accept", lfd)
 		mustWrite(t, c, []byte(loginReq))
 		h.read(sfd)
+		// The first write's probe event is read before the mark: the
+		// reader takes events in batches, so it may still be on its way.
+		rec.waitEvents(t, 1, func(ev ConnEvent) bool { return toUpstream(ev) && ev.Off == 0 })
+		rec.waitEvents(t, 1, fromClient(c))
 		mark := rec.mark()
 		call(fd, up)
 		// Answered: nothing any more.
