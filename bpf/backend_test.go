@@ -1,28 +1,82 @@
 package bpf
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/stretchr/testify/require"
 )
 
+// Load picks the cheapest backend whose hooks this kernel has; the
+// cheaper ones are refused for lacking theirs and for nothing else.
+// AUTHPROBE_WANT_BACKEND (the kernel matrix sets it per kernel) says
+// which one this kernel must pick.
 func TestBackendAuto(t *testing.T) {
 	skipUnlessRoot(t)
 	p, err := Load(Config{Routes: testRoutes})
 	SkipIfNotSupported(t, err)
 	require.NoError(t, err)
 	defer p.Close()
-	// This kernel (6.3+) has the socket tracepoints: the cheapest wins.
-	require.Equal(t, BackendInfo{Name: BackendSock}, p.Backend())
+	want := os.Getenv("AUTHPROBE_WANT_BACKEND")
+	if want == "" {
+		want = naturalBackend(t)
+	}
+	info := p.Backend()
+	require.Equal(t, want, info.Name)
+	require.Equal(t, Backends()[len(info.Refused)], info.Name, "every cheaper backend was tried first")
+	for i, r := range info.Refused {
+		require.Equal(t, Backends()[i], r.Backend)
+		require.ErrorIs(t, r.Err, ErrNoHook, "%s was refused for something else than a missing hook", r.Backend)
+		t.Logf("refused %s: %v", r.Backend, r.Err)
+	}
 
 	for _, c := range CheckBackends(Config{Routes: testRoutes}) {
+		if err := BackendAvailable(c.Backend); err != nil {
+			require.ErrorIs(t, err, ErrNoHook)
+			require.ErrorIs(t, c.Err, ErrNoHook, c.Backend)
+			continue
+		}
 		require.NoError(t, c.Err, c.Backend)
 	}
 	_, err = Load(Config{Routes: testRoutes, Backend: "kprobes"})
 	require.ErrorContains(t, err, `capture backend "kprobes"`)
+}
+
+// BackendAvailable reads the hooks from the programs' sections: a raw
+// tracepoint from the kernel's BTF, a tracepoint from tracefs.
+func TestBackendHooks(t *testing.T) {
+	spec, err := loadCaptureSock()
+	require.NoError(t, err)
+	types, err := btf.NewBuilder([]btf.Type{
+		&btf.Typedef{Name: "btf_trace_sock_recv_length", Type: &btf.Int{Name: "int", Size: 4}},
+	}, nil)
+	require.NoError(t, err)
+	raw, err := types.Marshal(nil, nil)
+	require.NoError(t, err)
+	kernel, err := btf.LoadSpecFromReader(bytes.NewReader(raw))
+	require.NoError(t, err)
+	k := kernelHooks{spec: kernel}
+	err = k.missing(spec)
+	require.ErrorIs(t, err, ErrNoHook)
+	require.ErrorContains(t, err, "no raw tracepoint sock_send_length (kernel 6.3+)")
+
+	spec, err = loadCaptureSyscalls()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.MkdirAll(dir+"/events/syscalls/sys_exit_read", 0o755))
+	k = kernelHooks{spec: kernel, tracefs: dir}
+	err = k.missing(spec)
+	require.ErrorIs(t, err, ErrNoHook)
+	require.ErrorContains(t, err, "no tracepoint syscalls/sys_exit_readv")
+	for _, name := range []string{"readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg"} {
+		require.NoError(t, os.MkdirAll(dir+"/events/syscalls/sys_exit_"+name, 0o755))
+	}
+	require.NoError(t, k.missing(spec))
 }
 
 // A backend that does not attach is refused with its reason, and the next
@@ -83,7 +137,7 @@ func TestConfigErrors(t *testing.T) {
 // Run returns promptly when its context is cancelled, whenever that
 // happens, also while events flow.
 func TestRunStops(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	h, lfd, port := serve(t, p)
 	c := dial(t, port)
 	fd := h.int("accept", lfd)

@@ -328,7 +328,7 @@ func TestStaleWatch(t *testing.T) {
 // Listeners of any process are reported, with the process's start time.
 func TestListenEvent(t *testing.T) {
 	skipUnlessRoot(t)
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h := mustHelper(t) // not watched
 	_, port := h.listen()
@@ -626,7 +626,7 @@ func TestHelperSanity(t *testing.T) {
 
 // An unwatched process is not captured.
 func TestUnwatch(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	require.NoError(t, p.Unwatch(uint32(h.pid)))

@@ -51,6 +51,7 @@ func mustLoad(tb testing.TB, backend string, cfg Config) *Probe {
 	if cfg.WakeupBytes == 0 {
 		cfg.WakeupBytes = 1 // every event at once: tests wait on them
 	}
+	skipUnlessAvailable(tb, backend)
 	p, err := Load(cfg)
 	SkipIfNotSupported(tb, err)
 	require.NoError(tb, err)
@@ -59,12 +60,40 @@ func mustLoad(tb testing.TB, backend string, cfg Config) *Probe {
 	return p
 }
 
-// forEachBackend runs f as a subtest on every capture backend that loads
-// here; one that does not is skipped with its reason.
+// forEachBackend runs f as a subtest on every capture backend; one whose
+// hooks this kernel lacks is skipped with what is missing.
 func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
 	for _, b := range Backends() {
 		t.Run(b, func(t *testing.T) { f(t, b) })
 	}
+}
+
+// skipUnlessAvailable skips tb when this kernel lacks a hook backend
+// attaches to (the socket tracepoints before 6.3), saying which. Only
+// that: a backend whose hooks exist must load.
+func skipUnlessAvailable(tb testing.TB, backend string) {
+	tb.Helper()
+	if err := BackendAvailable(backend); errors.Is(err, ErrNoHook) {
+		tb.Skipf("capture backend %s cannot run on this kernel: %v", backend, err)
+	}
+}
+
+// naturalBackend is the backend Load picks on this kernel: the cheapest
+// whose hooks it has. Tests of what every backend does alike (the proof,
+// discovery) run on it.
+func naturalBackend(tb testing.TB) string {
+	tb.Helper()
+	for _, b := range Backends() {
+		err := BackendAvailable(b)
+		if err == nil {
+			return b
+		}
+		if !errors.Is(err, ErrNoHook) {
+			tb.Fatalf("capture backend %s: %v", b, err)
+		}
+	}
+	tb.Fatal("no capture backend has its hooks on this kernel")
+	return ""
 }
 
 // recorder keeps copies of what the probe delivers.
