@@ -156,7 +156,7 @@ func TestRunStops(t *testing.T) {
 		select {
 		case err := <-done:
 			require.NoError(t, err)
-		case <-time.After(2 * time.Second):
+		case <-time.After(patience(2 * time.Second)):
 			t.Fatalf("run %d did not stop", i)
 		}
 	}

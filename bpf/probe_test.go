@@ -63,7 +63,7 @@ func TestCaptureLoginOnly(t *testing.T) {
 			defer rec.mu.Unlock()
 			closes = append([]ConnEvent(nil), rec.closes...)
 			return len(closes) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		data := rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) })
 		in := joined(rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress }))
 		out := joined(rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Egress }))
