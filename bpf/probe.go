@@ -138,6 +138,11 @@ func loadWith(cfg Config, keys []lifecycleRouteKey, candidates []backend) (*Prob
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
+	// A kernel too old for any backend is refused in words, not with
+	// the verifier's complaint about an unknown helper.
+	if err := missingRequirements(CheckRequirements()); err != nil {
+		return nil, err
+	}
 
 	p := &Probe{log: cfg.Logger.With("component", "bpf"), maps: map[string]*ebpf.Map{}}
 	if err := p.load(cfg, keys, candidates); err != nil {

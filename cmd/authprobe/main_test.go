@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -300,4 +301,18 @@ func TestCheckReportsBackends(t *testing.T) {
 	var stderr bytes.Buffer
 	require.Equal(t, 2, run([]string{"check", "--capture-backend", "kprobes"}, &out, &stderr))
 	require.Contains(t, stderr.String(), `--capture-backend "kprobes"`)
+}
+
+// TestCheckNamesMissingKernelFeature: a kernel without bpf_loop (5.15)
+// gets a required "no" line naming the feature and the release that
+// added it.
+func TestCheckNamesMissingKernelFeature(t *testing.T) {
+	fs := requirementFeatures([]bpf.RequirementCheck{
+		{Requirement: bpf.Requirement{Name: "bpf_loop", Since: "5.17", Why: "loops"}, Err: fmt.Errorf("probe: %w", ebpf.ErrNotSupported)},
+		{Requirement: bpf.Requirement{Name: "ring buffer", Since: "5.8", Why: "events"}},
+	})
+	require.Equal(t, []feature{
+		{name: "bpf_loop", ok: false, required: true, detail: "not supported by this kernel: needs kernel 5.17+ (loops)"},
+		{name: "ring buffer", ok: true, required: true, detail: "available (kernel 5.8+): events"},
+	}, fs)
 }
