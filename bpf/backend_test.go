@@ -79,30 +79,43 @@ func TestBackendHooks(t *testing.T) {
 	require.NoError(t, k.missing(spec))
 }
 
-// A backend that does not attach is refused with its reason, and the next
-// one is used; nothing of the refused one stays attached.
+// A backend whose hook is missing, or that does not attach, is refused
+// with its reason, and the next one is used; nothing of the refused ones
+// stays attached.
 func TestBackendFallback(t *testing.T) {
 	skipUnlessRoot(t)
-	broken := backend{name: "broken", spec: func() (*ebpf.CollectionSpec, error) {
-		spec, err := loadCaptureSock()
-		if err != nil {
-			return nil, err
+	// Both are the syscalls backend with one hook changed, so that every
+	// kernel has the others: one names a tracepoint no kernel has (refused
+	// before loading), one a tracefs entry that is not a tracepoint
+	// (refused at attach, after the programs before it were attached).
+	brokenSpec := func(section string) func() (*ebpf.CollectionSpec, error) {
+		return func() (*ebpf.CollectionSpec, error) {
+			spec, err := loadCaptureSyscalls()
+			if err != nil {
+				return nil, err
+			}
+			spec.Programs["authprobe_sys_exit_write"].SectionName = section
+			return spec, nil
 		}
-		spec.Programs["authprobe_sock_send_length"].SectionName = "raw_tp/authprobe_no_such_tracepoint"
-		return spec, nil
-	}}
+	}
+	noHook := backend{name: "nohook", spec: brokenSpec("tracepoint/syscalls/authprobe_no_such_tracepoint")}
+	broken := backend{name: "broken", spec: brokenSpec("tracepoint/syscalls/enable")}
 	cfg := Config{Routes: testRoutes, WakeupBytes: 1}
 	require.NoError(t, cfg.defaults())
 	keys, err := routeKeys(cfg.Routes)
 	require.NoError(t, err)
-	p, err := loadWith(cfg, keys, []backend{broken, {BackendSyscalls, loadCaptureSyscalls}})
+	p, err := loadWith(cfg, keys, []backend{noHook, broken, {BackendSyscalls, loadCaptureSyscalls}})
 	require.NoError(t, err)
 	defer p.Close()
 	info := p.Backend()
 	require.Equal(t, BackendSyscalls, info.Name)
-	require.Len(t, info.Refused, 1)
-	require.Equal(t, "broken", info.Refused[0].Backend)
-	require.ErrorContains(t, info.Refused[0].Err, "authprobe_no_such_tracepoint")
+	require.Len(t, info.Refused, 2)
+	require.Equal(t, "nohook", info.Refused[0].Backend)
+	require.ErrorIs(t, info.Refused[0].Err, ErrNoHook)
+	require.ErrorContains(t, info.Refused[0].Err, "no tracepoint syscalls/authprobe_no_such_tracepoint")
+	require.Equal(t, "broken", info.Refused[1].Backend)
+	require.NotErrorIs(t, info.Refused[1].Err, ErrNoHook)
+	require.ErrorContains(t, info.Refused[1].Err, "syscalls/enable")
 	// The lifecycle object and one capture object, with a link per
 	// program: nothing of the broken one is left.
 	require.Len(t, p.colls, 2)
