@@ -104,7 +104,7 @@ func TestBackendFallback(t *testing.T) {
 	require.NoError(t, cfg.defaults())
 	keys, err := routeKeys(cfg.Routes)
 	require.NoError(t, err)
-	p, err := loadWith(cfg, keys, []backend{noHook, broken, {BackendSyscalls, loadCaptureSyscalls}})
+	p, err := loadWith(cfg, keys, []backend{noHook, broken, {name: BackendSyscalls, spec: loadCaptureSyscalls}})
 	require.NoError(t, err)
 	defer p.Close()
 	info := p.Backend()

@@ -202,6 +202,11 @@ func (p *Probe) loadBackend(b backend, cfg Config, hooks *kernelHooks) error {
 	if err != nil {
 		return fmt.Errorf("load spec: %w", err)
 	}
+	for _, name := range b.optional {
+		if _, ok := spec.Programs[name]; ok && hooks.missingProgram(spec, name) != nil {
+			delete(spec.Programs, name)
+		}
+	}
 	if err := hooks.missing(spec); err != nil {
 		return err
 	}
