@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // hookSince names the kernel release that added a hook a backend needs,
@@ -107,6 +108,11 @@ func tryFentry(fn string) error {
 		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
+	if errors.Is(err, unix.EPERM) {
+		// Not the memory lock cilium/ebpf's message suspects: the
+		// limit is lifted before this.
+		return fmt.Errorf("loading an empty fentry program on %s: operation not permitted", fn)
+	}
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
