@@ -173,17 +173,33 @@ func BackendAvailable(name string) error {
 	if len(bs) != 1 {
 		return fmt.Errorf("capture backend %q: name one backend", name)
 	}
-	spec, err := bs[0].spec()
-	if err != nil {
-		return fmt.Errorf("capture backend %s: load spec: %w", name, err)
-	}
 	// Probing fentry loads a program: kernels before 5.11 charge that to
 	// RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("remove memlock limit: %w", err)
 	}
 	var k kernelHooks
-	return k.missing(spec)
+	_, err = bs[0].specHere(&k)
+	return err
+}
+
+// specHere is b's spec for this kernel: without the optional programs
+// whose hooks it lacks, or an ErrNoHook error naming a required hook it
+// lacks.
+func (b backend) specHere(hooks *kernelHooks) (*ebpf.CollectionSpec, error) {
+	spec, err := b.spec()
+	if err != nil {
+		return nil, fmt.Errorf("load spec: %w", err)
+	}
+	for _, name := range b.optional {
+		if _, ok := spec.Programs[name]; ok && hooks.missingProgram(spec, name) != nil {
+			delete(spec.Programs, name)
+		}
+	}
+	if err := hooks.missing(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }
 
 // sortedPrograms are the names of spec's programs, sorted.
