@@ -35,8 +35,8 @@ import (
 type nopWatcher struct{}
 
 func (nopWatcher) WatchWith(uint32, uint64, bpf.WatchOptions) error { return nil }
-func (nopWatcher) Unwatch(uint32) error                           { return nil }
-func (nopWatcher) SetVerdict(uint64, uint64, bpf.Verdict) error    { return nil }
+func (nopWatcher) Unwatch(uint32) error                             { return nil }
+func (nopWatcher) SetVerdict(uint64, uint64, bpf.Verdict) error     { return nil }
 
 const (
 	benchBad = "POST /login HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
