@@ -125,13 +125,13 @@ func (e *Extractor) username(in Input, a authInfo, body, query fields) (u string
 // that is not blank, in any case of its name. Spellings that disagree,
 // blank or not, make the request ambiguous.
 func (e *Extractor) bodyUsername(c *candidates, body fields) {
-	if len(body) == 0 {
+	if body.len() == 0 {
 		return
 	}
 	for _, name := range e.bodyFields {
 		var val string
 		seen, blank, conflict := false, false, false
-		for k, v := range body {
+		for k, v := range body.all() {
 			if !strings.EqualFold(k, name) {
 				continue
 			}
