@@ -28,7 +28,6 @@ type bodyNotes struct {
 	jsonDuplicateKey bool
 }
 
-
 // parseBody extracts the fields of a request or response body according to
 // its Content-Type (form, JSON, multipart), sniffing JSON and forms when the
 // type is missing. Encoded (gzip, ...) bodies and unknown types give nothing.

@@ -18,8 +18,6 @@ import (
 	"github.com/authprobe/authprobe/decoder"
 )
 
-
-
 // fields maps form field names, multipart part names and dotted JSON paths
 // ("user.email", "roles.0") to their values. It lives for one Extract call.
 type refFields map[string]field
@@ -39,7 +37,6 @@ func (f refFields) add(name string, v field) {
 		f[name] = old
 	}
 }
-
 
 // str returns the scalar value at name.
 func (f refFields) str(name string) (string, bool) {
@@ -264,7 +261,6 @@ func refParseJSON(body []byte) (refFields, bodyNotes) {
 	}
 	return f, notes
 }
-
 
 // refMediaType is mediaType before its fast path.
 func refMediaType(h decoder.Header) (string, map[string]string) {
