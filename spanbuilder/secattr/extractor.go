@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/spanbuilder/internal/strcache"
 )
 
 // Options are the process-level inputs of New, explicit so tests need
@@ -34,6 +35,7 @@ type Extractor struct {
 	key            []byte
 	macs           sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 	scratches      *scratchPool
+	subnets        *strcache.Cache[netip.Prefix]
 	bodyFields     []string
 	userHeader     string
 	apiHeaders     []string
@@ -75,6 +77,7 @@ func NewWithOptions(cfg config.Security, opt Options) (*Extractor, error) {
 		rolesClaim:     strings.TrimSpace(cfg.JWT.RolesClaim),
 		leeway:         time.Duration(cfg.JWT.Leeway),
 		scratches:      newScratchPool(),
+		subnets:        strcache.New(netip.Prefix.String),
 	}
 	switch e.privacy {
 	case "":
@@ -167,7 +170,7 @@ func (e *Extractor) Extract(in Input) Output {
 
 	out.ClientAddr = e.clientAddr(in.Peer, in.Request)
 	if e.subnet {
-		out.ClientSubnet = subnetOf(out.ClientAddr)
+		out.ClientSubnet = e.subnetOf(out.ClientAddr)
 		if out.ClientSubnet != "" {
 			attrs = append(attrs, attribute.String("auth.client.subnet", out.ClientSubnet))
 		}

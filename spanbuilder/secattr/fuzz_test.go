@@ -115,7 +115,7 @@ func FuzzForwarded(f *testing.F) {
 				t.Fatalf("invalid client address from %q %q", xff, fwd)
 			}
 		}
-		if s := subnetOf(got); got.IsValid() && s == "" {
+		if s := e.subnetOf(got); got.IsValid() && s == "" {
 			t.Fatalf("no subnet for %v", got)
 		}
 	})
