@@ -81,7 +81,8 @@ func measureDevNull(ctx context.Context, o options, agentCfg string, srv *server
 			if err != nil {
 				return nil, err
 			}
-			a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv, "--capture-backend", backend)
+			a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv,
+				append(strings.Fields(o.agentArgs), "--capture-backend", backend)...)
 			if err != nil {
 				return nil, fmt.Errorf("agent with --capture-backend %s: %w", backend, err)
 			}

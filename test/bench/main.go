@@ -55,6 +55,7 @@ type options struct {
 	stagePkgs   string
 	benchtime   string
 	agentEnv    string
+	agentArgs   string
 	cost        bool
 }
 
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of the login server (0: the Go default)")
 	flag.StringVar(&o.exporters, "exporters", "stdout,otlp", "exporters the all-login workload runs with: stdout, otlp or both")
 	flag.StringVar(&o.agentEnv, "agent-env", "", "extra environment of the agent, KEY=VALUE[,KEY=VALUE] (e.g. GOGC=200,GOMEMLIMIT=32MiB)")
+	flag.StringVar(&o.agentArgs, "agent-args", "", "extra arguments of every agent run, space-separated (e.g. --ring-buffer-mib 4)")
 	flag.BoolVar(&o.cost, "node-cost", true, "measure what watching costs the node: /dev/null writes of an unwatched process per capture backend, and the kernel time of the agent's programs per request (bpf_stats)")
 	flag.BoolVar(&o.stages, "stages", false, "run the per-stage Go benchmarks (BenchmarkStage*) instead")
 	flag.StringVar(&o.stagePkgs, "stage-packages", "./bpf/... ./decoder/... ./spanbuilder/... ./export/... ./cmd/...", "packages whose BenchmarkStage* -stages runs")
@@ -140,6 +142,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		Threads:     o.threads,
 		ServerProcs: o.serverProcs,
 		AgentEnv:    o.agentEnv,
+		AgentArgs:   o.agentArgs,
 		CPUs:        numCPU(),
 		Kernel:      kernelRelease(),
 		LoadBefore:  loadAvg(),
@@ -273,7 +276,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 		return r, err
 	}
 	r.Mode = "agent"
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv, strings.Fields(o.agentArgs)...)
 	if err != nil {
 		return r, err
 	}
@@ -318,7 +321,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *server) (fixedRateResult, error) {
 	fr := fixedRateResult{Rate: o.rate, Duration: o.duration.String(), Workers: o.rateWorkers,
 		OtherAgents: otherAgents()}
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv, strings.Fields(o.agentArgs)...)
 	if err != nil {
 		return fr, err
 	}

@@ -101,6 +101,7 @@ type results struct {
 	Threads     int               `json:"threads"`
 	ServerProcs int               `json:"server_gomaxprocs"`
 	AgentEnv    string            `json:"agent_env,omitempty"`
+	AgentArgs   string            `json:"agent_args,omitempty"`
 	CPUs        int               `json:"cpus"`
 	Kernel      string            `json:"kernel"`
 	LoadBefore  string            `json:"loadavg_before"`
@@ -214,6 +215,10 @@ func (res *results) markdown() string {
 	if res.AgentEnv != "" {
 		p("")
 		p("Agent environment: `%s`", res.AgentEnv)
+	}
+	if res.AgentArgs != "" {
+		p("")
+		p("Agent arguments: `%s`", res.AgentArgs)
 	}
 	p("")
 	p("### Overhead (mean of 2 baseline and 2 agent runs, interleaved)")
