@@ -17,7 +17,7 @@ help:
 	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector and k8s tools)"
 	@echo "make test-unit      unprivileged unit tests only"
 	@echo "make test-kernels   the capture tests on Debian 6.1, 6.12 and arm64 kernels under qemu (root; KERNELS=$(KERNELS))"
-	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS"
+	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS, /dev/null tax, kernel time per request"
 	@echo "make bench-stages   the per-stage Go benchmarks (BenchmarkStage*), one table"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
 	@echo "make check-generate fail when the committed eBPF objects differ from their sources"
