@@ -39,12 +39,10 @@ func loginQueries(lang string, first bool) []string {
 	return append(q, "SELECT users")
 }
 
-func documentQueries(end string, denied bool) []string {
-	sel := "SELECT documents"
-	if denied {
-		sel += " sqlstate=42501"
-	}
-	return []string{"BEGIN", "SET", "SELECT", sel, end}
+// documentQueries are the queries of a request that runs op (its last
+// statement) as the caller, in a transaction of its own that ends with end.
+func documentQueries(end, op string) []string {
+	return []string{"BEGIN", "SET", "SELECT", op, end}
 }
 
 // TestTraceTrees: with the agent watching the gateways (nginx) and the
@@ -77,6 +75,9 @@ func TestTraceTrees(t *testing.T) {
 			gwDoc := func(layer string) []string {
 				return []string{"caller: SERVER gateway auth.authorize 403" + layer, "  CLIENT gateway GET 403 /api/documents/2"}
 			}
+			gwOwner := func(status, layer string) []string {
+				return []string{"caller: SERVER gateway auth.authorize " + status + layer, "  CLIENT gateway POST " + status + " /api/documents/1/owner"}
+			}
 			docEnd := "COMMIT"
 			cases := []struct {
 				c    call
@@ -89,9 +90,15 @@ func TestTraceTrees(t *testing.T) {
 				// Row-level security hides the row: the query succeeds with
 				// no row, and the service says no.
 				{call{name: "RLS hides another's document", method: "GET", path: "/api/documents/2", token: alice, want: 403},
-					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=service", documentQueries(docEnd, false)...)...)...)},
+					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=service", documentQueries(docEnd, "SELECT documents")...)...)...)},
 				{call{name: "guest role lacks the privilege (42501)", method: "GET", path: "/api/documents/2", token: bob, want: 403},
-					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", true)...)...)...)},
+					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", "SELECT documents sqlstate=42501")...)...)...)},
+				// Row-level security's WITH CHECK: alice may update her own
+				// document, but the row must stay hers.
+				{call{name: "owner keeps her document", method: "POST", path: "/api/documents/1/owner", body: "owner=alice", token: alice, want: 200},
+					lines(append(gwOwner("200", ""), backendTree(lang, "auth.authorize 200", documentQueries(docEnd, "UPDATE documents")...)...)...)},
+				{call{name: "RLS WITH CHECK refuses giving it away (42501)", method: "POST", path: "/api/documents/1/owner", body: "owner=bob", token: alice, want: 403},
+					lines(append(gwOwner("403", " layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", "UPDATE documents sqlstate=42501")...)...)...)},
 				{call{name: "gateway denies", method: "GET", path: Denied + "users", token: alice, want: 403},
 					lines("caller: SERVER gateway auth.authorize 403 layer=gateway")},
 			}
@@ -217,7 +224,7 @@ func TestTraceTrees(t *testing.T) {
 			}
 		}
 		for _, s := range env.agent.Spans(t) {
-			if q := s.Attr("db.query.text"); strings.Contains(q, "'") || strings.Contains(q, "carol") || strings.Contains(q, "alice") {
+			if q := s.Attr("db.query.text"); strings.Contains(q, "'") || strings.Contains(q, "carol") || strings.Contains(q, "alice") || strings.Contains(q, "bob") {
 				t.Errorf("a query text with a literal: %q", q)
 			}
 		}
