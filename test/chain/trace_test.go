@@ -62,6 +62,8 @@ func layerOf(s Span) string {
 		return Python
 	case exe == "java":
 		return Java
+	case exe == goBackend:
+		return Go
 	}
 	return exe
 }

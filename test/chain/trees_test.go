@@ -33,6 +33,9 @@ func loginQueries(lang string, first bool) []string {
 	if lang == Python {
 		return append(q, "BEGIN", "SELECT users", "ROLLBACK")
 	}
+	if lang == Go {
+		return append(q, "SELECT users") // autocommit, and no settings of its own
+	}
 	if first {
 		q = append(q, "SET", "SET") // the driver's own settings after the startup
 	}
