@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +121,9 @@ func TestTraceTrees(t *testing.T) {
 					t.Errorf("%s %s: trace tree\n%s\nwant\n%s", lang, tc.c.name, got, tc.want)
 				}
 			}
+			if lang == Go {
+				checkGoSpawns(t, env)
+			}
 		})
 	}
 
@@ -235,6 +239,37 @@ func TestTraceTrees(t *testing.T) {
 	if os.Getenv("CHAIN_DUMP") != "" {
 		t.Logf("spans:\n%s", env.agent.stdout.String())
 	}
+}
+
+// checkGoSpawns: the Go backend's document reads ran on goroutines its
+// handlers spawned, and their queries are in the trees above (as the
+// handler's own); the goroutine a failed login left behind ran its query
+// after that login was answered, and it is in no tree (the trees above
+// are exact); the kernel counted both kinds.
+func checkGoSpawns(t *testing.T, env *chainEnv) {
+	t.Helper()
+	const detached = "SELECT count(*) AS failed_logins FROM users WHERE username = $1"
+	if n := env.Postgres.StatementCalls(t, AppUser)[detached]; n == 0 {
+		t.Errorf("the detached goroutine's query never ran: %v", env.Postgres.StatementCalls(t, AppUser))
+	}
+	m := env.agent.Metrics(t)
+	for _, name := range []string{"go_spawned", "client_spawned", "client_outside"} {
+		if v := kernelCounter(m, name); v == 0 {
+			t.Errorf("kernel counter %s = 0", name)
+		}
+	}
+}
+
+// kernelCounter reads authprobe_kernel_total{name=NAME} off a scrape.
+func kernelCounter(metrics, name string) float64 {
+	prefix := `authprobe_kernel_total{name="` + name + `"} `
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // testLangs are the backends of CHAIN_LANGS (comma-separated), else all.

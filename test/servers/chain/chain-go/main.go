@@ -1,10 +1,13 @@
 // Command chain-go is the Go backend of the three-layer test flow
 // (test/servers/chain/README.md): net/http (a goroutine per connection)
 // and database/sql over the pure-Go driver github.com/jackc/pgx/v5/stdlib.
-// It answers as the Python and Java backends do, with one difference that
-// the test is about: the document read runs on a goroutine the handler
-// spawns and waits for (as handlers that fan work out do), the other
-// routes' queries on the handler's own goroutine.
+// It answers as the Python and Java backends do, with two differences
+// that the tests are about: the document read runs on a goroutine the
+// handler spawns and waits for (as handlers that fan work out do), the
+// other routes' queries on the handler's own goroutine; and a failed login
+// spawns a detached goroutine that counts the user's failures once the
+// next request has arrived (after the failed login was answered), a query
+// that belongs to no request.
 //
 // Configuration comes from the environment, as for the other backends:
 // PORT, HOST, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_POOL,
@@ -27,6 +30,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,7 +88,29 @@ func openDB(size int) (*sql.DB, error) {
 	return db, nil
 }
 
-type server struct{ db *sql.DB }
+type server struct {
+	db *sql.DB
+	// arrived is closed, and replaced, when a request arrives.
+	mu      sync.Mutex
+	arrived chan struct{}
+}
+
+// next is closed when the next request arrives.
+func (s *server) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.arrived
+}
+
+func (s *server) arrive(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		close(s.arrived)
+		s.arrived = make(chan struct{})
+		s.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
 
 func main() {
 	db, err := openDB(envInt("DB_POOL", 4))
@@ -105,7 +131,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := &server{db: db}
+	s := &server{db: db, arrived: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, r, 200, map[string]any{"status": "ok"})
@@ -117,7 +143,7 @@ func main() {
 		reply(w, r, 404, map[string]any{"error": "not_found"})
 	})
 	fmt.Printf("listening %d\n", ln.Addr().(*net.TCPAddr).Port)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.arrive(mux), ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.Serve(ln); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -171,12 +197,21 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		user, password).Scan(&id, &role)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		go s.countFailures(s.next(), user)
 		reply(w, r, 401, map[string]any{"error": "invalid_credentials"})
 	case err != nil:
 		reply(w, r, 503, map[string]any{"error": "db_error"})
 	default:
 		reply(w, r, 200, map[string]any{"token": issueToken(user, role)})
 	}
+}
+
+// countFailures queries, on a goroutine a failed login spawned, once the
+// next request arrived: after the login was answered.
+func (s *server) countFailures(next <-chan struct{}, user string) {
+	<-next
+	var n int
+	_ = s.db.QueryRow("SELECT count(*) AS failed_logins FROM users WHERE username = $1", user).Scan(&n)
 }
 
 // errRefused is the database refusing the caller (42501: a missing
