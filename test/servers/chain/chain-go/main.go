@@ -136,6 +136,7 @@ func main() {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, r, 200, map[string]any{"status": "ok"})
 	})
+	mux.HandleFunc("GET /stats", s.stats)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("GET /api/documents/{id}", s.document)
 	mux.HandleFunc("POST /api/documents/{id}/owner", s.setOwner)
@@ -170,6 +171,16 @@ func reply(w http.ResponseWriter, r *http.Request, status int, body any) {
 		tp = "-"
 	}
 	fmt.Fprintf(os.Stderr, "request %s %s %d traceparent=%s\n", r.Method, r.URL.EscapedPath(), status, tp)
+}
+
+// stats queries the database outside any auth route.
+func (s *server) stats(w http.ResponseWriter, r *http.Request) {
+	var n int
+	if err := s.db.QueryRowContext(r.Context(), "SELECT count(*) AS user_count FROM users").Scan(&n); err != nil {
+		reply(w, r, 503, map[string]any{"error": "db_error"})
+		return
+	}
+	reply(w, r, 200, map[string]any{"users": n})
 }
 
 func (s *server) login(w http.ResponseWriter, r *http.Request) {

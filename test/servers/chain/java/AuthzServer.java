@@ -154,12 +154,34 @@ public class AuthzServer {
         String path = ex.getRequestURI().getRawPath();
         String m = ex.getRequestMethod();
         if (m.equals("GET") && path.equals("/health")) return send(ex, 200, "{\"status\":\"ok\"}");
+        if (m.equals("GET") && path.equals("/stats")) return stats(ex);
         if (m.equals("POST") && path.equals("/login")) return login(ex, body);
         Matcher dm = DOC_PATH.matcher(path);
         if (m.equals("GET") && dm.matches()) return document(ex, Integer.parseInt(dm.group(1)));
         Matcher om = OWNER_PATH.matcher(path);
         if (m.equals("POST") && om.matches()) return setOwner(ex, Integer.parseInt(om.group(1)), body);
         return send(ex, 404, "{\"error\":\"not_found\"}");
+    }
+
+    // A query outside any auth route.
+    static int stats(HttpExchange ex) throws IOException {
+        Connection c;
+        try {
+            c = pool.get();
+        } catch (SQLException e) {
+            return send(ex, 503, "{\"error\":\"db_unavailable\"}");
+        }
+        boolean broken = false;
+        long n = 0;
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) AS user_count FROM users")) {
+            if (rs.next()) n = rs.getLong(1);
+        } catch (SQLException e) {
+            broken = true;
+            return send(ex, 503, "{\"error\":\"db_error\"}");
+        } finally {
+            pool.put(c, broken);
+        }
+        return send(ex, 200, "{\"users\":" + n + "}");
     }
 
     static int login(HttpExchange ex, byte[] raw) throws IOException {

@@ -139,6 +139,8 @@ class Handler(BaseHTTPRequestHandler):
         self.body()
         if self.path == "/health":
             return self.reply(200, {"status": "ok"})
+        if self.path == "/stats":
+            return self.stats()
         m = DOC_PATH.match(self.path)
         if m:
             return self.document(int(m.group(1)))
@@ -152,6 +154,25 @@ class Handler(BaseHTTPRequestHandler):
         if m:
             return self.set_owner(int(m.group(1)), raw)
         self.reply(404, {"error": "not_found"})
+
+    def stats(self):
+        """A query outside any auth route."""
+        try:
+            conn = POOL.get()
+        except psycopg2.Error:
+            return self.reply(503, {"error": "db_unavailable"})
+        broken = False
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) AS user_count FROM users")
+            n = cur.fetchone()[0]
+            conn.rollback()
+        except psycopg2.Error:
+            broken = True
+            return self.reply(503, {"error": "db_error"})
+        finally:
+            POOL.put(conn, broken)
+        self.reply(200, {"users": n})
 
     def login(self, raw):
         ctype = self.headers.get("Content-Type", "")
