@@ -129,6 +129,14 @@ type captureSockConnState struct {
 	}
 }
 
+type captureSockGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureSockRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -143,12 +151,12 @@ type captureSockTaskKey struct {
 }
 
 type captureSockTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureSockVerdict struct {
@@ -176,6 +184,8 @@ const (
 	captureSockMapConns                    = "conns"
 	captureSockMapCounters                 = "counters"
 	captureSockMapEvents                   = "events"
+	captureSockMapGoNewproc                = "go_newproc"
+	captureSockMapGoSpawned                = "go_spawned"
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
 	captureSockMapVerdicts                 = "verdicts"
@@ -243,6 +253,8 @@ type captureSockMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
@@ -284,6 +296,8 @@ type captureSockMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
@@ -296,6 +310,8 @@ func (m *captureSockMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
 		m.Verdicts,

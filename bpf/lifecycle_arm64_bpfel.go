@@ -109,7 +109,9 @@ const (
 	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
 	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
 	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 22
+	lifecycleCounterCNT_GO_SPAWNED          lifecycleCounter = 22
+	lifecycleCounterCNT_CLIENT_SPAWNED      lifecycleCounter = 23
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 24
 )
 
 type lifecycleDataEvent struct {

@@ -45,6 +45,9 @@ type runFlags struct {
 	// captureBackend forces a capture backend ("auto" picks the cheapest
 	// one this kernel loads).
 	captureBackend string
+	// noGoSpawns leaves out the goroutine-creation probes (for measuring
+	// what they cost).
+	noGoSpawns bool
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -63,6 +66,8 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
+	fs.BoolVar(&f.noGoSpawns, "no-go-spawns", false,
+		"do not follow the goroutines a Go service's handlers spawn (no uprobes on runtime.newproc1): their calls are not captured")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}
