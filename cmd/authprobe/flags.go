@@ -48,6 +48,10 @@ type runFlags struct {
 	// noGoSpawns leaves out the goroutine-creation probes (for measuring
 	// what they cost).
 	noGoSpawns bool
+	// ringBufferMiB sizes the kernel's event ring buffer (0: the
+	// probe's default). Its data pages are mapped twice into the agent,
+	// so they count twice in its resident memory.
+	ringBufferMiB uint
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -68,8 +72,13 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	fs.BoolVar(&f.noGoSpawns, "no-go-spawns", false,
 		"do not follow the goroutines a Go service's handlers spawn (no uprobes on runtime.newproc1): their calls are not captured")
+	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
+		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
+	}
+	if n := f.ringBufferMiB; n != 0 && (n&(n-1) != 0 || n > 1024) {
+		return f, fmt.Errorf("%w: --ring-buffer-mib %d: want a power of two up to 1024", errUsage, n)
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
