@@ -62,6 +62,36 @@ type captureSyscallsCaptureScratch struct {
 	}
 	Key captureSyscallsRouteKey
 	Pad uint32
+	Rl  struct {
+		_       structs.HostLayout
+		Len     uint32
+		Phase   uint32
+		At      uint32
+		Path    uint32
+		Pathlen uint32
+		Hdr     uint32
+		Slash   uint32
+		Result  uint32
+		Pad     uint32
+	}
+	Hdr struct {
+		_      structs.HostLayout
+		Len    uint32
+		First  uint32
+		Carry  uint32
+		Result uint32
+	}
+	Pad2   uint32
+	Gather struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Pos   uint64
+		Dst   uint32
+		Nvec  uint32
+		Got   uint32
+		Fault uint32
+	}
 }
 
 type captureSyscallsConnState struct {

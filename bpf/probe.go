@@ -141,6 +141,11 @@ func loadWith(cfg Config, keys []lifecycleRouteKey, candidates []backend) (*Prob
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
+	// A kernel too old for any backend is refused in words, not with
+	// the verifier's complaint about an unknown helper.
+	if err := missingRequirements(CheckRequirements()); err != nil {
+		return nil, err
+	}
 
 	p := &Probe{log: cfg.Logger.With("component", "bpf"), maps: map[string]*ebpf.Map{}}
 	if err := p.load(cfg, keys, candidates); err != nil {
@@ -160,8 +165,9 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 	}
 	// The capture backend first: when it is refused, nothing else has been
 	// attached yet.
+	var hooks kernelHooks
 	for _, b := range candidates {
-		err := p.loadBackend(b, cfg)
+		err := p.loadBackend(b, cfg, &hooks)
 		if err == nil {
 			p.backend.Name = b.name
 			break
@@ -197,11 +203,15 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 }
 
 // loadBackend loads and attaches one capture backend; on failure it
-// leaves nothing of it behind.
-func (p *Probe) loadBackend(b backend, cfg Config) error {
+// leaves nothing of it behind. A backend whose hooks this kernel does not
+// have is refused before the verifier sees it.
+func (p *Probe) loadBackend(b backend, cfg Config, hooks *kernelHooks) error {
 	spec, err := b.spec()
 	if err != nil {
 		return fmt.Errorf("load spec: %w", err)
+	}
+	if err := hooks.missing(spec); err != nil {
+		return err
 	}
 	if err := prepare(spec, cfg); err != nil {
 		return err
