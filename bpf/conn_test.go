@@ -67,7 +67,7 @@ func TestFDReuse(t *testing.T) {
 				}
 			}
 			return false
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 	})
 }
 
@@ -147,7 +147,7 @@ func TestForkInheritedSocket(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.forks, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		fork := rec.proc(&rec.forks, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })[0]
 		require.Equal(t, uint32(h.pid), fork.PPID)
 		require.Equal(t, start, fork.Start)
@@ -171,7 +171,7 @@ func TestForkInheritedSocket(t *testing.T) {
 		child.w.Write([]byte("exit\n"))
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.exits, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		watched, err = p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, watched, WatchedProcess{PID: uint32(child.pid), StartTicks: start})
@@ -284,7 +284,7 @@ func TestLeaderExitKeepsWatch(t *testing.T) {
 		h.w.Write([]byte("exit\n"))
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.exits, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		watched, err = p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, pids(watched), uint32(h.pid))
@@ -308,7 +308,7 @@ func TestStaleWatch(t *testing.T) {
 		fd := h.int("accept", lfd)
 		mustWrite(t, stale, []byte(loginReq))
 		h.read(fd)
-		require.Eventually(t, func() bool { return delta("stale_watch") == 1 }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return delta("stale_watch") == 1 }, patience(5*time.Second), 10*time.Millisecond)
 		watched, err := p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, pids(watched), uint32(h.pid))
@@ -328,7 +328,7 @@ func TestStaleWatch(t *testing.T) {
 // Listeners of any process are reported, with the process's start time.
 func TestListenEvent(t *testing.T) {
 	skipUnlessRoot(t)
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h := mustHelper(t) // not watched
 	_, port := h.listen()
@@ -336,7 +336,7 @@ func TestListenEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return len(rec.proc(&rec.listens, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })) == 1
-	}, 5*time.Second, 10*time.Millisecond)
+	}, patience(5*time.Second), 10*time.Millisecond)
 	ev := rec.proc(&rec.listens, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })[0]
 	require.Equal(t, uint16(port), ev.Port)
 	require.Equal(t, start, ev.Start)
@@ -612,6 +612,62 @@ func TestClientConnection(t *testing.T) {
 	})
 }
 
+// The answer to a call made while serving is sent even when the task has
+// answered its own request before reading it (an event loop does that);
+// the answer to a call made outside any request is not.
+func TestClientAnswerAfterServing(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{})
+	rec := mustRun(t, p)
+	h, lfd, port := serve(t, p)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	upPort := uint16(ln.Addr().(*net.TCPAddr).Port)
+	toUpstream := func(ev ConnEvent) bool { return ev.Peer.Port() == upPort }
+	query := []byte("GET /users/42 HTTP/1.1\r\nHost: idp\r\n\r\n")
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	fd := h.int("connect", "127.0.0.1", int(upPort))
+	up, err := ln.Accept()
+	require.NoError(t, err)
+	defer up.Close()
+	count := counterDelta(t, p)
+
+	c := dial(t, port)
+	sfd := h.int("accept", lfd)
+	mustWrite(t, c, []byte(loginReq))
+	h.read(sfd)
+	rec.waitEvents(t, 1, fromClient(c))
+	h.do("write", fd, query) // the first write, while serving: all of it
+	buf := make([]byte, len(query))
+	_, err = io.ReadFull(up, buf)
+	require.NoError(t, err)
+	h.do("write", sfd, []byte("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"))
+	mustWrite(t, up, answer)
+	h.read(fd) // serving nothing now: sent as the call's answer
+	// A call outside any request: neither its request nor its answer.
+	h.do("write", fd, query)
+	_, err = io.ReadFull(up, buf)
+	require.NoError(t, err)
+	mustWrite(t, up, answer)
+	h.read(fd)
+	// A later captured request proves the events had time to arrive.
+	c2 := dial(t, port)
+	sfd2 := h.int("accept", lfd)
+	mustWrite(t, c2, []byte(loginReq))
+	h.read(sfd2)
+	rec.waitEvents(t, 1, fromClient(c2))
+
+	evs := rec.events(toUpstream)
+	require.Len(t, evs, 2, "the served call's request and its answer")
+	require.Equal(t, Egress, evs[0].Dir)
+	require.Equal(t, query, evs[0].Data)
+	require.Equal(t, Ingress, evs[1].Dir)
+	require.Equal(t, uint64(0), evs[1].Off)
+	require.Equal(t, answer, evs[1].Data)
+	require.Equal(t, uint64(2), count("client_captured"))
+	require.Equal(t, uint64(2), count("client_outside"), "the second call's request and answer")
+}
+
 // The helper does what it is told.
 func TestHelperSanity(t *testing.T) {
 	h := mustHelper(t)
@@ -626,7 +682,7 @@ func TestHelperSanity(t *testing.T) {
 
 // An unwatched process is not captured.
 func TestUnwatch(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	require.NoError(t, p.Unwatch(uint32(h.pid)))

@@ -45,6 +45,10 @@ type runFlags struct {
 	// captureBackend forces a capture backend ("auto" picks the cheapest
 	// one this kernel loads).
 	captureBackend string
+	// goSpawns adds the goroutine-creation probes to watched Go
+	// processes: off by default, they cost every goroutine a watched Go
+	// process creates two uprobe traps (README, "Client capture").
+	goSpawns bool
 	// ringBufferMiB sizes the kernel's event ring buffer (0: the
 	// probe's default). Its data pages are mapped twice into the agent,
 	// so they count twice in its resident memory.
@@ -67,6 +71,8 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
+	fs.BoolVar(&f.goSpawns, "go-spawns", false,
+		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
 		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {
@@ -78,8 +84,8 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if f.captureBackend != "auto" && !slices.Contains(bpf.Backends(), f.captureBackend) {
-		return f, fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, f.captureBackend, strings.Join(bpf.Backends(), ", "))
+	if err := validBackend(f.captureBackend); err != nil {
+		return f, err
 	}
 	switch f.exporter {
 	case "", "stdout", "otlp":
@@ -89,17 +95,39 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	return f, nil
 }
 
-func parseCheckFlags(args []string, stdout, stderr io.Writer) (string, error) {
+// checkFlags are the flags of `authprobe check`.
+type checkFlags struct {
+	config string
+	// captureBackend is the backend `run --capture-backend` would be
+	// given: auto, or one to force.
+	captureBackend string
+}
+
+func parseCheckFlags(args []string, stdout, stderr io.Writer) (checkFlags, error) {
+	var f checkFlags
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
+		"the capture backend run would be given: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	if err := parse(fs, args, stdout); err != nil {
-		return "", err
+		return f, err
 	}
 	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	return *path, nil
+	if err := validBackend(f.captureBackend); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// validBackend checks a --capture-backend value.
+func validBackend(name string) error {
+	if name != bpf.BackendAuto && !slices.Contains(bpf.Backends(), name) {
+		return fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, name, strings.Join(bpf.Backends(), ", "))
+	}
+	return nil
 }
 
 // parse parses flags; --help prints the flags on stdout (it was asked for)
