@@ -117,14 +117,16 @@ func TestBackendFallback(t *testing.T) {
 	require.NotErrorIs(t, info.Refused[1].Err, ErrNoHook)
 	require.ErrorContains(t, info.Refused[1].Err, "syscalls/enable")
 	// The lifecycle object and one capture object, with a link per
-	// program: nothing of the broken one is left.
-	require.Len(t, p.colls, 2)
+	// program, and the goroutine probes (attached per process, so not
+	// yet): nothing of the broken one is left.
+	require.Len(t, p.colls, 3)
 	programs := 0
 	for _, c := range p.colls {
 		programs += len(c.Programs)
 	}
-	require.Len(t, p.links, programs)
-	require.Equal(t, 4+8, programs)
+	require.Len(t, p.links, programs-2)
+	require.Equal(t, 4+8+2, programs)
+	require.Zero(t, p.SpawnProbes())
 
 	// And it captures.
 	rec := mustRun(t, p)

@@ -107,6 +107,8 @@ type captureSockConnState struct {
 	RespUsed   uint32
 	Skipped    uint32
 	Unanswered uint32
+	Awaiting   uint32
+	Pad32      uint32
 	Mode       uint8
 	Boundary   uint8
 	Role       uint8
@@ -129,6 +131,14 @@ type captureSockConnState struct {
 	}
 }
 
+type captureSockGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureSockRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -143,12 +153,12 @@ type captureSockTaskKey struct {
 }
 
 type captureSockTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureSockVerdict struct {
@@ -176,6 +186,8 @@ const (
 	captureSockMapConns                    = "conns"
 	captureSockMapCounters                 = "counters"
 	captureSockMapEvents                   = "events"
+	captureSockMapGoNewproc                = "go_newproc"
+	captureSockMapGoSpawned                = "go_spawned"
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
 	captureSockMapVerdicts                 = "verdicts"
@@ -243,6 +255,8 @@ type captureSockMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
@@ -284,6 +298,8 @@ type captureSockMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
@@ -296,6 +312,8 @@ func (m *captureSockMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
 		m.Verdicts,

@@ -107,6 +107,8 @@ type captureSyscallsConnState struct {
 	RespUsed   uint32
 	Skipped    uint32
 	Unanswered uint32
+	Awaiting   uint32
+	Pad32      uint32
 	Mode       uint8
 	Boundary   uint8
 	Role       uint8
@@ -129,6 +131,14 @@ type captureSyscallsConnState struct {
 	}
 }
 
+type captureSyscallsGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureSyscallsRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -143,12 +153,12 @@ type captureSyscallsTaskKey struct {
 }
 
 type captureSyscallsTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureSyscallsVerdict struct {
@@ -176,6 +186,8 @@ const (
 	captureSyscallsMapConns                     = "conns"
 	captureSyscallsMapCounters                  = "counters"
 	captureSyscallsMapEvents                    = "events"
+	captureSyscallsMapGoNewproc                 = "go_newproc"
+	captureSyscallsMapGoSpawned                 = "go_spawned"
 	captureSyscallsMapRoutes                    = "routes"
 	captureSyscallsMapTasks                     = "tasks"
 	captureSyscallsMapVerdicts                  = "verdicts"
@@ -255,6 +267,8 @@ type captureSyscallsMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
@@ -296,6 +310,8 @@ type captureSyscallsMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
@@ -308,6 +324,8 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
 		m.Verdicts,

@@ -28,6 +28,8 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_CLIENT_CAPTURED:     "client_captured",
 		lifecycleCounterCNT_CLIENT_OUTSIDE:      "client_outside",
 		lifecycleCounterCNT_DROP_TASK_STATE:     "drop_task_state",
+		lifecycleCounterCNT_GO_SPAWNED:          "go_spawned",
+		lifecycleCounterCNT_CLIENT_SPAWNED:      "client_spawned",
 	}
 }
 

@@ -62,6 +62,8 @@ type lifecycleConnState struct {
 	RespUsed   uint32
 	Skipped    uint32
 	Unanswered uint32
+	Awaiting   uint32
+	Pad32      uint32
 	Mode       uint8
 	Boundary   uint8
 	Role       uint8
@@ -109,7 +111,9 @@ const (
 	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
 	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
 	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 22
+	lifecycleCounterCNT_GO_SPAWNED          lifecycleCounter = 22
+	lifecycleCounterCNT_CLIENT_SPAWNED      lifecycleCounter = 23
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 24
 )
 
 type lifecycleDataEvent struct {

@@ -107,7 +107,10 @@ type Probe struct {
 	log     *slog.Logger
 	backend BackendInfo
 	// maps are shared by every loaded object, by name.
-	maps   map[string]*ebpf.Map
+	maps map[string]*ebpf.Map
+	// spawns are the goroutine-creation probes (go_runtime.c): loaded
+	// once, attached per watched Go process (WatchOptions.Spawns).
+	spawns *goSpawns
 	colls  []*ebpf.Collection
 	links  []link.Link
 	reader *ringbuf.Reader
@@ -181,6 +184,11 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 	if err := p.loadObject(life); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
+	if err := p.loadSpawns(cfg); err != nil {
+		// Go processes are then followed goroutine by goroutine only.
+		p.log.Warn("goroutine probes not loaded", "error", err)
+		p.spawns = nil
+	}
 	for i, k := range keys {
 		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {
 			return fmt.Errorf("add route prefix %q: %w", string(k.Data[:k.Prefixlen/8]), err)
@@ -244,6 +252,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"conns":           cfg.MaxConnections,
 		"watched":         cfg.MaxWatched,
 		"tasks":           cfg.MaxTasks,
+		"go_spawned":      cfg.MaxTasks,
 		"capture_scratch": uint32(cpus),
 	}
 	for name, n := range sizes {
@@ -257,28 +266,9 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 // loadObject creates the maps of spec that no object created before it,
 // loads its programs with every map shared, and attaches them.
 func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
-	shared := map[string]*ebpf.Map{}
-	for name, ms := range spec.Maps {
-		if isDataSection(name) {
-			continue
-		}
-		m, ok := p.maps[name]
-		if !ok {
-			var err error
-			if m, err = ebpf.NewMap(ms); err != nil {
-				return fmt.Errorf("create map %s: %w", name, err)
-			}
-			p.maps[name] = m
-		}
-		shared[name] = m
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	coll, err := p.newCollection(spec)
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("load programs: %+v", verr)
-		}
-		return fmt.Errorf("load programs: %w", err)
+		return err
 	}
 	p.colls = append(p.colls, coll)
 	for name, prog := range coll.Programs {
@@ -289,6 +279,35 @@ func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
 		p.links = append(p.links, l)
 	}
 	return nil
+}
+
+// newCollection creates the maps of spec that no object created before
+// it and loads its programs with every map shared; it attaches nothing.
+func (p *Probe) newCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+	shared := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		if isDataSection(name) {
+			continue
+		}
+		m, ok := p.maps[name]
+		if !ok {
+			var err error
+			if m, err = ebpf.NewMap(ms); err != nil {
+				return nil, fmt.Errorf("create map %s: %w", name, err)
+			}
+			p.maps[name] = m
+		}
+		shared[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("load programs: %w", err)
+	}
+	return coll, nil
 }
 
 // isDataSection says whether a map holds a section of global variables
@@ -319,6 +338,11 @@ type WatchOptions struct {
 	// 1.18+ on arm64): its tasks are goroutines, read from the saved user
 	// registers of each syscall, not threads (see GoRegABI).
 	Goroutines bool
+	// Spawns, for a Go program on the register ABI, attaches the
+	// goroutine-creation probes to its runtime.newproc1, so that a
+	// goroutine its handler spawns calls out as the handler does (nil:
+	// none; only the handler's own goroutine is followed).
+	Spawns *GoSpawnProbe
 }
 
 // WatchWith is Watch with options; its children inherit them.
@@ -330,12 +354,20 @@ func (p *Probe) WatchWith(pid uint32, startTicks uint64, opts WatchOptions) erro
 	if err := p.maps["watched"].Put(pid, info); err != nil {
 		return fmt.Errorf("watch pid %d: %w", pid, err)
 	}
+	if opts.Goroutines && opts.Spawns != nil {
+		// Without them the process is still watched, goroutine by
+		// goroutine: what its spawned goroutines call is not captured.
+		if err := p.spawns.attach(pid, *opts.Spawns); err != nil {
+			p.log.Warn("goroutine creation not followed", "pid", pid, "error", err)
+		}
+	}
 	return nil
 }
 
 // Unwatch stops capturing for pid. Its connections' kernel state goes
 // with their sockets.
 func (p *Probe) Unwatch(pid uint32) error {
+	p.spawns.detach(pid)
 	if err := p.maps["watched"].Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unwatch pid %d: %w", pid, err)
 	}
@@ -429,6 +461,7 @@ func (p *Probe) Close() error {
 		}
 		p.reader = nil
 	}
+	p.spawns.close()
 	for i := len(p.links) - 1; i >= 0; i-- {
 		if err := p.links[i].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach: %w", err))

@@ -3,6 +3,7 @@ package spanbuilder
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/spanbuilder/internal/strcache"
 	"github.com/authprobe/authprobe/spanbuilder/secattr"
 )
 
@@ -50,6 +52,8 @@ type Builder struct {
 	security    config.Security
 	serviceName string
 	toWall      func(uint64) time.Time
+	addrs       *strcache.Cache[netip.Addr] // client and peer addresses repeat
+	statusMsgs  *strcache.Cache[statusKey]
 
 	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
 }
@@ -76,6 +80,8 @@ func New(cfg Config) (*Builder, error) {
 		security:    cfg.Security,
 		serviceName: cfg.ServiceName,
 		toWall:      cfg.ToWall,
+		addrs:       strcache.New(netip.Addr.String),
+		statusMsgs:  strcache.New(statusMessage),
 	}, nil
 }
 
@@ -186,12 +192,12 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		attrs = append(attrs, attribute.String(attrFailureReason, wireString(oc.reason)))
 	}
 	if client.IsValid() {
-		c := client.String()
+		c := b.addrs.String(client)
 		attrs = append(attrs, attribute.String(attrNetPeerIP, c), attribute.String(attrClientAddress, c))
 	}
 	if peer.IsValid() {
 		attrs = append(attrs,
-			attribute.String(attrPeerAddress, peer.String()),
+			attribute.String(attrPeerAddress, b.addrs.String(peer)),
 			attribute.Int(attrPeerPort, int(ex.Conn.Peer.Port())))
 	}
 	if ua := headerGet(req.Header, "User-Agent"); ua != "" {
@@ -272,18 +278,29 @@ func (b *Builder) status(kind string, oc outcome, resp *decoder.Response) (codes
 	if b.security.StatusUnsetOn4xx && resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		return codes.Unset, ""
 	}
+	return codes.Error, b.statusMsgs.String(statusKey{authorize: kind == config.KindAuthorize, oc: oc})
+}
+
+// statusKey is what a span's error status message says; a few messages
+// repeat, so they are made once (statusMessage) and cached.
+type statusKey struct {
+	authorize bool
+	oc        outcome
+}
+
+func statusMessage(k statusKey) string {
 	what := "authentication"
-	if kind == config.KindAuthorize {
+	if k.authorize {
 		what = "authorization"
 	}
 	msg := what + " failed"
-	if oc.result == ResultError {
+	if k.oc.result == ResultError {
 		msg = what + " error"
 	}
-	if oc.reason != "" {
-		msg += ": " + oc.reason
+	if k.oc.reason != "" {
+		msg += ": " + k.oc.reason
 	}
-	return codes.Error, msg
+	return msg
 }
 
 func (b *Builder) process(p Process) Process {

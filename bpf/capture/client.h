@@ -2,7 +2,9 @@
 /* Client connections (docs/capture.md, "Client connections"): the ones
  * the watched process connect()ed, MODE_CLIENT from their SYN. Their I/O
  * is sent only while the task doing it serves a captured request
- * (capture/task.h); outside one an I/O costs the tasks lookup and the
+ * (capture/task.h), or in a Go program was spawned for one its root
+ * still serves; outside one an I/O costs the tasks lookup (and for a
+ * goroutine the go_spawned lookup) and the
  * offset update, as a MODE_OFF connection's does. The first write of the
  * connection is always sent, its first CLIENT_PROBE bytes at least: user
  * space tells the protocol from it once per connection (HTTP/1 request,
@@ -53,9 +55,16 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	if (io->kind == IO_NONE)
 		count(CNT_UNSUPPORTED_SYSCALL);
 	__u32 busy = 0;
-	bool serving = task_serving(io, &busy);
+	bool serving = task_serving(io, &busy) || task_spawned_serving(io, &busy);
 	bool first = !in && off == 0;
-	if (!serving && !first) {
+	/* The answer to a request sent for a served task is sent whoever
+	 * reads it: an event loop reads it while serving another request, or
+	 * none (it answered another one meanwhile). A write outside one ends
+	 * that. */
+	bool answer = in && st->awaiting;
+	if (!in)
+		st->awaiting = serving;
+	if (!serving && !first && !answer) {
 		count(CNT_CLIENT_OUTSIDE);
 		return;
 	}
@@ -67,7 +76,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	if (io->kind == IO_NONE)
 		flags |= EVF_UNREADABLE;
 	else
-		cap = serving ? copyable(io->len) : min64(io->len, CLIENT_PROBE);
+		cap = serving || answer ? copyable(io->len) : min64(io->len, CLIENT_PROBE);
 	struct report r = {
 		.off = off,
 		.len = io->len,
@@ -80,7 +89,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	r.nslices = slices(io->len);
 	r.seq = __sync_fetch_and_add(in ? &st->in_seq : &st->out_seq, r.nslices);
 	report_send(&r, st, 0, 0);
-	if (serving)
+	if (serving || answer)
 		count(CNT_CLIENT_CAPTURED);
 }
 

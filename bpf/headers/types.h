@@ -99,6 +99,8 @@ enum counter {
 	CNT_CLIENT_CAPTURED,      /* client-connection I/Os sent: their task was serving a captured request */
 	CNT_CLIENT_OUTSIDE,       /* client-connection I/Os outside any captured request: not sent */
 	CNT_DROP_TASK_STATE,      /* a task's serving state could not be stored */
+	CNT_GO_SPAWNED,           /* goroutines created by one serving a captured request (or by such a child) */
+	CNT_CLIENT_SPAWNED,       /* of client_captured: I/Os of such a goroutine, sent as its root's */
 	CNT_MAX,
 };
 
@@ -135,6 +137,8 @@ struct conn_state {
 	__u32 resp_used;  /* bytes copied of the current response (of response_bytes) */
 	__u32 skipped;    /* requests skipped since the last ingress event */
 	__u32 unanswered; /* skipped requests whose final response has not started */
+	__u32 awaiting;   /* client connections: its last write was sent (a request of a served task): its answer is sent too */
+	__u32 _pad32;
 	__u8 mode;        /* enum conn_mode */
 	__u8 boundary;    /* the next ingress byte starts a request */
 	__u8 role;        /* enum conn_role */
@@ -249,6 +253,16 @@ struct task_state {
 	__u64 gen;
 	__u64 since;   /* bpf_ktime_get_ns of that read */
 	__u32 busy;    /* requests the kernel skipped on this task whose response has not started */
+	__u32 serial;  /* bumped when the task begins serving another request */
+};
+
+/* A goroutine created while its creator (or its creator's creator)
+ * served a captured request: its client I/O counts as that root
+ * goroutine's while the root still serves that same request. */
+struct go_spawn {
+	__u64 root;    /* the root goroutine's g */
+	__u64 sock;    /* the server connection it served at the creation */
+	__u32 serial;  /* and its task_state serial then */
 	__u32 _pad;
 };
 

@@ -45,6 +45,14 @@ type runFlags struct {
 	// captureBackend forces a capture backend ("auto" picks the cheapest
 	// one this kernel loads).
 	captureBackend string
+	// goSpawns adds the goroutine-creation probes to watched Go
+	// processes: off by default, they cost every goroutine a watched Go
+	// process creates two uprobe traps (README, "Client capture").
+	goSpawns bool
+	// ringBufferMiB sizes the kernel's event ring buffer (0: the
+	// probe's default). Its data pages are mapped twice into the agent,
+	// so they count twice in its resident memory.
+	ringBufferMiB uint
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -63,8 +71,15 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
+	fs.BoolVar(&f.goSpawns, "go-spawns", false,
+		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
+	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
+		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
+	}
+	if n := f.ringBufferMiB; n != 0 && (n&(n-1) != 0 || n > 1024) {
+		return f, fmt.Errorf("%w: --ring-buffer-mib %d: want a power of two up to 1024", errUsage, n)
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

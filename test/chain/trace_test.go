@@ -62,6 +62,8 @@ func layerOf(s Span) string {
 		return Python
 	case exe == "java":
 		return Java
+	case exe == goBackend:
+		return Go
 	}
 	return exe
 }
@@ -148,7 +150,7 @@ func startWatched(t *testing.T, opts Options) *chainEnv {
 	pg := MustStartPostgres(t, opts.Postgres)
 	langs := opts.Langs
 	if len(langs) == 0 {
-		langs = []string{Python, Java}
+		langs = []string{Python, Java, Go}
 	}
 	var targets []AgentTarget
 	backendPorts, gatewayPorts := map[string]int{}, map[string]int{}
@@ -156,7 +158,7 @@ func startWatched(t *testing.T, opts Options) *chainEnv {
 		backendPorts[lang], gatewayPorts[lang] = FreePort(t), FreePort(t)
 		targets = append(targets, AgentTarget{Port: backendPorts[lang]}, AgentTarget{Port: gatewayPorts[lang], Gateway: true})
 	}
-	agent := MustStartAgent(t, targets)
+	agent := MustStartAgent(t, targets, "--go-spawns")
 	env := &Env{Postgres: pg, Backends: map[string]*Backend{}, Gateways: map[string]*Gateway{}}
 	for _, lang := range langs {
 		bo := opts.Backend
