@@ -121,6 +121,24 @@ type captureSockTaskState struct {
 	Pad   uint32
 }
 
+type captureSockTlsCall struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Buf  uint64
+	Done uint64
+	Sk   uint64
+	Op   uint8
+	Ex   uint8
+	Pad  [6]uint8
+}
+
+type captureSockTlsSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 type captureSockVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -148,6 +166,8 @@ const (
 	captureSockMapEvents                   = "events"
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
+	captureSockMapTlsCalls                 = "tls_calls"
+	captureSockMapTlsSsl                   = "tls_ssl"
 	captureSockMapVerdicts                 = "verdicts"
 	captureSockMapWatched                  = "watched"
 	captureSockProgAuthprobeSockRecvLength = "authprobe_sock_recv_length"
@@ -215,6 +235,8 @@ type captureSockMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
+	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -256,6 +278,8 @@ type captureSockMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
+	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -268,6 +292,8 @@ func (m *captureSockMaps) Close() error {
 		m.Events,
 		m.Routes,
 		m.Tasks,
+		m.TlsCalls,
+		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,
 	)

@@ -121,6 +121,24 @@ type captureSyscallsTaskState struct {
 	Pad   uint32
 }
 
+type captureSyscallsTlsCall struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Buf  uint64
+	Done uint64
+	Sk   uint64
+	Op   uint8
+	Ex   uint8
+	Pad  [6]uint8
+}
+
+type captureSyscallsTlsSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 type captureSyscallsVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -148,6 +166,8 @@ const (
 	captureSyscallsMapEvents                    = "events"
 	captureSyscallsMapRoutes                    = "routes"
 	captureSyscallsMapTasks                     = "tasks"
+	captureSyscallsMapTlsCalls                  = "tls_calls"
+	captureSyscallsMapTlsSsl                    = "tls_ssl"
 	captureSyscallsMapVerdicts                  = "verdicts"
 	captureSyscallsMapWatched                   = "watched"
 	captureSyscallsProgAuthprobeSysExitRead     = "authprobe_sys_exit_read"
@@ -227,6 +247,8 @@ type captureSyscallsMapSpecs struct {
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
+	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -268,6 +290,8 @@ type captureSyscallsMaps struct {
 	Events         *ebpf.Map `ebpf:"events"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
+	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -280,6 +304,8 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Events,
 		m.Routes,
 		m.Tasks,
+		m.TlsCalls,
+		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,
 	)

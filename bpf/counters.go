@@ -28,6 +28,9 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_CLIENT_CAPTURED:     "client_captured",
 		lifecycleCounterCNT_CLIENT_OUTSIDE:      "client_outside",
 		lifecycleCounterCNT_DROP_TASK_STATE:     "drop_task_state",
+		lifecycleCounterCNT_TLS_CONNS:           "tls_connections",
+		lifecycleCounterCNT_TLS_IO:              "tls_io",
+		lifecycleCounterCNT_TLS_UNATTRIBUTED:    "drop_tls_unattributed",
 	}
 }
 

@@ -109,7 +109,10 @@ const (
 	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
 	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
 	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 22
+	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 22
+	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 23
+	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 24
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 25
 )
 
 type lifecycleDataEvent struct {

@@ -61,6 +61,9 @@ type Config struct {
 	// whose path matches none of them, case-folded, may be skipped in the
 	// kernel.
 	Routes []string
+	// TLS loads the TLS library probes (capture_tls.c); they are
+	// attached per library file with AttachOpenSSL.
+	TLS bool
 	// Logger gets a component=bpf attribute.
 	Logger *slog.Logger
 }
@@ -111,6 +114,9 @@ type Probe struct {
 	colls  []*ebpf.Collection
 	links  []link.Link
 	reader *ringbuf.Reader
+	// uprobes are the loaded programs of uprobe sections, by name:
+	// attached per file, not at load.
+	uprobes map[string]*ebpf.Program
 }
 
 // Load loads the lifecycle programs and a capture backend with cfg's
@@ -175,6 +181,18 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 	if err := p.loadObject(life); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
+	if cfg.TLS {
+		spec, err := loadCaptureTLS()
+		if err != nil {
+			return fmt.Errorf("load tls spec: %w", err)
+		}
+		if err := prepare(spec, cfg); err != nil {
+			return err
+		}
+		if err := p.loadObject(spec); err != nil {
+			return fmt.Errorf("tls probes: %w", err)
+		}
+	}
 	for i, k := range keys {
 		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {
 			return fmt.Errorf("add route prefix %q: %w", string(k.Data[:k.Prefixlen/8]), err)
@@ -237,6 +255,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"conns":           cfg.MaxConnections,
 		"watched":         cfg.MaxWatched,
 		"tasks":           cfg.MaxTasks,
+		"tls_ssl":         cfg.MaxConnections,
 		"capture_scratch": uint32(cpus),
 	}
 	for name, n := range sizes {
@@ -275,6 +294,13 @@ func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
 	}
 	p.colls = append(p.colls, coll)
 	for name, prog := range coll.Programs {
+		if isUprobe(spec.Programs[name].SectionName) {
+			if p.uprobes == nil {
+				p.uprobes = map[string]*ebpf.Program{}
+			}
+			p.uprobes[name] = prog
+			continue
+		}
 		l, err := attach(spec.Programs[name].SectionName, prog)
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", name, err)

@@ -16,6 +16,7 @@
 #include "../maps/counters.h"
 #include "conn.h"
 #include "task.h"
+#include "tls.h"
 
 /* Ingress bytes one episode may copy; beyond it events carry lengths
  * only. */
@@ -314,6 +315,9 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 __noinline int capture_handle(struct capture_io *io)
 {
 	if (!io)
+		return 0;
+	/* Ciphertext of an SSL call: it names the call's socket, nothing more. */
+	if (io->source == SRC_SOCKET && tls_socket_io(io))
 		return 0;
 	struct conn_state *st = conn_get((struct sock *)io->sk, io->len, io->dir);
 	if (!st)

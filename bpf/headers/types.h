@@ -99,6 +99,9 @@ enum counter {
 	CNT_CLIENT_CAPTURED,      /* client-connection I/Os sent: their task was serving a captured request */
 	CNT_CLIENT_OUTSIDE,       /* client-connection I/Os outside any captured request: not sent */
 	CNT_DROP_TASK_STATE,      /* a task's serving state could not be stored */
+	CNT_TLS_CONNS,            /* sockets learned to carry a TLS library's connection */
+	CNT_TLS_IO,               /* plaintext reads and writes of TLS libraries handled */
+	CNT_TLS_UNATTRIBUTED,     /* plaintext reads and writes whose socket was never learned: lost */
 	CNT_MAX,
 };
 

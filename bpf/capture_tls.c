@@ -1,0 +1,137 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
+/* The OpenSSL byte source: uprobes on SSL_read, SSL_read_ex, SSL_write,
+ * SSL_write_ex (entry and return), SSL_do_handshake and SSL_shutdown
+ * (entry and return: their socket I/O names the socket) and SSL_free.
+ *
+ * The probes are attached once per library file, for every process that
+ * maps it; the first thing each does is the watched check (entry) or the
+ * in-flight lookup (return), so a process that is not watched pays the
+ * uprobe and one hash lookup. Nothing here writes to the traced process:
+ * user memory is only read, with bpf_probe_read_user. How the socket is
+ * found: capture/tls.h. */
+
+#include "capture/common.h"
+#include "capture/conn.h"
+#include "capture/state.h"
+#include "capture/tls.h"
+#include "maps/watched.h"
+#include "maps/tls.h"
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wpadded"
+#include "headers/bpf_tracing.h"
+#pragma clang diagnostic pop
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* tls_enter records the SSL call the current thread of a watched process
+ * enters. ssl, buf and done are its arguments (done: the size_t* of an
+ * _ex call). */
+static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 done, __u8 op, __u8 ex)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!current_watch(id >> 32))
+		return 0;
+	struct tls_call c = {.ssl = ssl, .buf = buf, .done = done, .op = op, .ex = ex};
+	struct tls_ssl_key k = {.tgid = id >> 32, .ssl = ssl};
+	__u64 *sk = bpf_map_lookup_elem(&tls_ssl, &k);
+	if (sk)
+		c.sk = *sk;
+	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int authprobe_ssl_read(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0, TLS_OP_READ, 0);
+}
+
+SEC("uprobe")
+int authprobe_ssl_read_ex(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx), TLS_OP_READ, 1);
+}
+
+SEC("uprobe")
+int authprobe_ssl_write(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), 0, TLS_OP_WRITE, 0);
+}
+
+SEC("uprobe")
+int authprobe_ssl_write_ex(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx), PT_REGS_PARM4(ctx), TLS_OP_WRITE, 1);
+}
+
+SEC("uprobe")
+int authprobe_ssl_do_handshake(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), 0, 0, TLS_OP_HANDSHAKE, 0);
+}
+
+SEC("uprobe")
+int authprobe_ssl_shutdown(struct pt_regs *ctx)
+{
+	return tls_enter(PT_REGS_PARM1(ctx), 0, 0, TLS_OP_SHUTDOWN, 0);
+}
+
+/* SSL_free: the SSL* may be reused by the allocator for another
+ * connection. */
+SEC("uprobe")
+int authprobe_ssl_free(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_ssl_key k = {.tgid = id >> 32, .ssl = PT_REGS_PARM1(ctx)};
+	bpf_map_delete_elem(&tls_ssl, &k);
+	return 0;
+}
+
+/* authprobe_ssl_ret is the return of every recorded call: a read or
+ * write that moved plaintext runs it through the connection's state
+ * machine. */
+SEC("uretprobe")
+int authprobe_ssl_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *cp = bpf_map_lookup_elem(&tls_calls, &id);
+	if (!cp)
+		return 0;
+	struct tls_call c = *cp;
+	bpf_map_delete_elem(&tls_calls, &id);
+	if (c.op != TLS_OP_READ && c.op != TLS_OP_WRITE)
+		return 0;
+	long ret = PT_REGS_RC(ctx);
+	__u64 n = 0;
+	if (c.ex) {
+		if ((int)ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.done))
+			return 0;
+	} else {
+		if ((int)ret <= 0)
+			return 0;
+		n = (__u32)(int)ret;
+	}
+	if (n == 0 || n > 0x7fffffff)
+		return 0;
+	if (!c.sk) {
+		count(CNT_TLS_UNATTRIBUTED);
+		return 0;
+	}
+	count(CNT_TLS_IO);
+	/* The connection exists unless the agent has not seen its socket
+	 * since it started, or the socket closed. */
+	tls_adopt(c.sk, false);
+	struct capture_io io = {
+		.sk = c.sk,
+		.addr = c.buf,
+		.len = n,
+		.pid = id >> 32,
+		.tid = (__u32)id,
+		.dir = c.op == TLS_OP_READ ? DIR_INGRESS : DIR_EGRESS,
+		.kind = IO_BUF,
+		.source = SRC_TLS,
+	};
+	return capture_handle(&io);
+}

@@ -1,0 +1,120 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// isUprobe says whether a program's section makes it a uprobe, attached
+// per file (AttachOpenSSL) rather than at load.
+func isUprobe(section string) bool {
+	return strings.HasPrefix(section, "uprobe") || strings.HasPrefix(section, "uretprobe")
+}
+
+// opensslProbes names, for each OpenSSL function, the program at its
+// entry and whether its return is probed too.
+var opensslProbes = []struct {
+	fn, prog string
+	ret      bool
+}{
+	{"SSL_read", "authprobe_ssl_read", true},
+	{"SSL_read_ex", "authprobe_ssl_read_ex", true},
+	{"SSL_write", "authprobe_ssl_write", true},
+	{"SSL_write_ex", "authprobe_ssl_write_ex", true},
+	{"SSL_do_handshake", "authprobe_ssl_do_handshake", true},
+	{"SSL_shutdown", "authprobe_ssl_shutdown", true},
+	{"SSL_free", "authprobe_ssl_free", false},
+}
+
+const opensslRetProg = "authprobe_ssl_ret"
+
+// Uprobes is one file's set of attached uprobes; Close detaches them.
+type Uprobes struct {
+	links []link.Link
+}
+
+// Count is how many uprobes the set holds.
+func (u *Uprobes) Count() int { return len(u.links) }
+
+// Close detaches every uprobe of the set.
+func (u *Uprobes) Close() error {
+	var errs []error
+	for _, l := range u.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	u.links = nil
+	return errors.Join(errs...)
+}
+
+// AttachOpenSSL attaches the OpenSSL probes to the file at path (a
+// libssl, or an executable with OpenSSL linked in, reached from the
+// agent's mount namespace: /proc/PID/root/...). funcs gives each
+// function's file offset (uprobe.OpenSSLTarget.Funcs); SSL_read and
+// SSL_write are required, the others attached when present. The probes
+// fire for every process that maps the file; the programs ignore the
+// ones that are not watched.
+func (p *Probe) AttachOpenSSL(path string, funcs map[string]uint64) (*Uprobes, error) {
+	if p.uprobes == nil {
+		return nil, errors.New("attach openssl probes: TLS probes not loaded (Config.TLS)")
+	}
+	for _, fn := range []string{"SSL_read", "SSL_write"} {
+		if _, ok := funcs[fn]; !ok {
+			return nil, fmt.Errorf("attach openssl probes to %s: %s not found", path, fn)
+		}
+	}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	ret := p.uprobes[opensslRetProg]
+	u := &Uprobes{}
+	for _, pr := range opensslProbes {
+		off, ok := funcs[pr.fn]
+		if !ok {
+			continue
+		}
+		if err := u.add(ex, pr.fn, off, p.uprobes[pr.prog], false); err != nil {
+			u.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if !pr.ret {
+			continue
+		}
+		if err := u.add(ex, pr.fn, off, ret, true); err != nil {
+			u.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return u, nil
+}
+
+func (u *Uprobes) add(ex *link.Executable, fn string, off uint64, prog *ebpf.Program, ret bool) error {
+	if prog == nil {
+		return fmt.Errorf("%s: no program", fn)
+	}
+	opts := &link.UprobeOptions{Address: off}
+	var (
+		l   link.Link
+		err error
+	)
+	if ret {
+		l, err = ex.Uretprobe(fn, prog, opts)
+	} else {
+		l, err = ex.Uprobe(fn, prog, opts)
+	}
+	if err != nil {
+		kind := "uprobe"
+		if ret {
+			kind = "uretprobe"
+		}
+		return fmt.Errorf("%s %s at %#x: %w", kind, fn, off, err)
+	}
+	u.links = append(u.links, l)
+	return nil
+}
