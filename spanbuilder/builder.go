@@ -112,6 +112,8 @@ const (
 	attrServerPort    = "server.port"
 	attrResource      = "auth.resource"
 	attrRouteKind     = "auth.route.kind"
+	attrURLScheme     = "url.scheme"
+	attrTLS           = "tls.established"
 )
 
 // Interesting reports whether a request head could be on a configured
@@ -210,6 +212,10 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 	}
 	if port := ex.Conn.Local.Port(); port != 0 {
 		attrs = append(attrs, attribute.Int(attrServerPort, int(port)))
+	}
+	if ex.Conn.TLS {
+		// The plaintext came from the TLS library: the request was HTTPS.
+		attrs = append(attrs, attribute.String(attrURLScheme, "https"), attribute.Bool(attrTLS, true))
 	}
 	attrs = append(attrs,
 		attribute.String(attrResource, resource),

@@ -45,6 +45,8 @@ type runFlags struct {
 	// captureBackend forces a capture backend ("auto" picks the cheapest
 	// one this kernel loads).
 	captureBackend string
+	// tls: probe the TLS libraries of watched processes.
+	tls bool
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -63,6 +65,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
+	fs.BoolVar(&f.tls, "tls", true, "read HTTPS plaintext at the TLS libraries of watched processes (OpenSSL uprobes); --tls=false turns it off")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}
@@ -80,17 +83,27 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	return f, nil
 }
 
-func parseCheckFlags(args []string, stdout, stderr io.Writer) (string, error) {
+// checkFlags are the flags of `authprobe check`.
+type checkFlags struct {
+	config string
+	// pids: list the TLS libraries of these processes and whether each
+	// can be probed.
+	pids pidList
+}
+
+func parseCheckFlags(args []string, stdout, stderr io.Writer) (checkFlags, error) {
+	var f checkFlags
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	fs.Var(&f.pids, "pid", "list the TLS libraries of this process and whether each can be probed (repeatable)")
 	if err := parse(fs, args, stdout); err != nil {
-		return "", err
+		return f, err
 	}
 	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	return *path, nil
+	return f, nil
 }
 
 // parse parses flags; --help prints the flags on stdout (it was asked for)
