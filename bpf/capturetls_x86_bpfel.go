@@ -84,7 +84,7 @@ type captureTLSConnState struct {
 	Captured   uint8
 	EgressOn   uint8
 	CarryLen   uint8
-	Pad        uint8
+	H2         uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8

@@ -114,6 +114,7 @@ const (
 	attrRouteKind     = "auth.route.kind"
 	attrURLScheme     = "url.scheme"
 	attrTLS           = "tls.established"
+	attrProtoVersion  = "network.protocol.version"
 )
 
 // Interesting reports whether a request head could be on a configured
@@ -216,6 +217,10 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 	if ex.Conn.TLS {
 		// The plaintext came from the TLS library: the request was HTTPS.
 		attrs = append(attrs, attribute.String(attrURLScheme, "https"), attribute.Bool(attrTLS, true))
+	}
+	if req.Proto == "HTTP/2" {
+		// Set when not HTTP/1.1, the default, as the conventions say.
+		attrs = append(attrs, attribute.String(attrProtoVersion, "2"))
 	}
 	attrs = append(attrs,
 		attribute.String(attrResource, resource),

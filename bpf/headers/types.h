@@ -145,7 +145,11 @@ struct conn_state {
 	__u8 captured;    /* an event was sent: the close must be reported */
 	__u8 egress_on;   /* egress of this episode is being sent */
 	__u8 carry_len;   /* bytes in carry: a read too short to prove, kept for the next */
-	__u8 _pad;
+	/* HTTP/2 (the client's preface, or a 101 that may be h2c): every byte
+	 * of both directions is sent, with no budget, until user space says
+	 * VERDICT_OFF; streams interleave, so there is no boundary to resume
+	 * at and no response head to wait for. */
+	__u8 h2;
 	struct conn_addr peer;
 	struct conn_addr local;
 };

@@ -98,6 +98,9 @@ func runTLSLogins(t *testing.T, ag *Agent, srv *Server, addr, src string, proxie
 		if sp.Attr("url.scheme") != "https" || sp.Attr("tls.established") != "true" {
 			t.Errorf("span %s: url.scheme %q tls.established %q, want https and true", sp, sp.Attr("url.scheme"), sp.Attr("tls.established"))
 		}
+		if strings.Contains(strings.Join(curlArgs, " "), "--http1.1") && sp.HasAttr("network.protocol.version") {
+			t.Errorf("span %s: network.protocol.version %q over HTTP/1.1 (the default, not set)", sp, sp.Attr("network.protocol.version"))
+		}
 	}
 	return spans
 }
@@ -178,4 +181,23 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestTLSNginxHTTP2: nginx negotiates h2 (ALPN) with curl --http2; the
+// HTTP/2 streams are decoded from nginx's TLS plaintext and give the
+// same login spans as HTTP/1.1.
+func TestTLSNginxHTTP2(t *testing.T) {
+	testutil.MustRoot(t)
+	cert, key := testutil.SelfSignedCert(t)
+	backend := mustStartServer(t, "python")
+	proxy := mustStartNginxWith(t, nginxOptions{upstream: backend.Addr, cert: cert, key: key, http2: true})
+	ag := mustStartAgent(t, AgentOptions{PIDs: []int{proxy.pid(t)}})
+	ag.waitTLSAttached(t)
+	nginxSrv := &Server{Lang: "nginx", PID: proxy.workerPID(t), Addr: proxy.Addr}
+	for _, sp := range runTLSLogins(t, ag, nginxSrv, proxy.Addr, srcTLSNginx, false, "--http2") {
+		if sp.Attr("network.protocol.version") != "2" {
+			t.Errorf("span %s: network.protocol.version %q, want 2 (h2 negotiated)", sp, sp.Attr("network.protocol.version"))
+		}
+	}
+	noSecrets(t, ag)
 }
