@@ -290,6 +290,13 @@ func (d *Decoder) decide(c *conn) {
 	if c.off {
 		return
 	}
+	if c.parser.Off() && c.parser == streamParser(&c.h1) && c.h1.Switched() && c.info.Role != RoleClient {
+		// After a 101 the client may speak HTTP/2 (h2c upgrade): its
+		// preface decides; anything else (WebSocket) turns the HTTP/2
+		// parser off in turn, and the connection with it.
+		c.parser = newH2Parser(&d.sink, &c.info, d.cfg)
+		return
+	}
 	if c.parser.Off() {
 		c.off = true
 		st.VerdictsOff++

@@ -100,3 +100,59 @@ func TestHTTP2Connection(t *testing.T) {
 		t.Errorf("verdicts %+v: an HTTP/2 connection is never resumed nor turned off", vs)
 	}
 }
+
+// TestH2CUpgrade: after an HTTP/1.1 upgrade request answered 101, the
+// client's HTTP/2 is decoded: a login on stream 3 becomes an exchange
+// (an h2c upgrade cannot hide a login); a WebSocket after its 101 turns
+// the connection off.
+func TestH2CUpgrade(t *testing.T) {
+	const (
+		upgrade  = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+		switched = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+	)
+	cli, srv := newH2Frames(), newH2Frames()
+	cli.buf.WriteString(http2.Preface)
+	if err := cli.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	cli.headers(t, 3, true, ":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/login")
+	if err := srv.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	srv.headers(t, 1, true, ":status", "200")
+	srv.headers(t, 3, true, ":status", "401")
+	h2in, h2out := cli.take(), srv.take()
+
+	d := New(Config{Interesting: func(method, target string) bool { return target == "/login" }})
+	conn := ConnInfo{Key: ConnKey{Sock: 2, Gen: 1}}
+	var got []Exchange
+	feed := func(dir Direction, seq uint32, off uint64, b []byte, flags ChunkFlags) {
+		got = append(got, d.Feed(Chunk{Conn: conn, PID: 7, TID: 8, Task: 8, Dir: dir, Seq: seq, Offset: off, Time: uint64(100 + seq), Len: uint32(len(b)), Data: b, Flags: flags})...)
+	}
+	feed(Ingress, 0, 0, []byte(upgrade), Boundary|Episode)
+	feed(Egress, 0, 0, []byte(switched), 0)
+	feed(Ingress, 1, uint64(len(upgrade)), h2in, 0)
+	feed(Egress, 1, uint64(len(switched)), h2out, 0)
+	if len(got) != 1 || got[0].Request.Target != "/login" || got[0].Response == nil || got[0].Response.StatusCode != 401 {
+		t.Fatalf("want the h2c login answered 401, got %+v", got)
+	}
+	for _, v := range d.Verdicts() {
+		if v.Kind&VerdictOff != 0 {
+			t.Errorf("verdict off on an h2c connection")
+		}
+	}
+
+	ws := ConnInfo{Key: ConnKey{Sock: 3, Gen: 1}}
+	wsUp := "GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+	d.Feed(Chunk{Conn: ws, Dir: Ingress, Len: uint32(len(wsUp)), Data: []byte(wsUp), Flags: Boundary | Episode})
+	d.Feed(Chunk{Conn: ws, Dir: Egress, Len: uint32(len(switched)), Data: []byte(switched)})
+	frame := []byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}
+	d.Feed(Chunk{Conn: ws, Dir: Ingress, Seq: 1, Offset: uint64(len(wsUp)), Len: uint32(len(frame)), Data: frame})
+	off := false
+	for _, v := range d.Verdicts() {
+		off = off || (v.Key == ws.Key && v.Kind&VerdictOff != 0)
+	}
+	if !off {
+		t.Error("a WebSocket after its 101 is not turned off")
+	}
+}
