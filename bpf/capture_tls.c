@@ -1,7 +1,7 @@
 //go:build ignore
 
 // SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0)
-/* The OpenSSL byte source: uprobes on SSL_read, SSL_read_ex, SSL_write,
+/* The TLS byte sources. OpenSSL: uprobes on SSL_read, SSL_read_ex, SSL_write,
  * SSL_write_ex (entry and return), SSL_do_handshake and SSL_shutdown
  * (entry and return: their socket I/O names the socket) and SSL_free.
  *
@@ -18,6 +18,9 @@
 #include "capture/tls.h"
 #include "maps/watched.h"
 #include "maps/tls.h"
+#include "maps/gotls.h"
+#include "capture/fd.h"
+#include "capture/arch.h"
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wpadded"
 #include "headers/bpf_tracing.h"
@@ -78,6 +81,8 @@ int authprobe_ssl_shutdown(struct pt_regs *ctx)
 	return tls_enter(PT_REGS_PARM1(ctx), 0, 0, TLS_OP_SHUTDOWN, 0);
 }
 
+/* (The Go crypto/tls programs are at the end.) */
+
 /* SSL_free: the SSL* may be reused by the allocator for another
  * connection. */
 SEC("uprobe")
@@ -130,6 +135,100 @@ int authprobe_ssl_ret(struct pt_regs *ctx)
 		.pid = id >> 32,
 		.tid = (__u32)id,
 		.dir = c.op == TLS_OP_READ ? DIR_INGRESS : DIR_EGRESS,
+		.kind = IO_BUF,
+		.source = SRC_TLS,
+	};
+	return capture_handle(&io);
+}
+
+/* Go crypto/tls: uprobes at the entry of (*tls.Conn).Read and Write and
+ * at each of their RET instructions (never uretprobes: they rewrite the
+ * return address on a goroutine stack the runtime may move). Arguments
+ * and results are in registers (Go's register ABI); a call in flight is
+ * keyed by its goroutine, which is still the one running at its RET. The
+ * socket is reached through the conn's net.Conn (a *net.TCPConn) to its
+ * netFD's file descriptor, with the offsets of the binary's Go release
+ * (struct go_tls_cfg, by attach cookie). */
+
+static __always_inline int go_enter(struct pt_regs *ctx, __u8 op)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!current_watch(id >> 32))
+		return 0;
+	struct go_call_key k = {.tgid = id >> 32, .g = GO_G(ctx)};
+	struct go_call c = {.conn = GO_ARG1(ctx), .buf = GO_ARG2(ctx), .cookie = bpf_get_attach_cookie(ctx), .op = op};
+	bpf_map_update_elem(&go_calls, &k, &c, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int authprobe_go_tls_read(struct pt_regs *ctx)
+{
+	return go_enter(ctx, TLS_OP_READ);
+}
+
+SEC("uprobe")
+int authprobe_go_tls_write(struct pt_regs *ctx)
+{
+	return go_enter(ctx, TLS_OP_WRITE);
+}
+
+/* go_conn_sock follows a *tls.Conn to its socket with the offsets of the
+ * probes' executable; 0 when it does not wrap a TCP socket. A global
+ * function: its frame is not on the state machine's stack. */
+__noinline __u64 go_conn_sock(__u64 conn, __u64 cookie)
+{
+	struct go_tls_cfg *cfg = bpf_map_lookup_elem(&go_tls_cfgs, &cookie);
+	if (!cfg)
+		return 0;
+	__u64 iface[2] = {};
+	if (bpf_probe_read_user(iface, sizeof(iface), (void *)(conn + cfg->conn_conn)))
+		return 0;
+	if (cfg->itab && iface[0] != cfg->itab)
+		return 0; /* not a *net.TCPConn */
+	__u64 netfd = 0;
+	if (bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(iface[1] + cfg->tcpconn_fd)) || !netfd)
+		return 0;
+	__s64 sysfd = -1;
+	if (bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + cfg->netfd_pfd + cfg->pollfd_sysfd)))
+		return 0;
+	if (sysfd < 0 || sysfd > 0x7fffffff)
+		return 0;
+	struct sock *sk = sock_of_fd((int)sysfd);
+	if (!sk || !sock_is_tcp(sk))
+		return 0;
+	return (__u64)sk;
+}
+
+SEC("uprobe")
+int authprobe_go_tls_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct go_call_key k = {.tgid = id >> 32, .g = GO_G(ctx)};
+	struct go_call *cp = bpf_map_lookup_elem(&go_calls, &k);
+	if (!cp)
+		return 0;
+	__u64 conn = cp->conn, buf = cp->buf, cookie = cp->cookie;
+	__u8 op = cp->op;
+	bpf_map_delete_elem(&go_calls, &k);
+	__s64 n = (__s64)GO_RET1(ctx);
+	if (n <= 0 || n > 0x7fffffff)
+		return 0;
+	__u64 sk = go_conn_sock(conn, cookie);
+	if (!sk) {
+		count(CNT_TLS_UNATTRIBUTED);
+		return 0;
+	}
+	count(CNT_TLS_IO);
+	tls_adopt(sk, false);
+	struct capture_io io = {
+		.sk = sk,
+		.addr = buf,
+		.len = n,
+		.task = k.g,
+		.pid = id >> 32,
+		.tid = (__u32)id,
+		.dir = op == TLS_OP_READ ? DIR_INGRESS : DIR_EGRESS,
 		.kind = IO_BUF,
 		.source = SRC_TLS,
 	};

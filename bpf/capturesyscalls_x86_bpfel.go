@@ -85,6 +85,8 @@ type captureSyscallsConnState struct {
 	EgressOn   uint8
 	CarryLen   uint8
 	H2         uint8
+	TlsStart   uint8
+	Pad        [7]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8

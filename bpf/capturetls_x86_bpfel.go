@@ -85,6 +85,8 @@ type captureTLSConnState struct {
 	EgressOn   uint8
 	CarryLen   uint8
 	H2         uint8
+	TlsStart   uint8
+	Pad        [7]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -97,6 +99,31 @@ type captureTLSConnState struct {
 		Port   uint16
 		Family uint16
 	}
+}
+
+type captureTLSGoCall struct {
+	_      structs.HostLayout
+	Conn   uint64
+	Buf    uint64
+	Cookie uint64
+	Op     uint8
+	Pad    [7]uint8
+}
+
+type captureTLSGoCallKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	G    uint64
+}
+
+type captureTLSGoTlsCfg struct {
+	_           structs.HostLayout
+	ConnConn    uint64
+	TcpconnFd   uint64
+	NetfdPfd    uint64
+	PollfdSysfd uint64
+	Itab        uint64
 }
 
 type captureTLSRouteKey struct {
@@ -164,12 +191,17 @@ const (
 	captureTLSMapConns                    = "conns"
 	captureTLSMapCounters                 = "counters"
 	captureTLSMapEvents                   = "events"
+	captureTLSMapGoCalls                  = "go_calls"
+	captureTLSMapGoTlsCfgs                = "go_tls_cfgs"
 	captureTLSMapRoutes                   = "routes"
 	captureTLSMapTasks                    = "tasks"
 	captureTLSMapTlsCalls                 = "tls_calls"
 	captureTLSMapTlsSsl                   = "tls_ssl"
 	captureTLSMapVerdicts                 = "verdicts"
 	captureTLSMapWatched                  = "watched"
+	captureTLSProgAuthprobeGoTlsRead      = "authprobe_go_tls_read"
+	captureTLSProgAuthprobeGoTlsRet       = "authprobe_go_tls_ret"
+	captureTLSProgAuthprobeGoTlsWrite     = "authprobe_go_tls_write"
 	captureTLSProgAuthprobeSslDoHandshake = "authprobe_ssl_do_handshake"
 	captureTLSProgAuthprobeSslFree        = "authprobe_ssl_free"
 	captureTLSProgAuthprobeSslRead        = "authprobe_ssl_read"
@@ -227,6 +259,9 @@ type captureTLSSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureTLSProgramSpecs struct {
+	AuthprobeGoTlsRead      *ebpf.ProgramSpec `ebpf:"authprobe_go_tls_read"`
+	AuthprobeGoTlsRet       *ebpf.ProgramSpec `ebpf:"authprobe_go_tls_ret"`
+	AuthprobeGoTlsWrite     *ebpf.ProgramSpec `ebpf:"authprobe_go_tls_write"`
 	AuthprobeSslDoHandshake *ebpf.ProgramSpec `ebpf:"authprobe_ssl_do_handshake"`
 	AuthprobeSslFree        *ebpf.ProgramSpec `ebpf:"authprobe_ssl_free"`
 	AuthprobeSslRead        *ebpf.ProgramSpec `ebpf:"authprobe_ssl_read"`
@@ -245,6 +280,8 @@ type captureTLSMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoCalls        *ebpf.MapSpec `ebpf:"go_calls"`
+	GoTlsCfgs      *ebpf.MapSpec `ebpf:"go_tls_cfgs"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
@@ -288,6 +325,8 @@ type captureTLSMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoCalls        *ebpf.Map `ebpf:"go_calls"`
+	GoTlsCfgs      *ebpf.Map `ebpf:"go_tls_cfgs"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
@@ -302,6 +341,8 @@ func (m *captureTLSMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoCalls,
+		m.GoTlsCfgs,
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,
@@ -326,6 +367,9 @@ type captureTLSVariables struct {
 //
 // It can be passed to loadCaptureTLSObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureTLSPrograms struct {
+	AuthprobeGoTlsRead      *ebpf.Program `ebpf:"authprobe_go_tls_read"`
+	AuthprobeGoTlsRet       *ebpf.Program `ebpf:"authprobe_go_tls_ret"`
+	AuthprobeGoTlsWrite     *ebpf.Program `ebpf:"authprobe_go_tls_write"`
 	AuthprobeSslDoHandshake *ebpf.Program `ebpf:"authprobe_ssl_do_handshake"`
 	AuthprobeSslFree        *ebpf.Program `ebpf:"authprobe_ssl_free"`
 	AuthprobeSslRead        *ebpf.Program `ebpf:"authprobe_ssl_read"`
@@ -338,6 +382,9 @@ type captureTLSPrograms struct {
 
 func (p *captureTLSPrograms) Close() error {
 	return _CaptureTLSClose(
+		p.AuthprobeGoTlsRead,
+		p.AuthprobeGoTlsRet,
+		p.AuthprobeGoTlsWrite,
 		p.AuthprobeSslDoHandshake,
 		p.AuthprobeSslFree,
 		p.AuthprobeSslRead,

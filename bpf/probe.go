@@ -117,6 +117,8 @@ type Probe struct {
 	// uprobes are the loaded programs of uprobe sections, by name:
 	// attached per file, not at load.
 	uprobes map[string]*ebpf.Program
+	// goCookie numbers the Go executables' probe sets (go_tls_cfgs).
+	goCookie atomic.Uint64
 }
 
 // Load loads the lifecycle programs and a capture backend with cfg's

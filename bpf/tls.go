@@ -35,6 +35,7 @@ const opensslRetProg = "authprobe_ssl_ret"
 // Uprobes is one file's set of attached uprobes; Close detaches them.
 type Uprobes struct {
 	links []link.Link
+	done  func() // after the links are gone
 }
 
 // Count is how many uprobes the set holds.
@@ -49,6 +50,10 @@ func (u *Uprobes) Close() error {
 		}
 	}
 	u.links = nil
+	if u.done != nil {
+		u.done()
+		u.done = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -114,6 +119,85 @@ func (u *Uprobes) add(ex *link.Executable, fn string, off uint64, prog *ebpf.Pro
 			kind = "uretprobe"
 		}
 		return fmt.Errorf("%s %s at %#x: %w", kind, fn, off, err)
+	}
+	u.links = append(u.links, l)
+	return nil
+}
+
+// GoTLS is what the Go crypto/tls probes need of one executable (from
+// uprobe.GoTarget): file offsets to probe and the struct offsets from a
+// *tls.Conn to its socket's file descriptor.
+type GoTLS struct {
+	Read, Write GoTLSFunc
+	ConnConn    uint64 // crypto/tls.Conn.conn
+	TCPConnFD   uint64 // net.TCPConn's *netFD
+	NetFDPfd    uint64 // net.netFD.pfd
+	PollFDSysfd uint64 // internal/poll.FD.Sysfd
+	// TCPConnItab is the (*net.TCPConn, net.Conn) itab's address; 0
+	// skips the check (a PIE, whose load bias differs per process).
+	TCPConnItab uint64
+}
+
+// GoTLSFunc is one function: its entry and every RET, as file offsets.
+type GoTLSFunc struct {
+	Entry   uint64
+	Returns []uint64
+}
+
+// AttachGoTLS attaches the Go crypto/tls probes to the executable at
+// path: uprobes at the entries of (*tls.Conn).Read and Write and at each
+// of their RET instructions, never uretprobes (the Go runtime moves
+// goroutine stacks, whose return addresses a uretprobe rewrites).
+func (p *Probe) AttachGoTLS(path string, g GoTLS) (*Uprobes, error) {
+	if p.uprobes == nil {
+		return nil, errors.New("attach go tls probes: TLS probes not loaded (Config.TLS)")
+	}
+	if len(g.Read.Returns) == 0 || len(g.Write.Returns) == 0 {
+		return nil, fmt.Errorf("attach go tls probes to %s: no RET offsets", path)
+	}
+	cookie := p.goCookie.Add(1)
+	cfg := captureTLSGoTlsCfg{ConnConn: g.ConnConn, TcpconnFd: g.TCPConnFD, NetfdPfd: g.NetFDPfd,
+		PollfdSysfd: g.PollFDSysfd, Itab: g.TCPConnItab}
+	cfgs := p.maps["go_tls_cfgs"]
+	if err := cfgs.Put(cookie, &cfg); err != nil {
+		return nil, fmt.Errorf("go tls offsets of %s: %w", path, err)
+	}
+	u := &Uprobes{done: func() { _ = cfgs.Delete(cookie) }}
+	ex, err := link.OpenExecutable(path)
+	if err != nil {
+		u.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	ret := p.uprobes["authprobe_go_tls_ret"]
+	for _, f := range []struct {
+		name string
+		fn   GoTLSFunc
+		prog *ebpf.Program
+	}{
+		{"crypto/tls.(*Conn).Read", g.Read, p.uprobes["authprobe_go_tls_read"]},
+		{"crypto/tls.(*Conn).Write", g.Write, p.uprobes["authprobe_go_tls_write"]},
+	} {
+		if err := u.addCookie(ex, f.name, f.fn.Entry, f.prog, cookie); err != nil {
+			u.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, r := range f.fn.Returns {
+			if err := u.addCookie(ex, f.name+" RET", r, ret, cookie); err != nil {
+				u.Close()
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	return u, nil
+}
+
+func (u *Uprobes) addCookie(ex *link.Executable, what string, off uint64, prog *ebpf.Program, cookie uint64) error {
+	if prog == nil {
+		return fmt.Errorf("%s: no program", what)
+	}
+	l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, Cookie: cookie})
+	if err != nil {
+		return fmt.Errorf("uprobe %s at %#x: %w", what, off, err)
 	}
 	u.links = append(u.links, l)
 	return nil

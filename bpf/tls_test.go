@@ -111,3 +111,109 @@ func TestTLSOpenSSLShared(t *testing.T) {
 		require.Greater(t, delta("tls_io"), uint64(3))
 	})
 }
+
+// buildGoServer builds test/servers/goserver into a temp dir with extra
+// go build flags (e.g. -ldflags=-s -w) and env (GOTOOLCHAIN).
+func buildGoServer(tb testing.TB, env []string, flags ...string) string {
+	tb.Helper()
+	out := filepath.Join(tb.TempDir(), "goserver")
+	args := append([]string{"build", "-o", out}, flags...)
+	cmd := exec.Command("go", append(args, "./test/servers/goserver")...)
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build goserver %v: %v\n%s", flags, err, b)
+	}
+	return out
+}
+
+// startTLSGo starts a goserver binary serving HTTPS; pid and port.
+func startTLSGo(tb testing.TB, bin string) (int, int) {
+	tb.Helper()
+	cert, key := testutil.SelfSignedCert(tb)
+	cmd := exec.Command(bin, "0")
+	cmd.Env = append(os.Environ(), "TLS_CERT="+cert, "TLS_KEY="+key)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(tb, err)
+	require.NoError(tb, cmd.Start())
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(tb, err)
+	var port int
+	_, err = fmt.Sscanf(line, "listening %d", &port)
+	require.NoError(tb, err, line)
+	return cmd.Process.Pid, port
+}
+
+// TestTLSGo: a Go net/http server over crypto/tls, built normally and
+// stripped: the plaintext of (*tls.Conn).Read/Write, taken at their RET
+// instructions, is the socket's streams (source TLS) for HTTP/1.1 and
+// HTTP/2, and every I/O is attributed.
+func TestTLSGo(t *testing.T) {
+	skipUnlessRoot(t)
+	for _, build := range []struct {
+		name  string
+		flags []string
+	}{
+		{"go1.26", nil},
+		{"go1.26 stripped", []string{"-ldflags=-s -w"}},
+	} {
+		t.Run(build.name, func(t *testing.T) {
+			bin := buildGoServer(t, nil, build.flags...)
+			target, err := uprobe.ResolveGo(bin)
+			require.NoError(t, err)
+			require.Equal(t, len(build.flags) > 0, target.Stripped)
+			p := mustLoad(t, BackendSock, Config{TLS: true})
+			rec := mustRun(t, p)
+			pid, port := startTLSGo(t, bin)
+			u, err := p.AttachGoTLS(bin, goTLSOf(target))
+			require.NoError(t, err)
+			t.Cleanup(func() { require.NoError(t, u.Close()) })
+			start, err := ProcStartTicks(pid)
+			require.NoError(t, err)
+			require.NoError(t, p.WatchWith(uint32(pid), start, WatchOptions{Goroutines: true}))
+			delta := counterDelta(t, p)
+			url := fmt.Sprintf("https://127.0.0.1:%d/login", port)
+
+			mine := func(ev ConnEvent) bool { return ev.PID == uint32(pid) }
+			for _, proto := range []string{"--http1.1", "--http2"} {
+				mark := rec.mark()
+				require.Equal(t, "401\n", curlTLS(t, port, proto, "-d", "username=alice&password=wrong-"+proto[2:], url))
+				in := rec.waitEventsSince(t, mark, 1, func(ev ConnEvent) bool {
+					return mine(ev) && ev.Dir == Ingress && strings.Contains(string(ev.Data), "wrong-"+proto[2:])
+				})
+				require.Equal(t, SourceTLS, in[0].Source)
+				first := rec.eventsSince(mark, func(ev ConnEvent) bool { return mine(ev) && ev.Dir == Ingress })[0]
+				require.True(t, first.Flags&FlagBoundary != 0, "starts at a boundary: %+v", first)
+				want := "POST /login HTTP/1.1\r\n"
+				if proto == "--http2" {
+					want = "PRI * HTTP/2.0\r\n"
+				}
+				require.True(t, strings.HasPrefix(string(first.Data), want), "%q", first.Data)
+				rec.waitEventsSince(t, mark, 1, func(ev ConnEvent) bool { return mine(ev) && ev.Dir == Egress && ev.Source == SourceTLS })
+				for _, ev := range rec.eventsSince(mark, mine) {
+					require.Equal(t, SourceTLS, ev.Source)
+				}
+			}
+			require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
+			require.GreaterOrEqual(t, delta("tls_connections"), uint64(2))
+		})
+	}
+}
+
+// goTLSOf is tlsprobe.GoTLS (not imported here: it imports this package).
+func goTLSOf(t *uprobe.GoTarget) GoTLS {
+	g := GoTLS{
+		Read:        GoTLSFunc{Entry: t.Read.Offset, Returns: t.Read.Returns},
+		Write:       GoTLSFunc{Entry: t.Write.Offset, Returns: t.Write.Returns},
+		ConnConn:    t.Offsets.ConnConn,
+		TCPConnFD:   t.Offsets.TCPConnFD,
+		NetFDPfd:    t.Offsets.NetFDPfd,
+		PollFDSysfd: t.Offsets.PollFDSysfd,
+	}
+	if !t.PIE {
+		g.TCPConnItab = t.Offsets.TCPConnItab
+	}
+	return g
+}

@@ -192,6 +192,7 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 			filled += capture_copy(io, 0, min64(io->len, PROOF_MAX - carry), carry);
 			if (filled >= 3 && is_tls_record(s->ev.data)) {
 				st->mode = MODE_OFF;
+				st->tls_start = 1;
 				count(CNT_TLS_SKIPPED);
 				return;
 			}

@@ -37,7 +37,9 @@ __noinline int tls_adopt(__u64 sk, int boundary)
 	st.source = SRC_TLS;
 	st.mode = MODE_FILTER;
 	st.role = ROLE_UNKNOWN;
-	st.boundary = boundary;
+	/* A socket whose first bytes the plaintext path saw were a TLS
+	 * record: the library's plaintext starts with it too. */
+	st.boundary = boundary || (old && old->tls_start);
 	if (old && old->role == ROLE_CLIENT) {
 		st.role = ROLE_CLIENT;
 		st.mode = MODE_CLIENT;

@@ -150,6 +150,11 @@ struct conn_state {
 	 * VERDICT_OFF; streams interleave, so there is no boundary to resume
 	 * at and no response head to wait for. */
 	__u8 h2;
+	/* Its first bytes were a TLS record on the plaintext path: when a TLS
+	 * library's plaintext is first seen on it, that starts at a request
+	 * boundary. */
+	__u8 tls_start;
+	__u8 _pad[7];
 	struct conn_addr peer;
 	struct conn_addr local;
 };
@@ -236,6 +241,17 @@ enum watch_flags {
 	 * register of the syscall's saved user registers (R14 on amd64, x28
 	 * on arm64), and tasks are goroutines, not threads. */
 	WATCH_GO_REGABI = 1 << 0,
+};
+
+/* What the Go crypto/tls probes need to know of one executable
+ * (uprobe.GoOffsets), keyed by the attach cookie of its probes: the path
+ * from a *tls.Conn to its socket's file descriptor. */
+struct go_tls_cfg {
+	__u64 conn_conn;    /* crypto/tls.Conn.conn: the net.Conn interface (itab, data) */
+	__u64 tcpconn_fd;   /* net.TCPConn's *netFD */
+	__u64 netfd_pfd;    /* net.netFD.pfd */
+	__u64 pollfd_sysfd; /* internal/poll.FD.Sysfd */
+	__u64 itab;         /* the (*net.TCPConn, net.Conn) itab; 0: not checked (PIE) */
 };
 
 /* Key of the tasks map: one task (thread, or goroutine of a Go process)

@@ -4,7 +4,7 @@
 // attached when the first watched process maps it and detached when the
 // last one stops (docs/capture.md, "TLS"). It finds the files with
 // bpf/uprobe and attaches through a function it is given (bpf.Probe's
-// AttachOpenSSL), so it knows neither ELF nor BPF.
+// AttachOpenSSL, AttachGoTLS), so it knows neither ELF nor BPF programs.
 package tlsprobe
 
 import (
@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/bpf/uprobe"
 )
 
@@ -22,10 +23,16 @@ import (
 // functions at the given file offsets.
 type AttachFunc func(path string, funcs map[string]uint64) (io.Closer, error)
 
+// AttachGoFunc attaches the Go crypto/tls probes to the executable at
+// path.
+type AttachGoFunc func(path string, t *uprobe.GoTarget) (io.Closer, error)
+
 // Config configures a Manager.
 type Config struct {
 	Resolver      *uprobe.Resolver
 	AttachOpenSSL AttachFunc
+	// AttachGo: nil leaves Go binaries unprobed.
+	AttachGo AttachGoFunc
 	// Logger gets a component=tls attribute.
 	Logger *slog.Logger
 }
@@ -159,8 +166,8 @@ func (m *Manager) use(pid uint32, t uprobe.Target) bool {
 		return true
 	}
 	info := FileStatus{ID: id, Path: t.File.Path, Library: Describe(t), Err: t.Err}
-	if info.Err == nil && t.OpenSSL == nil {
-		info.Err = errors.New("Go crypto/tls probes are not implemented yet")
+	if info.Err == nil && t.OpenSSL == nil && (t.Go == nil || m.cfg.AttachGo == nil) {
+		info.Err = errors.New("no probes for this library")
 	}
 	if info.Err != nil {
 		if !m.told[id] {
@@ -169,7 +176,13 @@ func (m *Manager) use(pid uint32, t uprobe.Target) bool {
 		}
 		return false
 	}
-	probes, err := m.cfg.AttachOpenSSL(t.File.OpenPath, t.OpenSSL.Funcs)
+	var probes io.Closer
+	var err error
+	if t.OpenSSL != nil {
+		probes, err = m.cfg.AttachOpenSSL(t.File.OpenPath, t.OpenSSL.Funcs)
+	} else {
+		probes, err = m.cfg.AttachGo(t.File.OpenPath, t.Go)
+	}
 	if err != nil {
 		m.stat.AttachFailures++
 		if !m.told[id] {
@@ -245,4 +258,23 @@ func (m *Manager) Close() error {
 	}
 	m.procs = map[uint32]map[uprobe.FileID]bool{}
 	return errors.Join(errs...)
+}
+
+// GoTLS converts what bpf/uprobe found in a Go executable into what the
+// kernel side's Go probes take. A PIE's itab moves with its load bias, so
+// it is not checked there (the file descriptor must still be a TCP
+// socket).
+func GoTLS(t *uprobe.GoTarget) bpf.GoTLS {
+	g := bpf.GoTLS{
+		Read:        bpf.GoTLSFunc{Entry: t.Read.Offset, Returns: t.Read.Returns},
+		Write:       bpf.GoTLSFunc{Entry: t.Write.Offset, Returns: t.Write.Returns},
+		ConnConn:    t.Offsets.ConnConn,
+		TCPConnFD:   t.Offsets.TCPConnFD,
+		NetFDPfd:    t.Offsets.NetFDPfd,
+		PollFDSysfd: t.Offsets.PollFDSysfd,
+	}
+	if !t.PIE {
+		g.TCPConnItab = t.Offsets.TCPConnItab
+	}
+	return g
 }

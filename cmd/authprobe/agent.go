@@ -338,6 +338,9 @@ func startTLSProbes(ctx context.Context, probe *bpf.Probe, log *slog.Logger) (st
 		AttachOpenSSL: func(path string, funcs map[string]uint64) (io.Closer, error) {
 			return probe.AttachOpenSSL(path, funcs)
 		},
+		AttachGo: func(path string, t *uprobe.GoTarget) (io.Closer, error) {
+			return probe.AttachGoTLS(path, tlsprobe.GoTLS(t))
+		},
 		Logger: log,
 	})
 	if err != nil {

@@ -103,7 +103,9 @@ func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, er
 			case t.OpenSSL != nil:
 				fmt.Fprintf(w, "    probed: yes  %d functions (%s)\n", len(t.OpenSSL.Funcs), funcNames(t.OpenSSL.Funcs))
 			default:
-				fmt.Fprintln(w, "    probed: no  Go crypto/tls probes are not implemented yet")
+				g := t.Go
+				fmt.Fprintf(w, "    probed: yes  (*tls.Conn).Read at %d RETs, Write at %d RETs; socket offsets from %s\n",
+					len(g.Read.Returns), len(g.Write.Returns), g.Offsets.Source)
 			}
 		}
 	}
