@@ -154,16 +154,20 @@ func TestTLSGo(t *testing.T) {
 	skipUnlessRoot(t)
 	for _, build := range []struct {
 		name  string
+		env   []string
 		flags []string
 	}{
-		{"go1.26", nil},
-		{"go1.26 stripped", []string{"-ldflags=-s -w"}},
+		{"go1.26", nil, nil},
+		{"go1.26 stripped", nil, []string{"-ldflags=-s -w"}},
+		// The module proxy has it (GOTOOLCHAIN fetches it once).
+		{"go1.27.3 stripped", []string{"GOTOOLCHAIN=go1.27.3"}, []string{"-ldflags=-s -w"}},
 	} {
 		t.Run(build.name, func(t *testing.T) {
-			bin := buildGoServer(t, nil, build.flags...)
+			bin := buildGoServer(t, build.env, build.flags...)
 			target, err := uprobe.ResolveGo(bin)
 			require.NoError(t, err)
 			require.Equal(t, len(build.flags) > 0, target.Stripped)
+			require.True(t, strings.HasPrefix(target.Version, strings.Fields(build.name)[0]), "built with %s", target.Version)
 			p := mustLoad(t, BackendSock, Config{TLS: true})
 			rec := mustRun(t, p)
 			pid, port := startTLSGo(t, bin)

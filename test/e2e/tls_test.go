@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +203,59 @@ func TestTLSNginxHTTP2(t *testing.T) {
 		}
 	}
 	noSecrets(t, ag)
+}
+
+// goServerVariant builds test/servers/goserver with env and go build
+// flags, once per test.
+func goServerVariant(tb testing.TB, env []string, flags ...string) string {
+	tb.Helper()
+	out := filepath.Join(tb.TempDir(), "goserver")
+	args := append([]string{"build", "-o", out}, flags...)
+	cmd := exec.Command("go", append(args, "./test/servers/goserver")...)
+	cmd.Dir = testutil.RepoRoot(tb)
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build goserver %v %v: %v\n%s", env, flags, err, b)
+	}
+	return out
+}
+
+// TestTLSGo: the Go login server over crypto/tls, built with go1.26
+// normally and stripped (-s -w: functions from the pclntab, offsets from
+// the version table), and with go1.27 stripped: HTTP/1.1 and HTTP/2
+// (curl's default with ALPN) logins give exact spans.
+func TestTLSGo(t *testing.T) {
+	testutil.MustRoot(t)
+	for _, v := range []struct {
+		name  string
+		env   []string
+		flags []string
+	}{
+		{"go1.26", nil, nil},
+		{"go1.26 stripped", nil, []string{"-ldflags=-s -w"}},
+		{"go1.27.3 stripped", []string{"GOTOOLCHAIN=go1.27.3"}, []string{"-ldflags=-s -w"}},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			bin := goServerVariant(t, v.env, v.flags...)
+			cert, key := testutil.SelfSignedCert(t)
+			cmd := exec.Command(bin, "0")
+			cmd.Env = append(os.Environ(), "TLS_CERT="+cert, "TLS_KEY="+key)
+			srv := mustStartProcess(t, cmd)
+			ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
+			ag.waitTLSAttached(t)
+			if !strings.Contains(ag.Stderr(), "Go crypto/tls "+strings.Fields(v.name)[0]) {
+				t.Errorf("agent did not say it probes Go crypto/tls %s:\n%s", v.name, ag.Stderr())
+			}
+			runTLSLogins(t, ag, srv, srv.Addr, srcTLSCurl, false, "--http1.1")
+			ag.Stop(t)
+			ag = mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
+			ag.waitTLSAttached(t)
+			for _, sp := range runTLSLogins(t, ag, srv, srv.Addr, srcTLSCurl, false, "--http2") {
+				if sp.Attr("network.protocol.version") != "2" {
+					t.Errorf("span %s: network.protocol.version %q, want 2", sp, sp.Attr("network.protocol.version"))
+				}
+			}
+			noSecrets(t, ag)
+		})
+	}
 }
