@@ -39,8 +39,16 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 done, __u8 op, 
 	struct tls_call c = {.ssl = ssl, .buf = buf, .done = done, .op = op, .ex = ex};
 	struct tls_ssl_key k = {.tgid = id >> 32, .ssl = ssl};
 	__u64 *sk = bpf_map_lookup_elem(&tls_ssl, &k);
-	if (sk)
+	if (sk) {
 		c.sk = *sk;
+	} else if (op == TLS_OP_READ) {
+		/* A memory BIO: the ciphertext this thread read last. */
+		sk = bpf_map_lookup_elem(&tls_last_read, &id);
+		if (sk) {
+			c.sk = *sk;
+			c.guessed = 1;
+		}
+	}
 	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
 	return 0;
 }
@@ -94,6 +102,15 @@ int authprobe_ssl_free(struct pt_regs *ctx)
 	return 0;
 }
 
+/* tls_remember maps ssl to sk for the process tgid. A global function:
+ * its frame is not on the state machine's stack. */
+__noinline int tls_remember(__u32 tgid, __u64 ssl, __u64 sk)
+{
+	struct tls_ssl_key k = {.tgid = tgid, .ssl = ssl};
+	bpf_map_update_elem(&tls_ssl, &k, &sk, BPF_ANY);
+	return 0;
+}
+
 /* authprobe_ssl_ret is the return of every recorded call: a read or
  * write that moved plaintext runs it through the connection's state
  * machine. */
@@ -104,40 +121,50 @@ int authprobe_ssl_ret(struct pt_regs *ctx)
 	struct tls_call *cp = bpf_map_lookup_elem(&tls_calls, &id);
 	if (!cp)
 		return 0;
-	struct tls_call c = *cp;
-	bpf_map_delete_elem(&tls_calls, &id);
-	if (c.op != TLS_OP_READ && c.op != TLS_OP_WRITE)
-		return 0;
-	long ret = PT_REGS_RC(ctx);
-	__u64 n = 0;
-	if (c.ex) {
-		if ((int)ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.done))
-			return 0;
-	} else {
-		if ((int)ret <= 0)
-			return 0;
-		n = (__u32)(int)ret;
-	}
-	if (n == 0 || n > 0x7fffffff)
-		return 0;
-	if (!c.sk) {
-		count(CNT_TLS_UNATTRIBUTED);
-		return 0;
-	}
-	count(CNT_TLS_IO);
-	/* The connection exists unless the agent has not seen its socket
-	 * since it started, or the socket closed. */
-	tls_adopt(c.sk, false);
+	/* The call's fields go straight into the I/O: this program's frame
+	 * is on the stack of the whole state machine, which is near the
+	 * verifier's limit. iovcnt holds _ex's size_t* and task the SSL*
+	 * until they are used. */
 	struct capture_io io = {
-		.sk = c.sk,
-		.addr = c.buf,
-		.len = n,
+		.sk = cp->sk,
+		.addr = cp->buf,
+		.iovcnt = cp->done,
+		.task = cp->ssl,
 		.pid = id >> 32,
 		.tid = (__u32)id,
-		.dir = c.op == TLS_OP_READ ? DIR_INGRESS : DIR_EGRESS,
+		.dir = cp->op == TLS_OP_READ ? DIR_INGRESS : DIR_EGRESS,
 		.kind = IO_BUF,
 		.source = SRC_TLS,
 	};
+	__u8 op = cp->op, ex = cp->ex, guessed = cp->guessed;
+	bpf_map_delete_elem(&tls_calls, &id);
+	if (op != TLS_OP_READ && op != TLS_OP_WRITE)
+		return 0;
+	int ret = (int)PT_REGS_RC(ctx);
+	if (ex) {
+		if (ret != 1 || bpf_probe_read_user(&io.iovcnt, sizeof(io.iovcnt), (void *)io.iovcnt))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		io.iovcnt = (__u32)ret;
+	}
+	if (io.iovcnt == 0 || io.iovcnt > 0x7fffffff)
+		return 0;
+	io.len = io.iovcnt;
+	io.iovcnt = 0;
+	if (!io.sk) {
+		count(CNT_TLS_UNATTRIBUTED);
+		return 0;
+	}
+	/* It gave plaintext: a memory BIO held that socket's ciphertext. */
+	if (guessed)
+		tls_remember(io.pid, io.task, io.sk);
+	io.task = 0;
+	count(CNT_TLS_IO);
+	/* The connection exists unless the agent has not seen its socket
+	 * since it started, or the socket closed. */
+	tls_adopt(io.sk, false);
 	return capture_handle(&io);
 }
 

@@ -124,14 +124,15 @@ type captureSockTaskState struct {
 }
 
 type captureSockTlsCall struct {
-	_    structs.HostLayout
-	Ssl  uint64
-	Buf  uint64
-	Done uint64
-	Sk   uint64
-	Op   uint8
-	Ex   uint8
-	Pad  [6]uint8
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
 }
 
 type captureSockTlsSslKey struct {
@@ -169,6 +170,7 @@ const (
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
 	captureSockMapTlsCalls                 = "tls_calls"
+	captureSockMapTlsLastRead              = "tls_last_read"
 	captureSockMapTlsSsl                   = "tls_ssl"
 	captureSockMapVerdicts                 = "verdicts"
 	captureSockMapWatched                  = "watched"
@@ -238,6 +240,7 @@ type captureSockMapSpecs struct {
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -281,6 +284,7 @@ type captureSockMaps struct {
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -295,6 +299,7 @@ func (m *captureSockMaps) Close() error {
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,
+		m.TlsLastRead,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

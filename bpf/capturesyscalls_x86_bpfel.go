@@ -124,14 +124,15 @@ type captureSyscallsTaskState struct {
 }
 
 type captureSyscallsTlsCall struct {
-	_    structs.HostLayout
-	Ssl  uint64
-	Buf  uint64
-	Done uint64
-	Sk   uint64
-	Op   uint8
-	Ex   uint8
-	Pad  [6]uint8
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
 }
 
 type captureSyscallsTlsSslKey struct {
@@ -169,6 +170,7 @@ const (
 	captureSyscallsMapRoutes                    = "routes"
 	captureSyscallsMapTasks                     = "tasks"
 	captureSyscallsMapTlsCalls                  = "tls_calls"
+	captureSyscallsMapTlsLastRead               = "tls_last_read"
 	captureSyscallsMapTlsSsl                    = "tls_ssl"
 	captureSyscallsMapVerdicts                  = "verdicts"
 	captureSyscallsMapWatched                   = "watched"
@@ -250,6 +252,7 @@ type captureSyscallsMapSpecs struct {
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -293,6 +296,7 @@ type captureSyscallsMaps struct {
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -307,6 +311,7 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,
+		m.TlsLastRead,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

@@ -149,14 +149,15 @@ type captureTLSTaskState struct {
 }
 
 type captureTLSTlsCall struct {
-	_    structs.HostLayout
-	Ssl  uint64
-	Buf  uint64
-	Done uint64
-	Sk   uint64
-	Op   uint8
-	Ex   uint8
-	Pad  [6]uint8
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
 }
 
 type captureTLSTlsSslKey struct {
@@ -196,6 +197,7 @@ const (
 	captureTLSMapRoutes                   = "routes"
 	captureTLSMapTasks                    = "tasks"
 	captureTLSMapTlsCalls                 = "tls_calls"
+	captureTLSMapTlsLastRead              = "tls_last_read"
 	captureTLSMapTlsSsl                   = "tls_ssl"
 	captureTLSMapVerdicts                 = "verdicts"
 	captureTLSMapWatched                  = "watched"
@@ -285,6 +287,7 @@ type captureTLSMapSpecs struct {
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -330,6 +333,7 @@ type captureTLSMaps struct {
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -346,6 +350,7 @@ func (m *captureTLSMaps) Close() error {
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,
+		m.TlsLastRead,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

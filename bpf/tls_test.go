@@ -221,3 +221,81 @@ func goTLSOf(t *uprobe.GoTarget) GoTLS {
 	}
 	return g
 }
+
+// TestTLSNodeStatic: Node's https (OpenSSL linked into the node
+// executable, on memory BIOs: no socket I/O inside SSL_read). Each
+// SSL_read is attributed to the socket whose ciphertext the event loop
+// read just before it, remembered per SSL*; several concurrent
+// keep-alive connections, each with its own logins, must each get only
+// their own plaintext.
+func TestTLSNodeStatic(t *testing.T) {
+	skipUnlessRoot(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	p := mustLoad(t, BackendSock, Config{TLS: true})
+	rec := mustRun(t, p)
+	cert, key := testutil.SelfSignedCert(t)
+	cmd := exec.Command(node, filepath.Join("..", "test", "servers", "node", "login_server.js"), "0")
+	cmd.Env = append(os.Environ(), "TLS_CERT="+cert, "TLS_KEY="+key)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	var port int
+	_, err = fmt.Sscanf(line, "listening %d", &port)
+	require.NoError(t, err, line)
+	pid := cmd.Process.Pid
+	require.Equal(t, 1, attachTLS(t, p, pid), "the node executable")
+	watch(t, p, pid)
+	delta := counterDelta(t, p)
+
+	const conns, logins = 4, 3
+	url := fmt.Sprintf("https://127.0.0.1:%d/login", port)
+	errs := make(chan error, conns)
+	for i := range conns {
+		go func() {
+			// One curl, one keep-alive connection, several logins.
+			args := []string{"-sk", "--http1.1", "--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}\n"}
+			var all []string
+			for j := range logins {
+				if j > 0 {
+					all = append(all, "--next")
+				}
+				all = append(all, args...)
+				all = append(all, "-d", fmt.Sprintf("username=user%d&password=pw-%d-%d", i, i, j), url)
+			}
+			b, err := exec.Command("curl", all...).CombinedOutput()
+			if err == nil && string(b) != strings.Repeat("401\n", logins) {
+				err = fmt.Errorf("curl %d: %q", i, b)
+			}
+			errs <- err
+		}()
+	}
+	for range conns {
+		require.NoError(t, <-errs)
+	}
+	mine := func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress }
+	rec.waitEvents(t, conns*logins, func(ev ConnEvent) bool { return mine(ev) && strings.Contains(string(ev.Data), "password=pw-") })
+	// Every connection's plaintext names one user only.
+	users := map[uint64]string{}
+	for _, ev := range rec.events(mine) {
+		require.Equal(t, SourceTLS, ev.Source)
+		d := string(ev.Data)
+		i := strings.Index(d, "username=user")
+		if i < 0 {
+			continue
+		}
+		u := d[i : i+len("username=user0")]
+		if prev, ok := users[ev.Sock]; ok {
+			require.Equal(t, prev, u, "connection %#x carries two clients' logins", ev.Sock)
+		}
+		users[ev.Sock] = u
+	}
+	require.Len(t, users, conns, "one connection per client")
+	require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
+}

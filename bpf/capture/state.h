@@ -366,6 +366,7 @@ __noinline int capture_handle(struct capture_io *io)
 		capture_ingress(io, st);
 	else
 		capture_egress(io, st);
+	tls_note_read(io, st);
 	return 0;
 }
 

@@ -70,4 +70,24 @@ static __always_inline bool tls_socket_io(struct capture_io *io)
 	return true;
 }
 
+/* tls_last_read_set records sk as the thread's last ciphertext read. A
+ * global function: its frame is not on the state machine's stack. */
+__noinline int tls_last_read_set(__u64 id, __u64 sk)
+{
+	bpf_map_update_elem(&tls_last_read, &id, &sk, BPF_ANY);
+	return 0;
+}
+
+/* tls_note_read: io read TLS ciphertext outside an SSL call (st is its
+ * connection): the thread's next SSL_read of an SSL* not mapped yet is
+ * taken to decrypt it. */
+static __always_inline void tls_note_read(struct capture_io *io, struct conn_state *st)
+{
+	if (io->dir != DIR_INGRESS || io->source != SRC_SOCKET)
+		return;
+	if (st->source != SRC_TLS && !st->tls_start)
+		return;
+	tls_last_read_set(((__u64)io->pid << 32) | io->tid, io->sk);
+}
+
 #endif

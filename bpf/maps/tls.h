@@ -21,7 +21,10 @@ struct tls_call {
 	__u64 sk;        /* the socket of the SSL*: known before, or learned in the call */
 	__u8 op;         /* enum tls_op */
 	__u8 ex;         /* SSL_read_ex/SSL_write_ex: 1 on success, count in *done */
-	__u8 _pad[6];
+	/* sk is the thread's last ciphertext read, not yet known to be the
+	 * SSL*'s (a memory BIO): remembered for it if the read gives bytes. */
+	__u8 guessed;
+	__u8 _pad[5];
 };
 
 /* Keyed by pid_tgid: a thread is in at most one SSL call (they do not
@@ -48,5 +51,15 @@ struct {
 	__type(key, struct tls_ssl_key);
 	__type(value, __u64);
 } tls_ssl SEC(".maps");
+
+/* The socket of each thread's last read of TLS ciphertext outside any SSL
+ * call: a library on memory BIOs (Node.js) reads the socket itself and
+ * then runs SSL_read on what it read, on the same thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} tls_last_read SEC(".maps");
 
 #endif
