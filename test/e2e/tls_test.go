@@ -259,3 +259,18 @@ func TestTLSGo(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSNode: Node's https (OpenSSL linked into the node executable, on
+// memory BIOs) gives the same login spans.
+func TestTLSNode(t *testing.T) {
+	testutil.MustRoot(t)
+	cert, key := testutil.SelfSignedCert(t)
+	srv := mustStartServerEnv(t, "node", []string{"TLS_CERT=" + cert, "TLS_KEY=" + key})
+	ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
+	ag.waitTLSAttached(t)
+	runTLSLogins(t, ag, srv, srv.Addr, srcTLSCurl, false, "--http1.1")
+	if v := metricValue(ag.Metrics(t), `authprobe_drops_total{reason="tls_unattributed"}`); v != "0" {
+		t.Errorf("tls_unattributed drops %q, want 0", v)
+	}
+	noSecrets(t, ag)
+}
