@@ -2,12 +2,16 @@ package bpf
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authprobe/authprobe/bpf/uprobe"
 	"github.com/authprobe/authprobe/test/testutil"
@@ -298,4 +302,80 @@ func TestTLSNodeStatic(t *testing.T) {
 	}
 	require.Len(t, users, conns, "one connection per client")
 	require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
+}
+
+// TestTLSBodyInRecords: a login whose head and body arrive in separate
+// TLS records (one Write each from a crypto/tls client) reaches user
+// space whole, in order, from the boundary; and the server keeps
+// answering correctly while the probes attach and detach repeatedly
+// under traffic.
+func TestTLSBodyInRecords(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{TLS: true})
+	rec := mustRun(t, p)
+	pid, port := startTLSPython(t)
+	watch(t, p, pid)
+	require.Equal(t, 1, attachTLS(t, p, pid))
+
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}},
+		Config:    &tls.Config{InsecureSkipVerify: true},
+	}
+	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(t, err)
+	defer c.Close()
+	body := "username=alice&password=split-secret"
+	parts := []string{
+		fmt.Sprintf("POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n", len(body)),
+		body[:9], body[9:20], body[20:],
+	}
+	for _, part := range parts {
+		_, err := c.Write([]byte(part))
+		require.NoError(t, err)
+		time.Sleep(20 * time.Millisecond) // separate records, separate reads
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 401, resp.StatusCode)
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	in := rec.waitEvents(t, len(parts), func(ev ConnEvent) bool { return ev.Peer == local && ev.Dir == Ingress })
+	require.Equal(t, strings.Join(parts, ""), joined(in))
+	for i := 1; i < len(in); i++ {
+		require.Equal(t, in[i-1].Off+uint64(in[i-1].Len), in[i].Off, "contiguous")
+	}
+
+	// Attach and detach under traffic: every answer stays right.
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		url := fmt.Sprintf("https://127.0.0.1:%d/health", port)
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			out, err := exec.Command("curl", "-sk", "--interface", "127.0.0.2", "-o", "/dev/null", "-w", "%{http_code}", url).CombinedOutput()
+			if err != nil || string(out) != "200" {
+				done <- fmt.Errorf("curl: %v %q", err, out)
+				return
+			}
+		}
+	}()
+	targets, err := uprobe.NewResolver(uprobe.Config{}).Process(pid)
+	require.NoError(t, err)
+	for range 20 {
+		for _, tg := range targets {
+			if tg.OpenSSL == nil {
+				continue
+			}
+			u, err := p.AttachOpenSSL(tg.File.OpenPath, tg.OpenSSL.Funcs)
+			require.NoError(t, err)
+			time.Sleep(10 * time.Millisecond)
+			require.NoError(t, u.Close())
+		}
+	}
+	close(stop)
+	require.NoError(t, <-done)
 }
