@@ -5,19 +5,21 @@ CONFIG    ?= deploy/authprobe.yaml
 COLLECTOR := test/collector/bin/otelcol-authprobe
 GOTEST    ?= $(GO) test
 FUZZTIME  ?= 20s
+BENCHTIME ?= 5s
 KERNELS   ?= all
 
 K8S_TOOLS := test/k8s/tools
 HELM       = $(shell $(MAKE) -s -C $(K8S_TOOLS) dir)/helm
 
-.PHONY: help generate check-generate build run check test test-unit test-kernels collector k8s-tools manifests bench bench-stages fuzz clean
+.PHONY: help generate check-generate build run check test test-unit test-kernels collector k8s-tools manifests bench bench-client bench-stages fuzz clean
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
 	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector and k8s tools)"
 	@echo "make test-unit      unprivileged unit tests only"
 	@echo "make test-kernels   the capture tests on Debian 6.1, 6.12 and arm64 kernels under qemu (root; KERNELS=$(KERNELS))"
-	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS"
+	@echo "make bench-client   what capturing a service's own calls costs it: baseline vs agent per backend and workload (root; BENCHTIME=$(BENCHTIME))"
+	@echo "make bench          wrk baseline vs agent attached (stdout and OTLP), side by side: throughput, CPU/span, peak RSS, /dev/null tax, kernel time per request"
 	@echo "make bench-stages   the per-stage Go benchmarks (BenchmarkStage*), one table"
 	@echo "make generate       rebuild the committed eBPF objects (clang-14)"
 	@echo "make check-generate fail when the committed eBPF objects differ from their sources"
@@ -82,6 +84,12 @@ test-kernels:
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)
+	$(MAKE) bench-client
+
+# The client-capture cost (test/chain BenchmarkClientCapture): PostgreSQL
+# and the chain backends, without and with the agent, one mode at a time.
+bench-client:
+	$(GOTEST) -count=1 -run '^$$' -bench BenchmarkClientCapture -benchtime $(BENCHTIME) -timeout 30m ./test/chain/
 
 bench-stages:
 	$(GO) run ./test/bench -stages

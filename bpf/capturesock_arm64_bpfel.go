@@ -62,6 +62,36 @@ type captureSockCaptureScratch struct {
 	}
 	Key captureSockRouteKey
 	Pad uint32
+	Rl  struct {
+		_       structs.HostLayout
+		Len     uint32
+		Phase   uint32
+		At      uint32
+		Path    uint32
+		Pathlen uint32
+		Hdr     uint32
+		Slash   uint32
+		Result  uint32
+		Pad     uint32
+	}
+	Hdr struct {
+		_      structs.HostLayout
+		Len    uint32
+		First  uint32
+		Carry  uint32
+		Result uint32
+	}
+	Pad2   uint32
+	Gather struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Pos   uint64
+		Dst   uint32
+		Nvec  uint32
+		Got   uint32
+		Fault uint32
+	}
 }
 
 type captureSockConnState struct {
@@ -101,6 +131,14 @@ type captureSockConnState struct {
 	}
 }
 
+type captureSockGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureSockRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -115,12 +153,12 @@ type captureSockTaskKey struct {
 }
 
 type captureSockTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureSockTlsCall struct {
@@ -167,6 +205,8 @@ const (
 	captureSockMapConns                    = "conns"
 	captureSockMapCounters                 = "counters"
 	captureSockMapEvents                   = "events"
+	captureSockMapGoNewproc                = "go_newproc"
+	captureSockMapGoSpawned                = "go_spawned"
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
 	captureSockMapTlsCalls                 = "tls_calls"
@@ -237,6 +277,8 @@ type captureSockMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
@@ -281,6 +323,8 @@ type captureSockMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
@@ -296,6 +340,8 @@ func (m *captureSockMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,

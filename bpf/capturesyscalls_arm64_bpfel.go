@@ -62,6 +62,36 @@ type captureSyscallsCaptureScratch struct {
 	}
 	Key captureSyscallsRouteKey
 	Pad uint32
+	Rl  struct {
+		_       structs.HostLayout
+		Len     uint32
+		Phase   uint32
+		At      uint32
+		Path    uint32
+		Pathlen uint32
+		Hdr     uint32
+		Slash   uint32
+		Result  uint32
+		Pad     uint32
+	}
+	Hdr struct {
+		_      structs.HostLayout
+		Len    uint32
+		First  uint32
+		Carry  uint32
+		Result uint32
+	}
+	Pad2   uint32
+	Gather struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Pos   uint64
+		Dst   uint32
+		Nvec  uint32
+		Got   uint32
+		Fault uint32
+	}
 }
 
 type captureSyscallsConnState struct {
@@ -101,6 +131,14 @@ type captureSyscallsConnState struct {
 	}
 }
 
+type captureSyscallsGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureSyscallsRouteKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -115,12 +153,12 @@ type captureSyscallsTaskKey struct {
 }
 
 type captureSyscallsTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureSyscallsTlsCall struct {
@@ -167,6 +205,8 @@ const (
 	captureSyscallsMapConns                     = "conns"
 	captureSyscallsMapCounters                  = "counters"
 	captureSyscallsMapEvents                    = "events"
+	captureSyscallsMapGoNewproc                 = "go_newproc"
+	captureSyscallsMapGoSpawned                 = "go_spawned"
 	captureSyscallsMapRoutes                    = "routes"
 	captureSyscallsMapTasks                     = "tasks"
 	captureSyscallsMapTlsCalls                  = "tls_calls"
@@ -249,6 +289,8 @@ type captureSyscallsMapSpecs struct {
 	Conns          *ebpf.MapSpec `ebpf:"conns"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
@@ -293,6 +335,8 @@ type captureSyscallsMaps struct {
 	Conns          *ebpf.Map `ebpf:"conns"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
@@ -308,6 +352,8 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Conns,
 		m.Counters,
 		m.Events,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
 		m.TlsCalls,

@@ -62,6 +62,36 @@ type captureTLSCaptureScratch struct {
 	}
 	Key captureTLSRouteKey
 	Pad uint32
+	Rl  struct {
+		_       structs.HostLayout
+		Len     uint32
+		Phase   uint32
+		At      uint32
+		Path    uint32
+		Pathlen uint32
+		Hdr     uint32
+		Slash   uint32
+		Result  uint32
+		Pad     uint32
+	}
+	Hdr struct {
+		_      structs.HostLayout
+		Len    uint32
+		First  uint32
+		Carry  uint32
+		Result uint32
+	}
+	Pad2   uint32
+	Gather struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Pos   uint64
+		Dst   uint32
+		Nvec  uint32
+		Got   uint32
+		Fault uint32
+	}
 }
 
 type captureTLSConnState struct {
@@ -117,6 +147,14 @@ type captureTLSGoCallKey struct {
 	G    uint64
 }
 
+type captureTLSGoSpawn struct {
+	_      structs.HostLayout
+	Root   uint64
+	Sock   uint64
+	Serial uint32
+	Pad    uint32
+}
+
 type captureTLSGoTlsCfg struct {
 	_           structs.HostLayout
 	ConnConn    uint64
@@ -140,12 +178,12 @@ type captureTLSTaskKey struct {
 }
 
 type captureTLSTaskState struct {
-	_     structs.HostLayout
-	Sock  uint64
-	Gen   uint64
-	Since uint64
-	Busy  uint32
-	Pad   uint32
+	_      structs.HostLayout
+	Sock   uint64
+	Gen    uint64
+	Since  uint64
+	Busy   uint32
+	Serial uint32
 }
 
 type captureTLSTlsCall struct {
@@ -193,6 +231,8 @@ const (
 	captureTLSMapCounters                 = "counters"
 	captureTLSMapEvents                   = "events"
 	captureTLSMapGoCalls                  = "go_calls"
+	captureTLSMapGoNewproc                = "go_newproc"
+	captureTLSMapGoSpawned                = "go_spawned"
 	captureTLSMapGoTlsCfgs                = "go_tls_cfgs"
 	captureTLSMapRoutes                   = "routes"
 	captureTLSMapTasks                    = "tasks"
@@ -283,6 +323,8 @@ type captureTLSMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	GoCalls        *ebpf.MapSpec `ebpf:"go_calls"`
+	GoNewproc      *ebpf.MapSpec `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	GoTlsCfgs      *ebpf.MapSpec `ebpf:"go_tls_cfgs"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
@@ -329,6 +371,8 @@ type captureTLSMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	GoCalls        *ebpf.Map `ebpf:"go_calls"`
+	GoNewproc      *ebpf.Map `ebpf:"go_newproc"`
+	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	GoTlsCfgs      *ebpf.Map `ebpf:"go_tls_cfgs"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
@@ -346,6 +390,8 @@ func (m *captureTLSMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.GoCalls,
+		m.GoNewproc,
+		m.GoSpawned,
 		m.GoTlsCfgs,
 		m.Routes,
 		m.Tasks,

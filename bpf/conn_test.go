@@ -67,7 +67,7 @@ func TestFDReuse(t *testing.T) {
 				}
 			}
 			return false
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 	})
 }
 
@@ -147,7 +147,7 @@ func TestForkInheritedSocket(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.forks, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		fork := rec.proc(&rec.forks, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })[0]
 		require.Equal(t, uint32(h.pid), fork.PPID)
 		require.Equal(t, start, fork.Start)
@@ -171,7 +171,7 @@ func TestForkInheritedSocket(t *testing.T) {
 		child.w.Write([]byte("exit\n"))
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.exits, func(ev ProcEvent) bool { return ev.PID == uint32(child.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		watched, err = p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, watched, WatchedProcess{PID: uint32(child.pid), StartTicks: start})
@@ -284,7 +284,7 @@ func TestLeaderExitKeepsWatch(t *testing.T) {
 		h.w.Write([]byte("exit\n"))
 		require.Eventually(t, func() bool {
 			return len(rec.proc(&rec.exits, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		watched, err = p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, pids(watched), uint32(h.pid))
@@ -308,7 +308,7 @@ func TestStaleWatch(t *testing.T) {
 		fd := h.int("accept", lfd)
 		mustWrite(t, stale, []byte(loginReq))
 		h.read(fd)
-		require.Eventually(t, func() bool { return delta("stale_watch") == 1 }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return delta("stale_watch") == 1 }, patience(5*time.Second), 10*time.Millisecond)
 		watched, err := p.Watched()
 		require.NoError(t, err)
 		require.NotContains(t, pids(watched), uint32(h.pid))
@@ -328,7 +328,7 @@ func TestStaleWatch(t *testing.T) {
 // Listeners of any process are reported, with the process's start time.
 func TestListenEvent(t *testing.T) {
 	skipUnlessRoot(t)
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h := mustHelper(t) // not watched
 	_, port := h.listen()
@@ -336,7 +336,7 @@ func TestListenEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		return len(rec.proc(&rec.listens, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })) == 1
-	}, 5*time.Second, 10*time.Millisecond)
+	}, patience(5*time.Second), 10*time.Millisecond)
 	ev := rec.proc(&rec.listens, func(ev ProcEvent) bool { return ev.PID == uint32(h.pid) })[0]
 	require.Equal(t, uint16(port), ev.Port)
 	require.Equal(t, start, ev.Start)
@@ -636,7 +636,7 @@ func TestHelperSanity(t *testing.T) {
 
 // An unwatched process is not captured.
 func TestUnwatch(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	require.NoError(t, p.Unwatch(uint32(h.pid)))

@@ -111,10 +111,12 @@ const (
 	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
 	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
 	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
-	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 22
-	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 23
-	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 24
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 25
+	lifecycleCounterCNT_GO_SPAWNED          lifecycleCounter = 22
+	lifecycleCounterCNT_CLIENT_SPAWNED      lifecycleCounter = 23
+	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 24
+	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 25
+	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 26
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 27
 )
 
 type lifecycleDataEvent struct {

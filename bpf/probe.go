@@ -110,7 +110,10 @@ type Probe struct {
 	log     *slog.Logger
 	backend BackendInfo
 	// maps are shared by every loaded object, by name.
-	maps   map[string]*ebpf.Map
+	maps map[string]*ebpf.Map
+	// spawns are the goroutine-creation probes (go_runtime.c): loaded
+	// once, attached per watched Go process (WatchOptions.Spawns).
+	spawns *goSpawns
 	colls  []*ebpf.Collection
 	links  []link.Link
 	reader *ringbuf.Reader
@@ -146,6 +149,11 @@ func loadWith(cfg Config, keys []lifecycleRouteKey, candidates []backend) (*Prob
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
+	// A kernel too old for any backend is refused in words, not with
+	// the verifier's complaint about an unknown helper.
+	if err := missingRequirements(CheckRequirements()); err != nil {
+		return nil, err
+	}
 
 	p := &Probe{log: cfg.Logger.With("component", "bpf"), maps: map[string]*ebpf.Map{}}
 	if err := p.load(cfg, keys, candidates); err != nil {
@@ -165,8 +173,9 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 	}
 	// The capture backend first: when it is refused, nothing else has been
 	// attached yet.
+	var hooks kernelHooks
 	for _, b := range candidates {
-		err := p.loadBackend(b, cfg)
+		err := p.loadBackend(b, cfg, &hooks)
 		if err == nil {
 			p.backend.Name = b.name
 			break
@@ -195,6 +204,9 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 			return fmt.Errorf("tls probes: %w", err)
 		}
 	}
+	if err := p.loadSpawns(cfg); err != nil {
+		return fmt.Errorf("goroutine probes: %w", err)
+	}
 	for i, k := range keys {
 		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {
 			return fmt.Errorf("add route prefix %q: %w", string(k.Data[:k.Prefixlen/8]), err)
@@ -209,11 +221,15 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 }
 
 // loadBackend loads and attaches one capture backend; on failure it
-// leaves nothing of it behind.
-func (p *Probe) loadBackend(b backend, cfg Config) error {
+// leaves nothing of it behind. A backend whose hooks this kernel does not
+// have is refused before the verifier sees it.
+func (p *Probe) loadBackend(b backend, cfg Config, hooks *kernelHooks) error {
 	spec, err := b.spec()
 	if err != nil {
 		return fmt.Errorf("load spec: %w", err)
+	}
+	if err := hooks.missing(spec); err != nil {
+		return err
 	}
 	if err := prepare(spec, cfg); err != nil {
 		return err
@@ -258,6 +274,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"watched":         cfg.MaxWatched,
 		"tasks":           cfg.MaxTasks,
 		"tls_ssl":         cfg.MaxConnections,
+		"go_spawned":      cfg.MaxTasks,
 		"capture_scratch": uint32(cpus),
 	}
 	for name, n := range sizes {
@@ -271,28 +288,9 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 // loadObject creates the maps of spec that no object created before it,
 // loads its programs with every map shared, and attaches them.
 func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
-	shared := map[string]*ebpf.Map{}
-	for name, ms := range spec.Maps {
-		if isDataSection(name) {
-			continue
-		}
-		m, ok := p.maps[name]
-		if !ok {
-			var err error
-			if m, err = ebpf.NewMap(ms); err != nil {
-				return fmt.Errorf("create map %s: %w", name, err)
-			}
-			p.maps[name] = m
-		}
-		shared[name] = m
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	coll, err := p.newCollection(spec)
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("load programs: %+v", verr)
-		}
-		return fmt.Errorf("load programs: %w", err)
+		return err
 	}
 	p.colls = append(p.colls, coll)
 	for name, prog := range coll.Programs {
@@ -310,6 +308,35 @@ func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
 		p.links = append(p.links, l)
 	}
 	return nil
+}
+
+// newCollection creates the maps of spec that no object created before
+// it and loads its programs with every map shared; it attaches nothing.
+func (p *Probe) newCollection(spec *ebpf.CollectionSpec) (*ebpf.Collection, error) {
+	shared := map[string]*ebpf.Map{}
+	for name, ms := range spec.Maps {
+		if isDataSection(name) {
+			continue
+		}
+		m, ok := p.maps[name]
+		if !ok {
+			var err error
+			if m, err = ebpf.NewMap(ms); err != nil {
+				return nil, fmt.Errorf("create map %s: %w", name, err)
+			}
+			p.maps[name] = m
+		}
+		shared[name] = m
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("load programs: %w", err)
+	}
+	return coll, nil
 }
 
 // isDataSection says whether a map holds a section of global variables
@@ -340,6 +367,11 @@ type WatchOptions struct {
 	// 1.18+ on arm64): its tasks are goroutines, read from the saved user
 	// registers of each syscall, not threads (see GoRegABI).
 	Goroutines bool
+	// Spawns, for a Go program on the register ABI, attaches the
+	// goroutine-creation probes to its runtime.newproc1, so that a
+	// goroutine its handler spawns calls out as the handler does (nil:
+	// none; only the handler's own goroutine is followed).
+	Spawns *GoSpawnProbe
 }
 
 // WatchWith is Watch with options; its children inherit them.
@@ -351,12 +383,20 @@ func (p *Probe) WatchWith(pid uint32, startTicks uint64, opts WatchOptions) erro
 	if err := p.maps["watched"].Put(pid, info); err != nil {
 		return fmt.Errorf("watch pid %d: %w", pid, err)
 	}
+	if opts.Goroutines && opts.Spawns != nil {
+		// Without them the process is still watched, goroutine by
+		// goroutine: what its spawned goroutines call is not captured.
+		if err := p.spawns.attach(pid, *opts.Spawns); err != nil {
+			p.log.Warn("goroutine creation not followed", "pid", pid, "error", err)
+		}
+	}
 	return nil
 }
 
 // Unwatch stops capturing for pid. Its connections' kernel state goes
 // with their sockets.
 func (p *Probe) Unwatch(pid uint32) error {
+	p.spawns.detach(pid)
 	if err := p.maps["watched"].Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unwatch pid %d: %w", pid, err)
 	}
@@ -450,6 +490,7 @@ func (p *Probe) Close() error {
 		}
 		p.reader = nil
 	}
+	p.spawns.close()
 	for i := len(p.links) - 1; i >= 0; i-- {
 		if err := p.links[i].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach: %w", err))

@@ -63,7 +63,7 @@ func TestCaptureLoginOnly(t *testing.T) {
 			defer rec.mu.Unlock()
 			closes = append([]ConnEvent(nil), rec.closes...)
 			return len(closes) == 1
-		}, 5*time.Second, 10*time.Millisecond)
+		}, patience(5*time.Second), 10*time.Millisecond)
 		data := rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) })
 		in := joined(rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress }))
 		out := joined(rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Egress }))
@@ -107,7 +107,16 @@ func startGoServer(tb testing.TB) (int, string) {
 
 // Keep-alive non-auth traffic to a Go server stays in the kernel filter,
 // although Go reads the first byte of each next request in the background;
-// the login after it is captured whole.
+// the login after it is captured whole. Every request is accounted for:
+// skipped by the kernel, or sent to user space from its first byte.
+//
+// Go writes a response while its background read of the next request is
+// pending, so that read can come before the hook that follows the
+// response's write (the syscall's exit, the end of tcp_sendmsg) has taken
+// the response from unanswered: the kernel then cannot skip that request
+// and starts an episode at it, which only user space's verdict ends (none
+// here). The cost is bytes sent, not a request missed; it is rare on real
+// hardware and common in the emulated guests of the kernel matrix.
 func TestGoServerKeepAlive(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		p := mustLoad(t, backend, Config{})
@@ -132,12 +141,26 @@ func TestGoServerKeepAlive(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 
-		in := rec.waitEvents(t, 1, func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress })
+		isLogin := func(ev ConnEvent) bool {
+			return ev.PID == uint32(pid) && ev.Dir == Ingress && strings.Contains(string(ev.Data), "POST /login HTTP/1.1\r\n")
+		}
+		rec.waitEvents(t, 1, isLogin)
+		in := rec.events(func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress })
 		require.Equal(t, FlagEpisode|FlagBoundary, in[0].Flags)
-		require.Equal(t, uint32(n), in[0].Skipped)
-		require.True(t, strings.HasPrefix(string(in[0].Data), "POST /login HTTP/1.1\r\n"), string(in[0].Data))
-		require.Equal(t, uint64(n), delta("requests_skipped"))
+		require.Equal(t, uint64(in[0].Skipped), delta("requests_skipped"))
 		require.Equal(t, uint64(1), delta("episodes"))
+		var sent strings.Builder
+		for _, ev := range in {
+			require.Equal(t, uint32(len(ev.Data)), ev.Len, "the episode's bytes are all copied")
+			sent.Write(ev.Data)
+		}
+		got := sent.String()
+		require.Equal(t, n-int(in[0].Skipped), strings.Count(got, "GET /health HTTP/1.1\r\n"), "every request not skipped went to user space")
+		require.True(t, strings.HasPrefix(got, map[bool]string{true: "POST /login HTTP/1.1\r\n", false: "GET /health HTTP/1.1\r\n"}[in[0].Skipped == n]), got[:min(len(got), 64)])
+		require.Contains(t, got, "POST /login HTTP/1.1\r\n")
+		if in[0].Skipped < n {
+			t.Logf("the kernel skipped %d of %d requests: request %d was read before its predecessor's response was seen", in[0].Skipped, n, in[0].Skipped+1)
+		}
 		out := rec.waitEvents(t, 1, func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Egress })
 		require.True(t, strings.HasPrefix(string(out[0].Data), "HTTP/1.1 401"), string(out[0].Data))
 	})

@@ -399,7 +399,7 @@ func genRequest(r *rand.Rand) string {
 // requests: never skipping what the reference would send, and skipping
 // what it proves.
 func TestProofDifferential(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	r := rand.New(rand.NewPCG(7, 11))
@@ -423,7 +423,7 @@ func TestProofDifferential(t *testing.T) {
 // Every feature of the proof at every position within an 8-byte word:
 // the kernel scans a word at a time, so alignment is where it could slip.
 func TestProofAlignment(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	p := mustLoad(t, naturalBackend(t), Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	features := []struct {

@@ -3,6 +3,7 @@ package spanbuilder
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"path"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/spanbuilder/internal/strcache"
 	"github.com/authprobe/authprobe/spanbuilder/secattr"
 )
 
@@ -50,6 +52,7 @@ type Builder struct {
 	security    config.Security
 	serviceName string
 	toWall      func(uint64) time.Time
+	addrs       *strcache.Cache[netip.Addr] // client and peer addresses repeat
 
 	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
 }
@@ -76,6 +79,7 @@ func New(cfg Config) (*Builder, error) {
 		security:    cfg.Security,
 		serviceName: cfg.ServiceName,
 		toWall:      cfg.ToWall,
+		addrs:       strcache.New(netip.Addr.String),
 	}, nil
 }
 
@@ -189,12 +193,12 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		attrs = append(attrs, attribute.String(attrFailureReason, wireString(oc.reason)))
 	}
 	if client.IsValid() {
-		c := client.String()
+		c := b.addrs.String(client)
 		attrs = append(attrs, attribute.String(attrNetPeerIP, c), attribute.String(attrClientAddress, c))
 	}
 	if peer.IsValid() {
 		attrs = append(attrs,
-			attribute.String(attrPeerAddress, peer.String()),
+			attribute.String(attrPeerAddress, b.addrs.String(peer)),
 			attribute.Int(attrPeerPort, int(ex.Conn.Peer.Port())))
 	}
 	if ua := headerGet(req.Header, "User-Agent"); ua != "" {

@@ -2,7 +2,9 @@
 /* Client connections (docs/capture.md, "Client connections"): the ones
  * the watched process connect()ed, MODE_CLIENT from their SYN. Their I/O
  * is sent only while the task doing it serves a captured request
- * (capture/task.h); outside one an I/O costs the tasks lookup and the
+ * (capture/task.h), or in a Go program was spawned for one its root
+ * still serves; outside one an I/O costs the tasks lookup (and for a
+ * goroutine the go_spawned lookup) and the
  * offset update, as a MODE_OFF connection's does. The first write of the
  * connection is always sent, its first CLIENT_PROBE bytes at least: user
  * space tells the protocol from it once per connection (HTTP/1 request,
@@ -53,7 +55,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	if (io->kind == IO_NONE)
 		count(CNT_UNSUPPORTED_SYSCALL);
 	__u32 busy = 0;
-	bool serving = task_serving(io, &busy);
+	bool serving = task_serving(io, &busy) || task_spawned_serving(io, &busy);
 	bool first = !in && off == 0;
 	if (!serving && !first) {
 		count(CNT_CLIENT_OUTSIDE);

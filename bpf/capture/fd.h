@@ -9,8 +9,10 @@
 #define S_IFSOCK 0140000
 
 /* sock_of_fd walks the current task's fd table to the socket behind fd;
- * NULL when fd is not a socket. */
-static __always_inline struct sock *sock_of_fd(int fd)
+ * NULL when fd is not a socket. Not inlined: the reads it does through
+ * the stack would deepen the frame under capture_handle's deepest call
+ * chains (bpf/stack_test.go). */
+static __noinline struct sock *sock_of_fd(int fd)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);

@@ -50,14 +50,18 @@ static __always_inline __u32 io_resolve(struct capture_io *io, struct capture_sc
 		return io->readable;
 	}
 	if (io->kind == IO_MSG) {
-		struct user_msghdr m = {};
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)io->addr)) {
+		/* The message header goes where its iovecs are about to be
+		 * read, not on the stack: capture_copy is in the capture's
+		 * deepest call chains (bpf/stack_test.go). */
+		_Static_assert(sizeof(struct user_msghdr) <= sizeof(s->iov), "msghdr fits the iovec scratch");
+		struct user_msghdr *m = (struct user_msghdr *)s->iov;
+		if (bpf_probe_read_user(m, sizeof(*m), (void *)io->addr)) {
 			count(CNT_DROP_READ_FAULT);
 			io->kind = IO_NONE;
 			return 0;
 		}
-		io->addr = (__u64)m.msg_iov;
-		io->iovcnt = m.msg_iovlen;
+		io->addr = (__u64)m->msg_iov;
+		io->iovcnt = m->msg_iovlen;
 		io->kind = IO_IOV;
 	}
 	if (io->kind != IO_IOV)
@@ -80,24 +84,20 @@ static __always_inline __u32 io_resolve(struct capture_io *io, struct capture_sc
 	return io->readable;
 }
 
-struct gather {
+/* gather_walk is what gather_step gets: the scratch, whose gather it
+ * advances. */
+struct gather_walk {
 	struct capture_scratch *s;
-	__u64 start; /* first byte of the I/O to copy */
-	__u64 end;   /* byte of the I/O to stop before */
-	__u64 pos;   /* bytes of the I/O in the iovecs before this one */
-	__u32 dst;   /* where the next byte goes in ev.data */
-	__u32 nvec;
-	__u32 got;   /* bytes copied */
-	__u32 fault;
 };
 
 /* gather_step copies the part of one iovec that falls in [start, end). */
 static long gather_step(__u32 i, void *data)
 {
-	struct gather *g = data;
+	struct capture_scratch *s = ((struct gather_walk *)data)->s;
+	struct gather *g = &s->gather;
 	if (i >= g->nvec || g->pos >= g->end)
 		return 1;
-	struct uvec *v = &g->s->iov[i & (MAX_IOV - 1)];
+	struct uvec *v = &s->iov[i & (MAX_IOV - 1)];
 	__u64 lo = g->pos;
 	__u64 hi = lo + v->len;
 	g->pos = hi;
@@ -107,7 +107,7 @@ static long gather_step(__u32 i, void *data)
 	__u64 b = hi < g->end ? hi : g->end;
 	__u64 n = clamp(b - a, MAX_CAPTURE);
 	__u32 dst = g->dst & (MAX_CAPTURE - 1);
-	if (n && bpf_probe_read_user(g->s->ev.data + dst, n, (void *)(v->base + (a - lo)))) {
+	if (n && bpf_probe_read_user(s->ev.data + dst, n, (void *)(v->base + (a - lo)))) {
 		g->fault = 1;
 		return 1;
 	}
@@ -140,17 +140,17 @@ __noinline int capture_copy(struct capture_io *io, __u64 start, __u64 n, __u32 d
 		}
 		return n;
 	}
-	struct gather g = {
-		.s = s,
+	s->gather = (struct gather){
 		.start = start,
 		.end = start + n,
 		.dst = dst,
 		.nvec = io->nvec,
 	};
-	bpf_loop(MAX_IOV, gather_step, &g, 0);
-	if (g.fault)
+	struct gather_walk w = {.s = s};
+	bpf_loop(MAX_IOV, gather_step, &w, 0);
+	if (s->gather.fault)
 		count(CNT_DROP_READ_FAULT);
-	return g.got;
+	return s->gather.got;
 }
 
 #endif

@@ -20,6 +20,7 @@
 #define AUTHPROBE_PROOF_H
 
 #include "common.h"
+#include "proof_scan.h"
 #include "../maps/capture_scratch.h"
 #include "../maps/routes.h"
 
@@ -95,30 +96,6 @@ static __always_inline __u64 load64(const __u8 *p)
 
 /* A bound for positions in the buffer that the verifier can see. */
 #define POS(p) ((p) & (2 * PROOF_MAX - 1))
-
-enum proof_result {
-	PROOF_RUNNING = 0,
-	PROOF_OK = 1,
-	PROOF_FAIL = 2,
-};
-
-enum rl_phase {
-	RL_METHOD = 0, /* up to the first space: A-Z */
-	RL_PATH = 1,   /* from '/' to a space or '?': path bytes */
-	RL_QUERY = 2,  /* to the space: visible ASCII */
-};
-
-struct rl_scan {
-	__u32 len;
-	__u32 phase;   /* enum rl_phase */
-	__u32 at;      /* where the current phase's bytes continue */
-	__u32 path;    /* where the path starts */
-	__u32 pathlen;
-	__u32 hdr;     /* where the header lines start, when done */
-	__u32 slash;   /* the previous word's last path byte was '/' */
-	__u32 result;  /* enum proof_result */
-	__u32 _pad;
-};
 
 /* rl_version checks "HTTP/1.d" and LF or CRLF at v, right after the
  * target, and notes where the header lines start. */
@@ -236,25 +213,17 @@ __noinline int capture_rl_block(struct rl_scan *r, struct capture_scratch *s, __
 	return 0;
 }
 
-/* scan_loop is what a block callback gets: the scan and the scratch it
- * reads, so that no block looks the scratch up again. */
+/* scan_loop is what a block callback gets: the scratch that holds the
+ * read and the scan state, so that no block looks the scratch up again. */
 struct scan_loop {
-	void *scan;
 	struct capture_scratch *s;
 };
 
 static long rl_step(__u32 i, void *data)
 {
 	struct scan_loop *l = data;
-	return capture_rl_block(l->scan, l->s, i) ? 1 : 0;
+	return capture_rl_block(&l->s->rl, l->s, i) ? 1 : 0;
 }
-
-struct hdr_scan {
-	__u32 len;
-	__u32 first;  /* the first word to scan */
-	__u32 carry;  /* CARRY_* from the previous word */
-	__u32 result; /* enum proof_result */
-};
 
 #define CARRY_LF 1 /* the previous word ended in LF: a line starts at byte 0 */
 #define CARRY_CR 2 /* the previous word ended in CR: byte 0 must be LF */
@@ -358,7 +327,7 @@ __noinline int capture_hdr_block(struct hdr_scan *h, struct capture_scratch *s, 
 static long hdr_step(__u32 i, void *data)
 {
 	struct scan_loop *l = data;
-	return capture_hdr_block(l->scan, l->s, i) ? 1 : 0;
+	return capture_hdr_block(&l->s->hdr, l->s, i) ? 1 : 0;
 }
 
 /* route_may_match looks the lower-cased path up in the route trie. */
@@ -375,7 +344,12 @@ static __always_inline bool route_may_match(struct capture_scratch *s, __u32 pat
 
 /* capture_prove says whether the len bytes in the scratch event are
  * exactly one request that no route can match. A global function: the
- * verifier checks it once, not once per path of its callers. */
+ * verifier checks it once, not once per path of its callers. The scan
+ * state lives in the scratch, not on the stack: this is the deepest call
+ * chain of the capture (backend → capture_handle → capture_prove → a
+ * bpf_loop callback → a block scan), and verifiers before 6.9 round
+ * every frame of it up to 32 bytes against the 512 they allow
+ * (bpf/stack_test.go). */
 __noinline int capture_prove(__u32 len)
 {
 	if (len == 0 || len > PROOF_MAX)
@@ -383,17 +357,16 @@ __noinline int capture_prove(__u32 len)
 	struct capture_scratch *s = scratch_get();
 	if (!s)
 		return 0;
-	struct rl_scan r = {.len = len};
-	struct scan_loop l = {.scan = &r, .s = s};
+	s->rl = (struct rl_scan){.len = len};
+	struct scan_loop l = {.s = s};
 	bpf_loop(PROOF_MAX / 8 / BLOCK_WORDS, rl_step, &l, 0);
-	if (r.result != PROOF_OK || route_may_match(s, r.path, r.pathlen))
+	if (s->rl.result != PROOF_OK || route_may_match(s, s->rl.path, s->rl.pathlen))
 		return 0;
 	/* Start at the word holding the request line's LF, so that a line
 	 * start right after it is seen. */
-	struct hdr_scan h = {.len = len, .first = (r.hdr - 1) / 8};
-	l.scan = &h;
+	s->hdr = (struct hdr_scan){.len = len, .first = (s->rl.hdr - 1) / 8};
 	bpf_loop(PROOF_MAX / 8 / BLOCK_WORDS + 1, hdr_step, &l, 0);
-	return h.result == PROOF_OK;
+	return s->hdr.result == PROOF_OK;
 }
 
 #endif

@@ -10,13 +10,17 @@
  *     one more, one less request in flight that user space never hears of
  *     (task_skipped, task_skip_answered).
  * The client side asks it (task_serving) for every I/O on a connection
- * the process opened. */
+ * the process opened. In a Go program a goroutine created while a
+ * serving goroutine serves (go_spawned, set by go_runtime.c's
+ * runtime.newproc1 probes) asks its root's state instead
+ * (task_spawned_serving). */
 #ifndef AUTHPROBE_TASK_H
 #define AUTHPROBE_TASK_H
 
 #include "common.h"
 #include "io.h"
 #include "../maps/tasks.h"
+#include "../maps/go_spawned.h"
 #include "../maps/counters.h"
 
 /* A task that read nothing of its server connection for this long is not
@@ -50,6 +54,10 @@ static __always_inline void task_serve(struct capture_io *io, __u64 gen)
 	struct task_state *t = task_get(&k, true);
 	if (!t)
 		return;
+	/* Another request (answered before, or on another connection): what
+	 * the task spawned for the last one is not this one's. */
+	if (t->sock != io->sk || t->gen != gen)
+		t->serial++;
 	t->sock = io->sk;
 	t->gen = gen;
 	t->since = bpf_ktime_get_ns();
@@ -96,6 +104,41 @@ static __always_inline bool task_serving(struct capture_io *io, __u32 *busy)
 	if (bpf_ktime_get_ns() - t->since > serving_ns)
 		return false;
 	*busy = t->busy;
+	return true;
+}
+
+/* task_root_serves says whether the root goroutine of spawn s (in tgid)
+ * still serves the request it served when s was created, and gives its
+ * state. */
+static __always_inline struct task_state *task_root_serves(__u32 tgid, struct go_spawn *s)
+{
+	struct task_key rk = {.tgid = tgid, .id = s->root};
+	struct task_state *t = bpf_map_lookup_elem(&tasks, &rk);
+	if (!t || !t->sock || t->sock != s->sock || t->serial != s->serial)
+		return NULL;
+	if (bpf_ktime_get_ns() - t->since > serving_ns)
+		return NULL;
+	return t;
+}
+
+/* task_spawned_serving: for a goroutine that serves nothing itself, whether
+ * it was spawned for a request its root still serves. If so its I/O is
+ * the root's: io->task becomes the root's g, so that user space
+ * attributes it as the root's own. */
+static __always_inline bool task_spawned_serving(struct capture_io *io, __u32 *busy)
+{
+	if (!io->task)
+		return false;
+	struct task_key k = {.tgid = io->pid, .id = io->task};
+	struct go_spawn *s = bpf_map_lookup_elem(&go_spawned, &k);
+	if (!s)
+		return false;
+	struct task_state *t = task_root_serves(io->pid, s);
+	if (!t)
+		return false;
+	*busy = t->busy;
+	io->task = s->root;
+	count(CNT_CLIENT_SPAWNED);
 	return true;
 }
 

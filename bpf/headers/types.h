@@ -99,6 +99,8 @@ enum counter {
 	CNT_CLIENT_CAPTURED,      /* client-connection I/Os sent: their task was serving a captured request */
 	CNT_CLIENT_OUTSIDE,       /* client-connection I/Os outside any captured request: not sent */
 	CNT_DROP_TASK_STATE,      /* a task's serving state could not be stored */
+	CNT_GO_SPAWNED,           /* goroutines created by one serving a captured request (or by such a child) */
+	CNT_CLIENT_SPAWNED,       /* of client_captured: I/Os of such a goroutine, sent as its root's */
 	CNT_TLS_CONNS,            /* sockets learned to carry a TLS library's connection */
 	CNT_TLS_IO,               /* plaintext reads and writes of TLS libraries handled */
 	CNT_TLS_UNATTRIBUTED,     /* plaintext reads and writes whose socket was never learned: lost */
@@ -272,6 +274,16 @@ struct task_state {
 	__u64 gen;
 	__u64 since;   /* bpf_ktime_get_ns of that read */
 	__u32 busy;    /* requests the kernel skipped on this task whose response has not started */
+	__u32 serial;  /* bumped when the task begins serving another request */
+};
+
+/* A goroutine created while its creator (or its creator's creator)
+ * served a captured request: its client I/O counts as that root
+ * goroutine's while the root still serves that same request. */
+struct go_spawn {
+	__u64 root;    /* the root goroutine's g */
+	__u64 sock;    /* the server connection it served at the creation */
+	__u32 serial;  /* and its task_state serial then */
 	__u32 _pad;
 };
 

@@ -5,12 +5,24 @@
 #define AUTHPROBE_MAP_CAPTURE_SCRATCH_H
 
 #include "../capture/common.h"
+#include "../capture/proof_scan.h"
 
 /* struct iovec with plain integers: the user pointer is never
  * dereferenced here, only handed to bpf_probe_read_user. */
 struct uvec {
 	__u64 base;
 	__u64 len;
+};
+
+/* gather: where capture_copy's walk over the iovecs is (io.h). */
+struct gather {
+	__u64 start; /* first byte of the I/O to copy */
+	__u64 end;   /* byte of the I/O to stop before */
+	__u64 pos;   /* bytes of the I/O in the iovecs before this one */
+	__u32 dst;   /* where the next byte goes in ev.data */
+	__u32 nvec;
+	__u32 got;   /* bytes copied */
+	__u32 fault;
 };
 
 struct capture_scratch {
@@ -21,6 +33,13 @@ struct capture_scratch {
 	struct uvec iov[MAX_IOV];
 	struct route_key key;
 	__u32 _pad;
+	/* The proof's scans (capture_prove) and capture_copy's walk: not on
+	 * the stack, which the capture's deepest call chains need
+	 * (bpf/stack_test.go). */
+	struct rl_scan rl;
+	struct hdr_scan hdr;
+	__u32 _pad2;
+	struct gather gather;
 };
 
 /* A plain array indexed by CPU, not a per-CPU array: a per-CPU value is

@@ -136,12 +136,14 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	probe, err := bpf.Load(bpf.Config{
-		Backend:       flags.captureBackend,
-		BurstBytes:    uint32(cfg.BurstBytes),
-		ResponseBytes: uint32(cfg.ResponseBytes),
-		Routes:        routePrefixes(cfg.Routes),
-		TLS:           flags.tls,
-		Logger:        base,
+		Backend:    flags.captureBackend,
+		BurstBytes: uint32(cfg.BurstBytes),
+		// 0 keeps the probe's default.
+		RingBufferBytes: uint32(flags.ringBufferMiB) << 20,
+		ResponseBytes:   uint32(cfg.ResponseBytes),
+		Routes:          routePrefixes(cfg.Routes),
+		TLS:             flags.tls,
+		Logger:          base,
 	})
 	if err != nil {
 		return fmt.Errorf("load eBPF programs: %w", err)
@@ -171,6 +173,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc").WithPods(kube.meta)
 	pipe := newPipeline(base.With("component", "pipeline"), probe, dec, builder, clock, matcher,
 		lostEvents(probe), exp.Emit, det.Observe)
+	pipe.noGoSpawns = flags.noGoSpawns
 
 	// Named PIDs must exist: a typo should not look like a quiet service.
 	for _, pid := range flags.pids {

@@ -63,22 +63,7 @@ func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, er
 		if cfg != nil && len(cfg.Routes) > 0 {
 			routes = routePrefixes(cfg.Routes)
 		}
-		// Every backend is loaded, attached and released in turn; the
-		// first that works is the one `run` picks.
-		chosen := ""
-		for _, c := range bpf.CheckBackends(bpf.Config{Routes: routes}) {
-			name := "capture backend " + c.Backend
-			switch {
-			case c.Err != nil:
-				fmt.Fprintf(w, "  %-24s no   %v\n", name, c.Err)
-			case chosen == "":
-				chosen = c.Backend
-				fmt.Fprintf(w, "  %-24s yes  verified and attached, then detached: run uses it (%s)\n", name, backendWhy(c.Backend))
-			default:
-				fmt.Fprintf(w, "  %-24s yes  works too (force it with --capture-backend %s)\n", name, c.Backend)
-			}
-		}
-		if chosen == "" {
+		if !reportBackends(w, bpf.CheckBackends(bpf.Config{Routes: routes}), flags.captureBackend) {
 			kernelOK = false
 		}
 	}
@@ -120,6 +105,66 @@ func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, er
 	return ok, nil
 }
 
+// reportBackends prints what each capture backend did when it was loaded,
+// attached and released, and which one run would use: the forced one, or
+// the first that worked (the cheapest), with why the cheaper ones were
+// refused. It returns whether run has a backend.
+func reportBackends(w io.Writer, checks []bpf.BackendCheck, forced string) bool {
+	fmt.Fprintln(w, "capture backends (cheapest first; each loaded, verified, attached and released):")
+	errs := map[string]error{}
+	chosen := ""
+	var refused []string
+	for _, c := range checks {
+		errs[c.Backend] = c.Err
+		if c.Err != nil {
+			why := refusal(c.Backend, c.Err)
+			fmt.Fprintf(w, "  %-9s no   %s\n", c.Backend, indentRest(why, "                 "))
+			if chosen == "" {
+				refused = append(refused, c.Backend+": "+firstLine(why))
+			}
+			continue
+		}
+		fmt.Fprintf(w, "  %-9s yes  %s\n", c.Backend, backendWhy(c.Backend))
+		if chosen == "" {
+			chosen = c.Backend
+		}
+	}
+	if forced != "" && forced != bpf.BackendAuto {
+		if err, ok := errs[forced]; !ok || err != nil {
+			fmt.Fprintf(w, "capture backend: none (%s is forced with --capture-backend and refused here)\n", forced)
+			return false
+		}
+		fmt.Fprintf(w, "capture backend: %s (forced with --capture-backend)\n", forced)
+		return true
+	}
+	if chosen == "" {
+		fmt.Fprintln(w, "capture backend: none (every backend was refused)")
+		return false
+	}
+	line := fmt.Sprintf("capture backend: %s (the cheapest that works here)", chosen)
+	if len(refused) > 0 {
+		line += "; refused before it: " + strings.Join(refused, "; ")
+	}
+	fmt.Fprintln(w, line)
+	return true
+}
+
+// refusal is why a backend was refused, without the "capture backend
+// NAME:" its error starts with.
+func refusal(name string, err error) string {
+	return strings.TrimPrefix(err.Error(), "capture backend "+name+": ")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return strings.TrimSpace(line)
+}
+
+// indentRest indents every line of s but the first with pad.
+func indentRest(s, pad string) string {
+	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pad)
+}
+
 func indent(s string) string {
 	out := "    "
 	for _, c := range s {
@@ -135,9 +180,9 @@ func indent(s string) string {
 func backendWhy(name string) string {
 	switch name {
 	case bpf.BackendSock:
-		return "socket-layer tracepoints: only socket I/O pays, no syscall tracepoint attached"
+		return "socket-layer tracepoints (6.3+): only socket I/O pays, no syscall tracepoint attached"
 	case bpf.BackendSyscalls:
-		return "syscall tracepoints: every syscall on the node takes the slower traced path"
+		return "syscall tracepoints: every syscall on the node takes the slower traced path (the last resort)"
 	}
 	return name
 }

@@ -47,6 +47,13 @@ type runFlags struct {
 	captureBackend string
 	// tls: probe the TLS libraries of watched processes.
 	tls bool
+	// noGoSpawns leaves out the goroutine-creation probes (for measuring
+	// what they cost).
+	noGoSpawns bool
+	// ringBufferMiB sizes the kernel's event ring buffer (0: the
+	// probe's default). Its data pages are mapped twice into the agent,
+	// so they count twice in its resident memory.
+	ringBufferMiB uint
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -66,14 +73,21 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	fs.BoolVar(&f.tls, "tls", true, "read HTTPS plaintext at the TLS libraries of watched processes (OpenSSL uprobes); --tls=false turns it off")
+	fs.BoolVar(&f.noGoSpawns, "no-go-spawns", false,
+		"do not follow the goroutines a Go service's handlers spawn (no uprobes on runtime.newproc1): their calls are not captured")
+	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
+		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
+	}
+	if n := f.ringBufferMiB; n != 0 && (n&(n-1) != 0 || n > 1024) {
+		return f, fmt.Errorf("%w: --ring-buffer-mib %d: want a power of two up to 1024", errUsage, n)
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	if f.captureBackend != "auto" && !slices.Contains(bpf.Backends(), f.captureBackend) {
-		return f, fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, f.captureBackend, strings.Join(bpf.Backends(), ", "))
+	if err := validBackend(f.captureBackend); err != nil {
+		return f, err
 	}
 	switch f.exporter {
 	case "", "stdout", "otlp":
@@ -89,6 +103,9 @@ type checkFlags struct {
 	// pids: list the TLS libraries of these processes and whether each
 	// can be probed.
 	pids pidList
+	// captureBackend is the backend `run --capture-backend` would be
+	// given: auto, or one to force.
+	captureBackend string
 }
 
 func parseCheckFlags(args []string, stdout, stderr io.Writer) (checkFlags, error) {
@@ -97,13 +114,26 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (checkFlags, error
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
 	fs.Var(&f.pids, "pid", "list the TLS libraries of this process and whether each can be probed (repeatable)")
+	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
+		"the capture backend run would be given: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	if err := validBackend(f.captureBackend); err != nil {
+		return f, err
+	}
 	return f, nil
+}
+
+// validBackend checks a --capture-backend value.
+func validBackend(name string) error {
+	if name != bpf.BackendAuto && !slices.Contains(bpf.Backends(), name) {
+		return fmt.Errorf("%w: --capture-backend %q: want auto or one of %s", errUsage, name, strings.Join(bpf.Backends(), ", "))
+	}
+	return nil
 }
 
 // parse parses flags; --help prints the flags on stdout (it was asked for)

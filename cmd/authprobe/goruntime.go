@@ -2,9 +2,13 @@ package main
 
 import (
 	"debug/buildinfo"
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/bpf/uprobe"
 )
 
 // goRegABI reports whether the executable is a Go program on the register
@@ -41,4 +45,16 @@ func goMinor(v string) int {
 	}
 	n, _ := strconv.Atoi(rest[:end])
 	return n
+}
+
+// goSpawnProbe finds runtime.newproc1 in the executable of the Go process
+// pid, for the kernel side to follow the goroutines its handlers spawn;
+// nil (and why) when the binary does not allow it.
+func goSpawnProbe(pid uint32) (*bpf.GoSpawnProbe, error) {
+	path := fmt.Sprintf("/proc/%d/exe", pid)
+	s, err := uprobe.ResolveGoSpawn(path)
+	if err != nil {
+		return nil, err
+	}
+	return &bpf.GoSpawnProbe{Path: path, Entry: s.Newproc1.Offset, Returns: s.Newproc1.Returns}, nil
 }

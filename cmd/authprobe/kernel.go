@@ -9,6 +9,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	"github.com/authprobe/authprobe/bpf"
 )
 
 const tracefsDir = "/sys/kernel/tracing"
@@ -53,13 +55,12 @@ func kernelFeatures() []feature {
 	_ = unix.Uname(&uts)
 	add("kernel", true, false, unix.ByteSliceToString(uts.Release[:]))
 
-	_, err := os.Stat("/sys/kernel/btf/vmlinux")
-	add("BTF", err == nil, true, pick(err == nil,
-		"/sys/kernel/btf/vmlinux present (CO-RE relocations work)",
-		"/sys/kernel/btf/vmlinux missing: the kernel was built without CONFIG_DEBUG_INFO_BTF"))
+	// What every backend needs, probed by loading: a kernel without one
+	// is refused by run too, naming it.
+	fs = append(fs, requirementFeatures(bpf.CheckRequirements())...)
 
 	tpErr := ensureTracefs()
-	_, err = os.Stat(tracefsDir + "/events/syscalls/sys_enter_read")
+	_, err := os.Stat(tracefsDir + "/events/syscalls/sys_enter_read")
 	if err != nil {
 		_, err = os.Stat("/sys/kernel/debug/tracing/events/syscalls/sys_enter_read")
 	}
@@ -76,11 +77,6 @@ func kernelFeatures() []feature {
 	add("tracepoint programs", err == nil, true, errWords(err, "loadable"))
 	err = features.HaveProgramType(ebpf.RawTracepoint)
 	add("raw tracepoint programs", err == nil, true, errWords(err, "loadable (process fork discovery)"))
-	err = features.HaveMapType(ebpf.RingBuf)
-	add("ring buffer", err == nil, true, errWords(err, "BPF_MAP_TYPE_RINGBUF available (kernel 5.8+)"))
-	err = features.HaveMapType(ebpf.LPMTrie)
-	add("LPM trie", err == nil, true, errWords(err, "available (in-kernel route filter)"))
-
 	_, err = os.Stat("/sys/bus/event_source/devices/uprobe")
 	add("uprobes", err == nil, false, pick(err == nil,
 		"available (TLS library hooks)", "not available: TLS library hooks cannot work"))
@@ -101,6 +97,18 @@ func kernelFeatures() []feature {
 
 	privOK, privDetail := privileges()
 	add("privileges", privOK, true, privDetail)
+	return fs
+}
+
+// requirementFeatures are the check lines of the kernel features every
+// backend needs.
+func requirementFeatures(checks []bpf.RequirementCheck) []feature {
+	var fs []feature
+	for _, r := range checks {
+		fs = append(fs, feature{name: r.Name, ok: r.Err == nil, required: true, detail: pick(r.Err == nil,
+			fmt.Sprintf("available (kernel %s+): %s", r.Since, r.Why),
+			fmt.Sprintf("%s: needs kernel %s+ (%s)", errWords(r.Err, ""), r.Since, r.Why))})
+	}
 	return fs
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/export"
 	"github.com/authprobe/authprobe/spanbuilder"
@@ -265,6 +269,52 @@ func TestLossMetric(t *testing.T) {
 
 	_, err = newLossMetric(exportLoss(exp), lossSource{stage: "decoder", reasons: []string{"shutdown"}})
 	require.ErrorContains(t, err, `"shutdown" counted by both export and decoder`)
+}
+
+// TestCheckReportsBackends: check names the backend run would use and
+// why each cheaper one was refused; a forced backend is the one named,
+// and a forced one that is refused fails the check.
+func TestCheckReportsBackends(t *testing.T) {
+	noHook := fmt.Errorf("capture backend sock: %w: no raw tracepoint sock_recv_length (kernel 6.3+)", bpf.ErrNoHook)
+	checks := []bpf.BackendCheck{{Backend: "sock", Err: noHook}, {Backend: "syscalls"}}
+
+	var out bytes.Buffer
+	require.True(t, reportBackends(&out, checks, "auto"))
+	require.Contains(t, out.String(), "  sock      no   kernel lacks the hook: no raw tracepoint sock_recv_length (kernel 6.3+)\n")
+	require.Contains(t, out.String(), "  syscalls  yes  syscall tracepoints")
+	require.Contains(t, out.String(), "capture backend: syscalls (the cheapest that works here); refused before it: sock: kernel lacks the hook: no raw tracepoint sock_recv_length (kernel 6.3+)\n")
+
+	out.Reset()
+	require.True(t, reportBackends(&out, checks, "syscalls"))
+	require.Contains(t, out.String(), "capture backend: syscalls (forced with --capture-backend)\n")
+
+	out.Reset()
+	require.False(t, reportBackends(&out, checks, "sock"))
+	require.Contains(t, out.String(), "capture backend: none (sock is forced with --capture-backend and refused here)\n")
+
+	out.Reset()
+	verifier := errors.New("capture backend syscalls: load programs: permission denied:\n\tcombined stack size of 5 calls is 544. Too large")
+	require.False(t, reportBackends(&out, []bpf.BackendCheck{{Backend: "sock", Err: noHook}, {Backend: "syscalls", Err: verifier}}, "auto"))
+	require.Contains(t, out.String(), "  syscalls  no   load programs: permission denied:\n                 \tcombined stack size")
+	require.Contains(t, out.String(), "capture backend: none (every backend was refused)\n")
+
+	var stderr bytes.Buffer
+	require.Equal(t, 2, run([]string{"check", "--capture-backend", "kprobes"}, &out, &stderr))
+	require.Contains(t, stderr.String(), `--capture-backend "kprobes"`)
+}
+
+// TestCheckNamesMissingKernelFeature: a kernel without bpf_loop (5.15)
+// gets a required "no" line naming the feature and the release that
+// added it.
+func TestCheckNamesMissingKernelFeature(t *testing.T) {
+	fs := requirementFeatures([]bpf.RequirementCheck{
+		{Requirement: bpf.Requirement{Name: "bpf_loop", Since: "5.17", Why: "loops"}, Err: fmt.Errorf("probe: %w", ebpf.ErrNotSupported)},
+		{Requirement: bpf.Requirement{Name: "ring buffer", Since: "5.8", Why: "events"}},
+	})
+	require.Equal(t, []feature{
+		{name: "bpf_loop", ok: false, required: true, detail: "not supported by this kernel: needs kernel 5.17+ (loops)"},
+		{name: "ring buffer", ok: true, required: true, detail: "available (kernel 5.8+): events"},
+	}, fs)
 }
 
 // TestCheckListsTLSLibraries: `check --pid` names the TLS library a

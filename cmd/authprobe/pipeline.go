@@ -45,6 +45,8 @@ type pipeline struct {
 	self    uint32 // the agent never watches itself
 	// startTicks reads a process's start time (bpf.ProcStartTicks).
 	startTicks func(pid int) (uint64, error)
+	// noGoSpawns: Go processes get no goroutine-creation probes.
+	noGoSpawns bool
 	// lostEvents reads how many kernel events were lost so far; a rise
 	// means exec or listen events may be among them, so /proc is scanned.
 	lostEvents func() uint64
@@ -235,6 +237,7 @@ func (p *pipeline) Exit(ev bpf.ProcEvent) {
 		return
 	}
 	delete(p.procs, ev.PID)
+	_ = p.watcher.Unwatch(ev.PID) // the kernel forgot it; this drops what user space attached for it
 	p.updateWatched()
 	p.log.Debug("process exited", "pid", ev.PID)
 }
@@ -275,7 +278,14 @@ func (p *pipeline) watch(proc targets.Process) {
 		}
 		proc.Start = start
 	}
-	if err := p.watcher.WatchWith(proc.PID, proc.Start, bpf.WatchOptions{Goroutines: goRegABI(proc.Exe)}); err != nil {
+	opts := bpf.WatchOptions{Goroutines: goRegABI(proc.Exe)}
+	if opts.Goroutines && !p.noGoSpawns {
+		var err error
+		if opts.Spawns, err = goSpawnProbe(proc.PID); err != nil {
+			p.log.Info("goroutines this process spawns are not followed", "pid", proc.PID, "error", err)
+		}
+	}
+	if err := p.watcher.WatchWith(proc.PID, proc.Start, opts); err != nil {
 		p.counting(func(s *pipelineStats) { s.WatchFailures++ })
 		p.log.Warn("cannot watch process", "pid", proc.PID, "error", err)
 		return

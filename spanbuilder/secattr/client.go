@@ -193,7 +193,7 @@ func validPort(s string, optional bool) bool {
 }
 
 // subnetOf is the /24 (IPv4) or /48 (IPv6) holding a, "" when invalid.
-func subnetOf(a netip.Addr) string {
+func (e *Extractor) subnetOf(a netip.Addr) string {
 	if !a.IsValid() {
 		return ""
 	}
@@ -205,5 +205,5 @@ func subnetOf(a netip.Addr) string {
 	if err != nil {
 		return ""
 	}
-	return p.String()
+	return e.subnets.String(p)
 }

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/spanbuilder/internal/strcache"
 )
 
 // Options are the process-level inputs of New, explicit so tests need
@@ -33,6 +34,8 @@ type Extractor struct {
 	randomKey      bool
 	key            []byte
 	macs           sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
+	scratches      *scratchPool
+	subnets        *strcache.Cache[netip.Prefix]
 	bodyFields     []string
 	userHeader     string
 	apiHeaders     []string
@@ -73,6 +76,8 @@ func NewWithOptions(cfg config.Security, opt Options) (*Extractor, error) {
 		sessionCookies: nonEmpty(cfg.SessionCookies),
 		rolesClaim:     strings.TrimSpace(cfg.JWT.RolesClaim),
 		leeway:         time.Duration(cfg.JWT.Leeway),
+		scratches:      newScratchPool(),
+		subnets:        strcache.New(netip.Prefix.String),
 	}
 	switch e.privacy {
 	case "":
@@ -118,9 +123,15 @@ func (e *Extractor) Extract(in Input) Output {
 		notes          bodyNotes
 		amb            ambiguity
 	)
+	// One scratch holds the request body's fields, then the response
+	// body's; a query that may name a username has its own.
+	sc := e.scratches.get()
+	defer e.scratches.put(sc)
 	if in.Request != nil {
-		reqBody, notes = parseBody(in.Request.Header, in.Request.Body)
-		query = e.queryFields(in.Request.Target)
+		reqBody, notes = parseBody(sc, in.Request.Header, in.Request.Body)
+		if qsc := e.queryFields(in.Request.Target, &query); qsc != nil {
+			defer e.scratches.put(qsc)
+		}
 	}
 	a := e.detectMethod(in.Route, in.Request, reqBody)
 	if in.Request != nil {
@@ -159,7 +170,7 @@ func (e *Extractor) Extract(in Input) Output {
 
 	out.ClientAddr = e.clientAddr(in.Peer, in.Request)
 	if e.subnet {
-		out.ClientSubnet = subnetOf(out.ClientAddr)
+		out.ClientSubnet = e.subnetOf(out.ClientAddr)
 		if out.ClientSubnet != "" {
 			attrs = append(attrs, attribute.String("auth.client.subnet", out.ClientSubnet))
 		}
@@ -167,7 +178,8 @@ func (e *Extractor) Extract(in Input) Output {
 
 	var respBody fields
 	if in.Response != nil && needsResponseBody(in) {
-		respBody, _ = parseBody(in.Response.Header, in.Response.Body)
+		reqBody = fields{} // its entries are in sc, which the response's take
+		respBody, _ = parseBody(sc, in.Response.Header, in.Response.Body)
 	}
 	var oauthErr string
 	out.Result, out.FailureReason, oauthErr = e.outcome(in, respBody)
@@ -185,9 +197,11 @@ func (e *Extractor) Extract(in Input) Output {
 	return out
 }
 
-// queryFields parses the query string of a request-target when it may
-// name a username field; nil otherwise, the usual case, at no cost.
-func (e *Extractor) queryFields(target string) fields {
+// queryFields parses the query string of a request-target into *f when it
+// may name a username field, and returns the scratch that holds the
+// fields for the caller to give back; nil otherwise, the usual case, at
+// no cost.
+func (e *Extractor) queryFields(target string, f *fields) *scratch {
 	_, q, ok := strings.Cut(target, "?")
 	if !ok {
 		return nil
@@ -199,7 +213,9 @@ func (e *Extractor) queryFields(target string) fields {
 	if !mayName(q, e.bodyFields) {
 		return nil
 	}
-	return parseForm(q)
+	sc := e.scratches.get()
+	*f = parseForm(sc, q)
+	return sc
 }
 
 // mayName reports whether a query could spell one of names: it holds one

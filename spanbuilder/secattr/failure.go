@@ -100,7 +100,7 @@ func forcedResult(r string) string {
 func matches(m config.BodyMatcher, raw []byte, body fields) bool {
 	switch {
 	case m.JSONField != "":
-		v, ok := body[m.JSONField]
+		v, ok := body.get(m.JSONField)
 		if !ok {
 			return false
 		}

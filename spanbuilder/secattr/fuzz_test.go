@@ -47,7 +47,7 @@ func FuzzBody(f *testing.F) {
 	e := mustExtractor(f, config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyPlain, BodyFields: []string{"user.email", "username"}}})
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
 		h := hdr("Content-Type", ct)
-		fs, _ := parseBody(h, body)
+		fs, _ := parseBodyMap(h, body)
 		if len(fs) > maxFields {
 			t.Fatalf("%d fields", len(fs))
 		}
@@ -115,7 +115,7 @@ func FuzzForwarded(f *testing.F) {
 				t.Fatalf("invalid client address from %q %q", xff, fwd)
 			}
 		}
-		if s := subnetOf(got); got.IsValid() && s == "" {
+		if s := e.subnetOf(got); got.IsValid() && s == "" {
 			t.Fatalf("no subnet for %v", got)
 		}
 	})

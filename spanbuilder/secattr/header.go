@@ -43,18 +43,50 @@ func headerJoin(h decoder.Header, name string) string {
 	return b.String()
 }
 
-// mediaType returns the lowercase media type and its parameters of a
-// Content-Type value; "" when absent or unparseable.
-func mediaType(h decoder.Header) (string, map[string]string) {
+// mediaType returns the lowercase media type of a Content-Type value and,
+// for multipart, its boundary; "" when absent or unparseable. The usual
+// values ("application/json", "...; charset=utf-8") are read without
+// allocating; anything else goes to mime.ParseMediaType.
+func mediaType(h decoder.Header) (mt, boundary string) {
 	ct := headerGet(h, "Content-Type")
 	if ct == "" {
-		return "", nil
+		return "", ""
+	}
+	if mt, ok := simpleMediaType(ct); ok {
+		return mt, ""
 	}
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", nil
+		return "", ""
 	}
-	return mt, params
+	return mt, params["boundary"]
+}
+
+// simpleMediaType reads "type/subtype", optionally followed by
+// "; charset=utf-8", in lower case ASCII with token characters only: what
+// mime.ParseMediaType gives for it is the type itself. Anything else is
+// not simple.
+func simpleMediaType(ct string) (string, bool) {
+	base, param, hasParam := strings.Cut(ct, ";")
+	if hasParam && !strings.EqualFold(strings.Trim(param, " \t"), "charset=utf-8") {
+		return "", false
+	}
+	base = strings.Trim(base, " \t")
+	slash := -1
+	for i := 0; i < len(base); i++ {
+		c := base[i]
+		switch {
+		case c == '/' && slash < 0:
+			slash = i
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '.', c == '+', c == '_':
+		default:
+			return "", false
+		}
+	}
+	if slash <= 0 || slash == len(base)-1 || strings.HasPrefix(base, "multipart/") {
+		return "", false
+	}
+	return base, true
 }
 
 // cookieNames calls fn with the name of every cookie in the request's Cookie

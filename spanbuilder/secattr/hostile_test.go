@@ -31,7 +31,7 @@ func TestParseBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, _ := parseBody(tt.h, tt.body)
+			f, _ := parseBodyMap(tt.h, tt.body)
 			for k, want := range tt.want {
 				v, ok := f[k]
 				if want == "!" {
@@ -49,8 +49,8 @@ func TestParseBody(t *testing.T) {
 
 	// Many fields: bounded.
 	many := strings.Repeat("f=1&", 10000)
-	if f := parseForm(many + "zz=2"); len(f) > maxFields {
-		t.Errorf("%d fields kept", len(f))
+	if f := parseForm(newScratchPool().get(), many+"zz=2"); f.len() > maxFields {
+		t.Errorf("%d fields kept", f.len())
 	}
 	var sb strings.Builder
 	sb.WriteString("{")
@@ -61,8 +61,8 @@ func TestParseBody(t *testing.T) {
 		sb.WriteString(`"k` + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + `":1`)
 	}
 	sb.WriteString("}")
-	if f, _ := parseJSON([]byte(sb.String())); len(f) > maxFields {
-		t.Errorf("%d json fields kept", len(f))
+	if f, _ := parseJSON(newScratchPool().get(), []byte(sb.String())); f.len() > maxFields {
+		t.Errorf("%d json fields kept", f.len())
 	}
 }
 

@@ -224,7 +224,7 @@ func (e *Extractor) hasAPIKey(req *decoder.Request) bool {
 // multipart part named like passwordKeys (also as "user[password]"), or such
 // a key anywhere in the first three levels of a JSON object.
 func hasPassword(body fields) bool {
-	for k, v := range body {
+	for k, v := range body.all() {
 		if v.scalar && v.val != "" && isPasswordKey(k) {
 			return true
 		}

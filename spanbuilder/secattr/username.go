@@ -125,13 +125,13 @@ func (e *Extractor) username(in Input, a authInfo, body, query fields) (u string
 // that is not blank, in any case of its name. Spellings that disagree,
 // blank or not, make the request ambiguous.
 func (e *Extractor) bodyUsername(c *candidates, body fields) {
-	if len(body) == 0 {
+	if body.len() == 0 {
 		return
 	}
 	for _, name := range e.bodyFields {
 		var val string
 		seen, blank, conflict := false, false, false
-		for k, v := range body {
+		for k, v := range body.all() {
 			if !strings.EqualFold(k, name) {
 				continue
 			}
@@ -215,7 +215,10 @@ func (e *Extractor) usernameValue(u string) string {
 	case config.PrivacyHash:
 		var sum [sha256.Size]byte
 		e.mac(&sum, "", u)
-		return HashPrefix + hex.EncodeToString(sum[:16])
+		var out [len(HashPrefix) + 32]byte
+		copy(out[:], HashPrefix)
+		hex.Encode(out[len(HashPrefix):], sum[:16])
+		return string(out[:])
 	}
 	return ""
 }
@@ -223,15 +226,26 @@ func (e *Extractor) usernameValue(u string) string {
 // mac computes HMAC-SHA256(key, prefix+u) into sum with a pooled keyed
 // hash: building one costs two SHA-256 blocks, per login otherwise.
 func (e *Extractor) mac(sum *[sha256.Size]byte, prefix, u string) {
-	m, _ := e.macs.Get().(hash.Hash)
+	m, _ := e.macs.Get().(*keyedMAC)
 	if m == nil {
-		m = hmac.New(sha256.New, e.key)
+		m = &keyedMAC{h: hmac.New(sha256.New, e.key)}
 	}
-	m.Reset()
-	io.WriteString(m, prefix)
-	io.WriteString(m, u)
-	m.Sum(sum[:0])
+	m.h.Reset()
+	// Through a reused buffer: io.WriteString would copy each string to
+	// the heap, the hash being an interface.
+	m.buf = append(append(m.buf[:0], prefix...), u...)
+	m.h.Write(m.buf)
+	m.h.Sum(sum[:0])
+	if cap(m.buf) > 4096 {
+		m.buf = nil
+	}
 	e.macs.Put(m)
+}
+
+// keyedMAC is a pooled HMAC with its input buffer.
+type keyedMAC struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // userKey is the in-agent aggregation key of a username (never 0).

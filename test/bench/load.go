@@ -13,7 +13,8 @@ import (
 // workload is one wrk request mix with the exporter the agent uses.
 type workload struct {
 	key, name string
-	// every: one request in every is a login, the rest GET /health.
+	// every: one request in every is a login, the rest GET /health; 0:
+	// no login at all.
 	every int
 	// target is the throughput ratio (agent/baseline) the agent aims at.
 	target float64
@@ -38,6 +39,8 @@ func variants(exporters string) ([]workload, error) {
 		}
 	}
 	out = append(out, workload{key: "1pct-auth", name: "1% POST /login, 99% GET /health, stdout", every: 100, target: 0.99, exporter: "stdout", cpuTarget: 2})
+	// Issue 7: non-auth traffic of a watched service.
+	out = append(out, workload{key: "health", name: "100% GET /health (watched, non-auth), stdout", every: 0, target: 0.98, exporter: "stdout"})
 	return out, nil
 }
 
@@ -72,7 +75,7 @@ end
 
 function request()
   sent = sent + 1
-  if sent %% every == 0 then
+  if every > 0 and sent %% every == 0 then
     auth = auth + 1
     if sent == 1 then first_is_login = true end
     if auth %% 2 == 0 then return good end

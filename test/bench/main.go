@@ -55,6 +55,8 @@ type options struct {
 	stagePkgs   string
 	benchtime   string
 	agentEnv    string
+	agentArgs   string
+	cost        bool
 }
 
 func main() {
@@ -67,6 +69,8 @@ func main() {
 	flag.IntVar(&o.serverProcs, "server-procs", 1, "GOMAXPROCS of the login server (0: the Go default)")
 	flag.StringVar(&o.exporters, "exporters", "stdout,otlp", "exporters the all-login workload runs with: stdout, otlp or both")
 	flag.StringVar(&o.agentEnv, "agent-env", "", "extra environment of the agent, KEY=VALUE[,KEY=VALUE] (e.g. GOGC=200,GOMEMLIMIT=32MiB)")
+	flag.StringVar(&o.agentArgs, "agent-args", "", "extra arguments of every agent run, space-separated (e.g. --ring-buffer-mib 4)")
+	flag.BoolVar(&o.cost, "node-cost", true, "measure what watching costs the node: /dev/null writes of an unwatched process per capture backend, and the kernel time of the agent's programs per request (bpf_stats)")
 	flag.BoolVar(&o.stages, "stages", false, "run the per-stage Go benchmarks (BenchmarkStage*) instead")
 	flag.StringVar(&o.stagePkgs, "stage-packages", "./bpf/... ./decoder/... ./spanbuilder/... ./export/... ./cmd/...", "packages whose BenchmarkStage* -stages runs")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime of the stage benchmarks")
@@ -138,6 +142,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		Threads:     o.threads,
 		ServerProcs: o.serverProcs,
 		AgentEnv:    o.agentEnv,
+		AgentArgs:   o.agentArgs,
 		CPUs:        numCPU(),
 		Kernel:      kernelRelease(),
 		LoadBefore:  loadAvg(),
@@ -147,6 +152,16 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		return err
 	}
 	res.variants = vs
+	// The kernel counts its programs' run time only while bpf_stats is on.
+	if o.cost {
+		stats, err := enableBPFStats()
+		if err != nil {
+			logf("no kernel time per request: %v", err)
+		} else {
+			defer stats.Close()
+			res.BPFStats = true
+		}
+	}
 	for _, w := range vs {
 		script := filepath.Join(tmp, w.key+".lua")
 		if err := os.WriteFile(script, []byte(w.script()), 0o600); err != nil {
@@ -165,7 +180,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 				if w.exporter == "otlp" {
 					exp = sink
 				}
-				r, err := measureWrk(ctx, o, agentCfg, srv, wl, withAgent, exp)
+				r, err := measureWrk(ctx, o, agentCfg, srv, wl, withAgent, exp, res.BPFStats)
 				if err != nil {
 					return fmt.Errorf("%s run %d: %w", w.name, i, err)
 				}
@@ -174,6 +189,15 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 				res.Runs = append(res.Runs, r)
 			}
 		}
+	}
+
+	if o.cost {
+		logf("/dev/null writes of an unwatched process, without and with the agent, per capture backend")
+		dn, err := measureDevNull(ctx, o, agentCfg, srv, logf)
+		if err != nil {
+			return fmt.Errorf("/dev/null run: %w", err)
+		}
+		res.DevNull = dn
 	}
 
 	if o.rate > 0 {
@@ -244,7 +268,7 @@ exporter:
 
 // measureWrk is one measured wrk run, with a fresh agent when withAgent,
 // exporting to sink when it is not nil (else JSON lines on stdout).
-func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl wrkLoad, withAgent bool, sink *otlpsink.Sink) (runResult, error) {
+func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl wrkLoad, withAgent bool, sink *otlpsink.Sink, bpfStats bool) (runResult, error) {
 	r := runResult{Mode: "baseline", OtherAgents: otherAgents()}
 	if !withAgent {
 		w, err := wl.run(ctx, o.duration)
@@ -252,7 +276,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 		return r, err
 	}
 	r.Mode = "agent"
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), sink, o.agentEnv, strings.Fields(o.agentArgs)...)
 	if err != nil {
 		return r, err
 	}
@@ -261,11 +285,24 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 	if err != nil {
 		return r, err
 	}
+	var progsBefore map[string]progStat
+	if bpfStats {
+		if progsBefore, err = progStats(a.cmd.Process.Pid); err != nil {
+			return r, err
+		}
+	}
 	w, err := wl.run(ctx, o.duration)
 	if err != nil {
 		return r, err
 	}
 	r.Wrk = w
+	if bpfStats {
+		after, err := progStats(a.cmd.Process.Pid)
+		if err != nil {
+			return r, err
+		}
+		r.Programs = subStats(after, progsBefore)
+	}
 	a.settle(ctx, w.AuthSent)
 	after, err := a.sample()
 	if err != nil {
@@ -284,7 +321,7 @@ func measureWrk(ctx context.Context, o options, agentCfg string, srv *server, wl
 func measureFixedRate(ctx context.Context, o options, agentCfg string, srv *server) (fixedRateResult, error) {
 	fr := fixedRateResult{Rate: o.rate, Duration: o.duration.String(), Workers: o.rateWorkers,
 		OtherAgents: otherAgents()}
-	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv)
+	a, err := startAgent(ctx, o.agent, agentCfg, srv.pid(), nil, o.agentEnv, strings.Fields(o.agentArgs)...)
 	if err != nil {
 		return fr, err
 	}

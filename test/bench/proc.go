@@ -105,7 +105,7 @@ type agent struct {
 	waitErr    error
 }
 
-func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Sink, env string) (*agent, error) {
+func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Sink, env string, extra ...string) (*agent, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -114,6 +114,7 @@ func startAgent(ctx context.Context, bin, cfg string, pid int, sink *otlpsink.Si
 	if sink != nil {
 		args = append(args, "--otlp-endpoint", sink.Addr())
 	}
+	args = append(args, extra...)
 	cmd := command(ctx, bin, args...)
 	if env != "" {
 		cmd.Env = append(os.Environ(), strings.Split(env, ",")...)

@@ -23,6 +23,9 @@ type runResult struct {
 	PeakRSS         uint64      `json:"agent_peak_rss_bytes,omitempty"`
 	Drops           labelCounts `json:"drops,omitempty"`
 	SpanDrops       labelCounts `json:"span_drops,omitempty"`
+	// Programs: the agent's eBPF programs' runs and run time during wrk
+	// (bpf_stats), by name.
+	Programs map[string]progStat `json:"programs,omitempty"`
 }
 
 func (r *runResult) fillAgent(before, after agentSample, spans uint64) {
@@ -98,6 +101,7 @@ type results struct {
 	Threads     int               `json:"threads"`
 	ServerProcs int               `json:"server_gomaxprocs"`
 	AgentEnv    string            `json:"agent_env,omitempty"`
+	AgentArgs   string            `json:"agent_args,omitempty"`
 	CPUs        int               `json:"cpus"`
 	Kernel      string            `json:"kernel"`
 	LoadBefore  string            `json:"loadavg_before"`
@@ -105,6 +109,9 @@ type results struct {
 	Runs        []runResult       `json:"runs"`
 	Summary     []workloadSummary `json:"summary"`
 	FixedRate   *fixedRateResult  `json:"fixed_rate,omitempty"`
+	BPFStats    bool              `json:"bpf_stats"`
+	DevNull     []devnullResult   `json:"devnull,omitempty"`
+	KernelCost  []kernelCost      `json:"kernel_cost,omitempty"`
 
 	variants []workload // what ran, for summarize
 }
@@ -127,6 +134,7 @@ func (res *results) summarize() {
 		var nb, na int
 		var cpu float64
 		var requests uint64
+		kc := kernelCost{Workload: w.key, Name: w.name}
 		for _, r := range res.Runs {
 			if r.Workload != w.key {
 				continue
@@ -152,6 +160,19 @@ func (res *results) summarize() {
 			s.Drops = s.Drops.add(r.Drops)
 			s.SpanDrops = s.SpanDrops.add(r.SpanDrops)
 			s.PeakRSS = max(s.PeakRSS, r.PeakRSS)
+			if r.Programs != nil {
+				kc.Programs = addStats(kc.Programs, r.Programs)
+				kc.Requests += r.Wrk.Completed
+				kc.OtherAgents = max(kc.OtherAgents, r.OtherAgents)
+			}
+		}
+		if kc.Programs != nil && kc.Requests > 0 {
+			var ns uint64
+			for _, p := range kc.Programs {
+				ns += p.NS
+			}
+			kc.NSPerReq = float64(ns) / float64(kc.Requests)
+			res.KernelCost = append(res.KernelCost, kc)
 		}
 		if nb == 0 || na == 0 {
 			continue
@@ -195,6 +216,10 @@ func (res *results) markdown() string {
 		p("")
 		p("Agent environment: `%s`", res.AgentEnv)
 	}
+	if res.AgentArgs != "" {
+		p("")
+		p("Agent arguments: `%s`", res.AgentArgs)
+	}
 	p("")
 	p("### Overhead (mean of 2 baseline and 2 agent runs, interleaved)")
 	p("")
@@ -212,6 +237,9 @@ func (res *results) markdown() string {
 	p("| workload | exporter | agent CPU µs / span | target | agent peak RSS (VmHWM) | target |")
 	p("|---|---|--:|---|--:|---|")
 	for _, s := range res.Summary {
+		if s.CPUTarget == 0 {
+			continue
+		}
 		p("| %s | %s | %s | ≤ %.0f µs %s | %s | ≤ 40 MiB %s |", s.Name, s.Exporter, fmtMicros(s.CPUPerSpan), s.CPUTarget,
 			metWord(s.CPUMet), fmtMiB(s.PeakRSS), metWord(s.PeakRSS > 0 && s.PeakRSS <= peakRSSTarget))
 	}
@@ -219,6 +247,7 @@ func (res *results) markdown() string {
 	p("CPU is the agent's user+system time over the run (from /proc/PID/stat, 10 ms ticks) divided by the spans it exported; " +
 		"OTLP runs export to a gRPC receiver in the bench process (test/otlpsink), which counts the spans.")
 	p("")
+	res.costMarkdown(p)
 	p("### Spans against logins sent (both agent runs)")
 	p("")
 	p("| workload | logins sent | span lines | spans / sent | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped by exporter | wrk socket errors |")
@@ -264,13 +293,60 @@ func (res *results) markdown() string {
 	p("Targets (measured, not asserted):")
 	for _, s := range res.Summary {
 		p("- %s: throughput ratio %.3f, target ≥ %.2f: %s", s.Name, s.Ratio, s.Target, metWord(s.Met))
+		if s.CPUTarget == 0 {
+			continue
+		}
 		p("- %s: agent CPU %s per span, target ≤ %.0f µs: %s; peak RSS %s, target ≤ 40 MiB: %s", s.Name,
 			fmtMicros(s.CPUPerSpan), s.CPUTarget, metWord(s.CPUMet), fmtMiB(s.PeakRSS), metWord(s.PeakRSS > 0 && s.PeakRSS <= peakRSSTarget))
+	}
+	for _, d := range res.DevNull {
+		if d.Target > 0 {
+			p("- /dev/null writes of an unwatched process, %s backend: ratio %.3f, target ≥ %.2f: %s", d.Backend, d.Ratio, d.Target, metWord(d.Met))
+		}
 	}
 	if fr := res.FixedRate; fr != nil {
 		p("- no login lost at %d req/s: %s (%d sent, %d spans)", fr.Rate, metWord(fr.Met), fr.Hey.Sent(), fr.Spans)
 	}
 	return b.String()
+}
+
+// costMarkdown is issue 7's table: what watching costs the node.
+func (res *results) costMarkdown(p func(string, ...any)) {
+	if len(res.DevNull) == 0 && len(res.KernelCost) == 0 {
+		return
+	}
+	p("### What watching costs the node")
+	p("")
+	p("| measurement | without agent | with agent | ratio | target |")
+	p("|---|--:|--:|--:|---|")
+	for _, d := range res.DevNull {
+		target := "–"
+		if d.Target > 0 {
+			target = fmt.Sprintf("≥ %.2f %s", d.Target, metWord(d.Met))
+		}
+		p("| 64-byte write to /dev/null by an unwatched process, %s backend (ns/write, mean of %d) | %.0f ns | %.0f ns | %.3f | %s |",
+			d.Backend, d.Runs, d.BaselineNS, d.AgentNS, d.Ratio, target)
+	}
+	for _, s := range res.Summary {
+		if s.Workload == "health" {
+			p("| %s, GOMAXPROCS=%d server, wrk -t%d -c%d (req/s) | %.0f | %.0f | %.3f | ≥ %.2f %s |", s.Name, res.ServerProcs,
+				res.Threads, res.Connections, s.BaselineReqPerSec, s.AgentReqPerSec, s.Ratio, s.Target, metWord(s.Met))
+		}
+	}
+	for _, k := range res.KernelCost {
+		p("| kernel time of the agent's programs per request served, %s | – | %.0f ns | – | – |", k.Name, k.NSPerReq)
+	}
+	p("")
+	if len(res.KernelCost) > 0 {
+		p("Kernel time is run_time_ns of the agent's programs (those its process holds) with kernel.bpf_stats_enabled on, summed over both agent runs and divided by the requests wrk completed; by program:")
+		p("")
+		for _, k := range res.KernelCost {
+			p("- %s: %s", k.Name, k.shares())
+		}
+		p("")
+	}
+	p("The /dev/null ratio is writes/s with the agent over without (ns without / ns with); the bench process itself is the unwatched writer.")
+	p("")
 }
 
 // write saves the results as JSON (name ends in .json) or markdown.

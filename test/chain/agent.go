@@ -36,9 +36,9 @@ type AgentTarget struct {
 }
 
 // MustStartAgent builds ./cmd/authprobe into a temp dir, runs it as root
-// on a config with the chain's auth routes and targets, and waits until
-// it is ready. Cleanup stops it (SIGTERM, then SIGKILL).
-func MustStartAgent(tb testing.TB, targets []AgentTarget) *Agent {
+// on a config with the chain's auth routes and targets (and args), and
+// waits until it is ready. Cleanup stops it (SIGTERM, then SIGKILL).
+func MustStartAgent(tb testing.TB, targets []AgentTarget, args ...string) *Agent {
 	tb.Helper()
 	testutil.MustRoot(tb)
 	dir := tb.TempDir()
@@ -69,7 +69,7 @@ metrics: {addr: "` + a.MetricsAddr + `"}
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	args := append([]string{"run", "--config", path}, testutil.AgentArgs()...)
+	args = append(append([]string{"run", "--config", path}, testutil.AgentArgs()...), args...)
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = a.stdout, a.stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

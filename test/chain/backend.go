@@ -21,12 +21,16 @@ import (
 const (
 	Python = "python"
 	Java   = "java"
+	Go     = "go"
 )
 
 const (
 	pythonPath = "/usr/bin/python3" // Debian's: psycopg2 is python3-psycopg2
 	javaPath   = "/usr/bin/java"
 	jdbcJar    = "/usr/share/java/postgresql.jar" // libpostgresql-jdbc-java
+	// goBackend is the Go backend's package under test/servers/chain and
+	// its executable's name.
+	goBackend = "chain-go"
 	// backendAccount runs the backends, as a legacy service's own user.
 	backendAccount = "nobody"
 )
@@ -136,6 +140,16 @@ func MustStartBackend(tb testing.TB, pg *Postgres, opts BackendOptions) *Backend
 		source := mustCopy(tb, filepath.Join(src, "java", "AuthzServer.java"), dir)
 		cmd = exec.Command(javaPath, "-XX:-UsePerfData", "-Xmx128m", "-XX:TieredStopAtLevel=1",
 			"-cp", jdbcJar, source)
+	case Go:
+		// Built into the services' dir: the account they run as runs it.
+		bin := filepath.Join(dir, goBackend)
+		if err := testutil.GoBuild(bin, "./test/servers/chain/"+goBackend); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Chmod(bin, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		cmd = exec.Command(bin)
 	default:
 		tb.Fatalf("no backend in %q", opts.Lang)
 	}

@@ -2,8 +2,8 @@
 // tests: PostgreSQL with the chain schema (a users table with password
 // hashes; documents under row-level security; an app role that lacks a
 // privilege), an uninstrumented login/authorize backend in Python
-// (ThreadingHTTPServer + psycopg2) and in Java (com.sun.net.httpserver +
-// JDBC), and nginx in front of each (one location it denies itself). Every
+// (ThreadingHTTPServer + psycopg2), in Java (com.sun.net.httpserver +
+// JDBC) and in Go (net/http + database/sql over pgx), and nginx in front of each (one location it denies itself). Every
 // service runs as its own account when the test is root, on a free port,
 // and is stopped, with its temp dir removed, at cleanup even on failure.
 // Routes and answers: test/servers/chain/README.md. Only tests import it.
@@ -16,7 +16,7 @@ import (
 
 // Options shape an Env.
 type Options struct {
-	// Langs are the backends to start (default Python and Java).
+	// Langs are the backends to start (default Python, Java and Go).
 	Langs []string
 	// ForwardTraceparent: the gateways pass the caller's traceparent on.
 	ForwardTraceparent bool
@@ -40,7 +40,7 @@ func Start(tb testing.TB, opts Options) *Env {
 	tb.Helper()
 	langs := opts.Langs
 	if len(langs) == 0 {
-		langs = []string{Python, Java}
+		langs = []string{Python, Java, Go}
 	}
 	env := &Env{Postgres: MustStartPostgres(tb, opts.Postgres), Backends: map[string]*Backend{}, Gateways: map[string]*Gateway{}}
 	for _, lang := range langs {

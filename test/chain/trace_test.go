@@ -62,6 +62,8 @@ func layerOf(s Span) string {
 		return Python
 	case exe == "java":
 		return Java
+	case exe == goBackend:
+		return Go
 	}
 	return exe
 }
@@ -148,7 +150,7 @@ func startWatched(t *testing.T, opts Options) *chainEnv {
 	pg := MustStartPostgres(t, opts.Postgres)
 	langs := opts.Langs
 	if len(langs) == 0 {
-		langs = []string{Python, Java}
+		langs = []string{Python, Java, Go}
 	}
 	var targets []AgentTarget
 	backendPorts, gatewayPorts := map[string]int{}, map[string]int{}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,18 +34,19 @@ func loginQueries(lang string, first bool) []string {
 	if lang == Python {
 		return append(q, "BEGIN", "SELECT users", "ROLLBACK")
 	}
+	if lang == Go {
+		return append(q, "SELECT users") // autocommit, and no settings of its own
+	}
 	if first {
 		q = append(q, "SET", "SET") // the driver's own settings after the startup
 	}
 	return append(q, "SELECT users")
 }
 
-func documentQueries(end string, denied bool) []string {
-	sel := "SELECT documents"
-	if denied {
-		sel += " sqlstate=42501"
-	}
-	return []string{"BEGIN", "SET", "SELECT", sel, end}
+// documentQueries are the queries of a request that runs op (its last
+// statement) as the caller, in a transaction of its own that ends with end.
+func documentQueries(end, op string) []string {
+	return []string{"BEGIN", "SET", "SELECT", op, end}
 }
 
 // TestTraceTrees: with the agent watching the gateways (nginx) and the
@@ -77,6 +79,9 @@ func TestTraceTrees(t *testing.T) {
 			gwDoc := func(layer string) []string {
 				return []string{"caller: SERVER gateway auth.authorize 403" + layer, "  CLIENT gateway GET 403 /api/documents/2"}
 			}
+			gwOwner := func(status, layer string) []string {
+				return []string{"caller: SERVER gateway auth.authorize " + status + layer, "  CLIENT gateway POST " + status + " /api/documents/1/owner"}
+			}
 			docEnd := "COMMIT"
 			cases := []struct {
 				c    call
@@ -89,9 +94,15 @@ func TestTraceTrees(t *testing.T) {
 				// Row-level security hides the row: the query succeeds with
 				// no row, and the service says no.
 				{call{name: "RLS hides another's document", method: "GET", path: "/api/documents/2", token: alice, want: 403},
-					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=service", documentQueries(docEnd, false)...)...)...)},
+					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=service", documentQueries(docEnd, "SELECT documents")...)...)...)},
 				{call{name: "guest role lacks the privilege (42501)", method: "GET", path: "/api/documents/2", token: bob, want: 403},
-					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", true)...)...)...)},
+					lines(append(gwDoc(" layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", "SELECT documents sqlstate=42501")...)...)...)},
+				// Row-level security's WITH CHECK: alice may update her own
+				// document, but the row must stay hers.
+				{call{name: "owner keeps her document", method: "POST", path: "/api/documents/1/owner", body: "owner=alice", token: alice, want: 200},
+					lines(append(gwOwner("200", ""), backendTree(lang, "auth.authorize 200", documentQueries(docEnd, "UPDATE documents")...)...)...)},
+				{call{name: "RLS WITH CHECK refuses giving it away (42501)", method: "POST", path: "/api/documents/1/owner", body: "owner=bob", token: alice, want: 403},
+					lines(append(gwOwner("403", " layer=upstream/403"), backendTree(lang, "auth.authorize 403 layer=database/42501", documentQueries("ROLLBACK", "UPDATE documents sqlstate=42501")...)...)...)},
 				{call{name: "gateway denies", method: "GET", path: Denied + "users", token: alice, want: 403},
 					lines("caller: SERVER gateway auth.authorize 403 layer=gateway")},
 			}
@@ -109,6 +120,9 @@ func TestTraceTrees(t *testing.T) {
 				if got := tree(spans, c.trace, c.parent); got != tc.want {
 					t.Errorf("%s %s: trace tree\n%s\nwant\n%s", lang, tc.c.name, got, tc.want)
 				}
+			}
+			if lang == Go {
+				checkGoSpawns(t, env)
 			}
 		})
 	}
@@ -217,7 +231,7 @@ func TestTraceTrees(t *testing.T) {
 			}
 		}
 		for _, s := range env.agent.Spans(t) {
-			if q := s.Attr("db.query.text"); strings.Contains(q, "'") || strings.Contains(q, "carol") || strings.Contains(q, "alice") {
+			if q := s.Attr("db.query.text"); strings.Contains(q, "'") || strings.Contains(q, "carol") || strings.Contains(q, "alice") || strings.Contains(q, "bob") {
 				t.Errorf("a query text with a literal: %q", q)
 			}
 		}
@@ -225,6 +239,37 @@ func TestTraceTrees(t *testing.T) {
 	if os.Getenv("CHAIN_DUMP") != "" {
 		t.Logf("spans:\n%s", env.agent.stdout.String())
 	}
+}
+
+// checkGoSpawns: the Go backend's document reads ran on goroutines its
+// handlers spawned, and their queries are in the trees above (as the
+// handler's own); the goroutine a failed login left behind ran its query
+// after that login was answered, and it is in no tree (the trees above
+// are exact); the kernel counted both kinds.
+func checkGoSpawns(t *testing.T, env *chainEnv) {
+	t.Helper()
+	const detached = "SELECT count(*) AS failed_logins FROM users WHERE username = $1"
+	if n := env.Postgres.StatementCalls(t, AppUser)[detached]; n == 0 {
+		t.Errorf("the detached goroutine's query never ran: %v", env.Postgres.StatementCalls(t, AppUser))
+	}
+	m := env.agent.Metrics(t)
+	for _, name := range []string{"go_spawned", "client_spawned", "client_outside"} {
+		if v := kernelCounter(m, name); v == 0 {
+			t.Errorf("kernel counter %s = 0", name)
+		}
+	}
+}
+
+// kernelCounter reads authprobe_kernel_total{name=NAME} off a scrape.
+func kernelCounter(metrics, name string) float64 {
+	prefix := `authprobe_kernel_total{name="` + name + `"} `
+	for _, l := range strings.Split(metrics, "\n") {
+		if v, ok := strings.CutPrefix(l, prefix); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // testLangs are the backends of CHAIN_LANGS (comma-separated), else all.

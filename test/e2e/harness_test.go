@@ -378,7 +378,7 @@ func (a *Agent) mustBeReady(tb testing.TB) {
 	tb.Helper()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
 	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(agentReadyTimeout)
+	deadline := time.Now().Add(testutil.Patience(agentReadyTimeout))
 	for {
 		select {
 		case <-a.exited:
@@ -394,7 +394,7 @@ func (a *Agent) mustBeReady(tb testing.TB) {
 			}
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("agent not ready within %v (last: %v); stderr:\n%s", agentReadyTimeout, err, testutil.Tail(a.Stderr(), 8000))
+			tb.Fatalf("agent not ready within %v (last: %v); stderr:\n%s", testutil.Patience(agentReadyTimeout), err, testutil.Tail(a.Stderr(), 8000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -408,7 +408,7 @@ func (a *Agent) terminate() bool {
 	select {
 	case <-a.exited:
 		return true
-	case <-time.After(agentStopTimeout):
+	case <-time.After(testutil.Patience(agentStopTimeout)):
 		_ = a.cmd.Process.Kill()
 		<-a.exited
 		return false
@@ -429,7 +429,7 @@ func (a *Agent) Stop(tb testing.TB) {
 	default:
 	}
 	if !a.terminate() {
-		tb.Fatalf("agent did not exit within %v of SIGTERM; stderr:\n%s", agentStopTimeout, testutil.Tail(a.Stderr(), 8000))
+		tb.Fatalf("agent did not exit within %v of SIGTERM; stderr:\n%s", testutil.Patience(agentStopTimeout), testutil.Tail(a.Stderr(), 8000))
 	}
 	if a.waitErr != nil {
 		tb.Fatalf("agent exit after SIGTERM: %v; stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))

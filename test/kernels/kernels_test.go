@@ -154,3 +154,34 @@ func TestGuestPath(t *testing.T) {
 		t.Errorf("a PATH without shims changes: %q", got)
 	}
 }
+
+// TestMatrixBackends: every capture backend runs its bpf suite on a
+// kernel where it is the natural choice, and each kernel's check and
+// bpf suites say which backend the agent must pick there; a forced
+// backend's suites name it.
+func TestMatrixBackends(t *testing.T) {
+	natural := map[string]string{}
+	for _, k := range DefaultMatrix() {
+		for _, s := range k.Suites {
+			for _, kv := range s.Env {
+				if b, ok := strings.CutPrefix(kv, "AUTHPROBE_WANT_BACKEND="); ok && s.Name == "bpf" {
+					natural[b] = k.Name
+				}
+			}
+			if s.Name == "check" && len(s.Want) == 0 {
+				t.Errorf("%s: check does not say which backend it must pick", k.Name)
+			}
+		}
+	}
+	for _, b := range []string{"sock", "syscalls"} {
+		if natural[b] == "" {
+			t.Errorf("backend %s is the natural choice of no kernel of the matrix", b)
+		}
+	}
+	if got := unmatched([]string{`^capture backend: syscalls \(`}, "kernel:\n  x\ncapture backend: syscalls (the cheapest that works here)\r\n"); len(got) != 0 {
+		t.Errorf("unmatched: %v", got)
+	}
+	if got := unmatched([]string{`^capture backend: sock \(`}, "capture backend: syscalls (x)\n"); len(got) != 1 {
+		t.Errorf("unmatched: %v", got)
+	}
+}

@@ -58,6 +58,9 @@ type Suite struct {
 	// a binary it needs does not build for the arch: for a suite that
 	// waits on a port (the agent on arm64 waits for arm64 objects).
 	SkipUnbuilt bool
+	// Want are regular expressions the suite's output must match, each
+	// on one line (`authprobe check` naming the backend it picked).
+	Want []string
 }
 
 // Binaries are the commands built once per arch for the guests, by name.
@@ -73,15 +76,37 @@ func Binaries() map[string]string {
 const SmokePackage = "./test/kernels/guest/smoke/"
 
 // amd64Suites run on every amd64 kernel: what of the capture's
-// end-to-end tests runs without a network or a Collector. Add subsets here
-// (evasion matrix, fd reuse, TLS) by package and -run pattern.
-func amd64Suites() []Suite {
+// end-to-end tests runs without a network or a Collector. natural is the
+// capture backend the agent must pick there by itself (bpf.Backends);
+// the bpf suite runs every backend whose hooks the kernel has, or those
+// of bpfBackends when it is not empty. Add subsets here (evasion matrix,
+// fd reuse, TLS) by package and -run pattern.
+func amd64Suites(natural string, bpfBackends ...string) []Suite {
+	bpfEnv := []string{"AUTHPROBE_WANT_BACKEND=" + natural}
+	if len(bpfBackends) > 0 {
+		bpfEnv = append(bpfEnv, "AUTHPROBE_TEST_BACKENDS="+strings.Join(bpfBackends, ","))
+	}
 	return []Suite{
 		smokeSuite(5 * time.Minute),
-		{Name: "check", Cmd: []string{"authprobe", "check", "--config", "deploy/authprobe.yaml"}, Timeout: 5 * time.Minute},
-		{Name: "bpf", Test: "./bpf/", Timeout: 10 * time.Minute},
+		{Name: "check", Cmd: []string{"authprobe", "check", "--config", "deploy/authprobe.yaml"}, Timeout: 5 * time.Minute,
+			Want: []string{`^capture backend: ` + natural + ` \(`}},
+		{Name: "bpf", Test: "./bpf/", Env: bpfEnv, Timeout: 15 * time.Minute},
 		{Name: "e2e-login-python", Test: "./test/e2e/", Run: "^TestLoginSpans$/^python$", Bins: e2eBins(), Timeout: 10 * time.Minute},
 		{Name: "e2e-login-go", Test: "./test/e2e/", Run: "^TestEveryServerLanguage$/^go$", Bins: e2eBins(), Timeout: 10 * time.Minute},
+	}
+}
+
+// forcedSuites run the e2e logins with the agent forced onto backend
+// (--capture-backend), on a kernel where it is not the natural choice.
+func forcedSuites(backend string) []Suite {
+	args := []string{"--capture-backend", backend}
+	return []Suite{
+		{Name: "check-" + backend, Cmd: []string{"authprobe", "check", "--config", "deploy/authprobe.yaml", "--capture-backend", backend},
+			Timeout: 5 * time.Minute, Want: []string{`^capture backend: ` + backend + ` \(forced`}},
+		{Name: "e2e-login-python-" + backend, Test: "./test/e2e/", Run: "^TestLoginSpans$/^python$", Bins: e2eBins(),
+			AgentArgs: args, Timeout: 10 * time.Minute},
+		{Name: "e2e-login-go-" + backend, Test: "./test/e2e/", Run: "^TestEveryServerLanguage$/^go$", Bins: e2eBins(),
+			AgentArgs: args, Timeout: 10 * time.Minute},
 	}
 }
 
@@ -96,10 +121,16 @@ func e2eBins() []string { return []string{"authprobe", "goserver"} }
 // DefaultMatrix is what `make test-kernels` boots.
 func DefaultMatrix() []Kernel {
 	return []Kernel{
-		{Name: "6.1", Arch: "amd64", Meta: "linux-image-amd64", Root: "host", Suites: amd64Suites(),
-			CPUs: 2, MemoryMB: 2048, Timeout: 15 * time.Minute},
-		{Name: "6.12", Arch: "amd64", Meta: "linux-image-6.12-amd64", Root: "host", Suites: amd64Suites(),
-			CPUs: 2, MemoryMB: 2048, Timeout: 15 * time.Minute},
+		// No socket tracepoints before 6.3: the agent must fall back by
+		// itself, and the bpf suite runs the fallback's every test.
+		{Name: "6.1", Arch: "amd64", Meta: "linux-image-amd64", Root: "host", Suites: amd64Suites("syscalls"),
+			CPUs: 2, MemoryMB: 2048, Timeout: 20 * time.Minute},
+		// The socket tracepoints' kernel: the bpf suite on them alone
+		// (the syscalls backend's is 6.1's), then the logins again with
+		// the syscalls backend forced.
+		{Name: "6.12", Arch: "amd64", Meta: "linux-image-6.12-amd64", Root: "host",
+			Suites: append(amd64Suites("sock", "sock"), forcedSuites("syscalls")...),
+			CPUs:   2, MemoryMB: 2048, Timeout: 20 * time.Minute},
 		{Name: "arm64-6.12", Arch: "arm64", Meta: "linux-image-6.12-arm64", Root: "initramfs",
 			Suites: []Suite{
 				smokeSuite(10 * time.Minute),

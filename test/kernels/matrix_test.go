@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -225,6 +227,10 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 			if !st.OK() {
 				failed = true
 				t.Errorf("%s: exit %d %s; output:\n%s", s.Name, st.Exit, st.Error, tail(st.Output, 6000))
+			}
+			if missing := unmatched(s.Want, st.Output); len(missing) > 0 {
+				failed = true
+				t.Errorf("%s: no output line matches %q; output:\n%s", s.Name, missing, tail(st.Output, 6000))
 			}
 		})
 	}
@@ -445,4 +451,17 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// unmatched are the patterns of want that no line of out matches.
+func unmatched(want []string, out string) []string {
+	var missing []string
+	lines := strings.Split(strings.ReplaceAll(out, "\r", ""), "\n")
+	for _, w := range want {
+		re := regexp.MustCompile(w)
+		if !slices.ContainsFunc(lines, re.MatchString) {
+			missing = append(missing, w)
+		}
+	}
+	return missing
 }

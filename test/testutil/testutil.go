@@ -118,3 +118,15 @@ func moduleDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
+
+// Patience stretches a bound on waiting (an agent loading its eBPF
+// programs, a process stopping) in the kernel matrix's guests
+// (AUTHPROBE_GUEST), whose emulated CPU is tens of times slower than the
+// host's and verifies programs as slowly. A bound, never an assertion
+// about speed.
+func Patience(d time.Duration) time.Duration {
+	if os.Getenv("AUTHPROBE_GUEST") != "" {
+		return 10 * d
+	}
+	return d
+}

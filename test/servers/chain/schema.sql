@@ -40,3 +40,10 @@ ALTER TABLE documents ENABLE ROW LEVEL SECURITY;
 CREATE POLICY owner_only ON documents FOR SELECT TO app_reader
     USING (owner = current_setting('app.user', true));
 GRANT SELECT ON documents TO app_reader;
+-- A reader may change the owner of its own documents (USING), but the
+-- row it leaves must still be its own (WITH CHECK): giving a document
+-- away fails with 42501, "new row violates row-level security policy".
+CREATE POLICY owner_keeps ON documents FOR UPDATE TO app_reader
+    USING (owner = current_setting('app.user', true))
+    WITH CHECK (owner = current_setting('app.user', true));
+GRANT UPDATE (owner) ON documents TO app_reader;

@@ -40,6 +40,7 @@ public class AuthzServer {
     // The database role of a request's document query, by token role.
     static final Map<String, String> DB_ROLES = Map.of("user", "app_reader", "guest", "app_guest");
     static final Pattern DOC_PATH = Pattern.compile("^/api/documents/([0-9]{1,9})$");
+    static final Pattern OWNER_PATH = Pattern.compile("^/api/documents/([0-9]{1,9})/owner$");
     static final Pattern JSON_FIELD = Pattern.compile("\"(\\w+)\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"");
     static final Pattern CLAIM = Pattern.compile("\"(sub|role)\"\\s*:\\s*\"([^\"]*)\"");
     static final Pattern EXP = Pattern.compile("\"exp\"\\s*:\\s*([0-9]+)");
@@ -153,10 +154,34 @@ public class AuthzServer {
         String path = ex.getRequestURI().getRawPath();
         String m = ex.getRequestMethod();
         if (m.equals("GET") && path.equals("/health")) return send(ex, 200, "{\"status\":\"ok\"}");
+        if (m.equals("GET") && path.equals("/stats")) return stats(ex);
         if (m.equals("POST") && path.equals("/login")) return login(ex, body);
         Matcher dm = DOC_PATH.matcher(path);
         if (m.equals("GET") && dm.matches()) return document(ex, Integer.parseInt(dm.group(1)));
+        Matcher om = OWNER_PATH.matcher(path);
+        if (m.equals("POST") && om.matches()) return setOwner(ex, Integer.parseInt(om.group(1)), body);
         return send(ex, 404, "{\"error\":\"not_found\"}");
+    }
+
+    // A query outside any auth route.
+    static int stats(HttpExchange ex) throws IOException {
+        Connection c;
+        try {
+            c = pool.get();
+        } catch (SQLException e) {
+            return send(ex, 503, "{\"error\":\"db_unavailable\"}");
+        }
+        boolean broken = false;
+        long n = 0;
+        try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) AS user_count FROM users")) {
+            if (rs.next()) n = rs.getLong(1);
+        } catch (SQLException e) {
+            broken = true;
+            return send(ex, 503, "{\"error\":\"db_error\"}");
+        } finally {
+            pool.put(c, broken);
+        }
+        return send(ex, 200, "{\"users\":" + n + "}");
     }
 
     static int login(HttpExchange ex, byte[] raw) throws IOException {
@@ -200,19 +225,40 @@ public class AuthzServer {
         return send(ex, 200, "{\"token\":\"" + issueToken(user, role) + "\"}");
     }
 
-    static int document(HttpExchange ex, int id) throws IOException {
+    // Work done as the caller in one transaction (asCaller).
+    interface Work<T> {
+        T run(Connection c) throws SQLException;
+    }
+
+    // Thrown by asCaller with the status the database's refusal means:
+    // 403 for 42501 (a missing privilege, a row-level security policy),
+    // else 503.
+    static final class Refused extends Exception {
+        final int status;
+
+        Refused(int status) {
+            super(null, null, false, false);
+            this.status = status;
+        }
+    }
+
+    // The sub and role claims of the request's bearer token, else null.
+    static Map<String, String> claims(HttpExchange ex) {
         String auth = ex.getRequestHeaders().getFirst("Authorization");
-        Map<String, String> claims = auth != null && auth.startsWith("Bearer ") ? verifyToken(auth.substring(7)) : null;
-        if (claims == null) return send(ex, 401, "{\"error\":\"unauthorized\"}");
+        return auth != null && auth.startsWith("Bearer ") ? verifyToken(auth.substring(7)) : null;
+    }
+
+    // asCaller runs work in one transaction as the database role of the
+    // caller's token role, with app.user set to its subject.
+    static <T> T asCaller(Map<String, String> claims, Work<T> work) throws Refused {
         String role = DB_ROLES.getOrDefault(claims.get("role"), "app_guest");
         Connection c;
         try {
             c = pool.get();
         } catch (SQLException e) {
-            return send(ex, 503, "{\"error\":\"db_unavailable\"}");
+            throw new Refused(503);
         }
         boolean broken = false;
-        String title = null;
         try {
             c.setAutoCommit(false);
             try (Statement s = c.createStatement()) {
@@ -222,29 +268,75 @@ public class AuthzServer {
                 ps.setString(1, claims.get("sub"));
                 ps.executeQuery().close();
             }
-            try (PreparedStatement ps = c.prepareStatement("SELECT id, title FROM documents WHERE id = ?")) {
-                ps.setInt(1, id);
-                try (ResultSet rs = ps.executeQuery()) {
-                    if (rs.next()) title = rs.getString(2);
-                }
-            }
+            T result = work.run(c);
             c.commit();
+            return result;
         } catch (SQLException e) {
             try {
                 c.rollback();
             } catch (SQLException e2) {
                 broken = true;
             }
-            if ("42501".equals(e.getSQLState())) return send(ex, 403, "{\"error\":\"forbidden\"}");
+            if ("42501".equals(e.getSQLState())) throw new Refused(403);
             broken = true;
-            return send(ex, 503, "{\"error\":\"db_error\"}");
+            throw new Refused(503);
         } finally {
             try { c.setAutoCommit(true); } catch (SQLException e) { broken = true; }
             pool.put(c, broken);
         }
+    }
+
+    static int refused(HttpExchange ex, Refused r) throws IOException {
+        return send(ex, r.status, r.status == 403 ? "{\"error\":\"forbidden\"}" : "{\"error\":\"db_error\"}");
+    }
+
+    static int document(HttpExchange ex, int id) throws IOException {
+        Map<String, String> claims = claims(ex);
+        if (claims == null) return send(ex, 401, "{\"error\":\"unauthorized\"}");
+        String title;
+        try {
+            title = asCaller(claims, c -> {
+                try (PreparedStatement ps = c.prepareStatement("SELECT id, title FROM documents WHERE id = ?")) {
+                    ps.setInt(1, id);
+                    try (ResultSet rs = ps.executeQuery()) {
+                        return rs.next() ? rs.getString(2) : null;
+                    }
+                }
+            });
+        } catch (Refused r) {
+            return refused(ex, r);
+        }
         // No row: row-level security hid it (or it does not exist).
         if (title == null) return send(ex, 403, "{\"error\":\"forbidden\"}");
         return send(ex, 200, "{\"id\":" + id + ",\"title\":\"" + title + "\"}");
+    }
+
+    // POST /api/documents/{id}/owner with a form owner=NAME: the update
+    // row-level security refuses (42501) when NAME is not the caller.
+    static int setOwner(HttpExchange ex, int id, byte[] raw) throws IOException {
+        Map<String, String> claims = claims(ex);
+        if (claims == null) return send(ex, 401, "{\"error\":\"unauthorized\"}");
+        String owner = null;
+        for (String kv : new String(raw, StandardCharsets.UTF_8).split("&")) {
+            if (kv.startsWith("owner=")) owner = URLDecoder.decode(kv.substring(6), StandardCharsets.UTF_8);
+        }
+        if (owner == null) return send(ex, 400, "{\"error\":\"bad_request\"}");
+        String newOwner = owner;
+        int n;
+        try {
+            n = asCaller(claims, c -> {
+                try (PreparedStatement ps = c.prepareStatement("UPDATE documents SET owner = ? WHERE id = ?")) {
+                    ps.setString(1, newOwner);
+                    ps.setInt(2, id);
+                    return ps.executeUpdate();
+                }
+            });
+        } catch (Refused r) {
+            return refused(ex, r);
+        }
+        // No row: row-level security hid it (or it does not exist).
+        if (n == 0) return send(ex, 403, "{\"error\":\"forbidden\"}");
+        return send(ex, 200, "{\"id\":" + id + "}");
     }
 
     static String b64(byte[] b) {

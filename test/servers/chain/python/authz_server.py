@@ -32,6 +32,7 @@ JWT_KEY = b"authprobe-test-key"
 # may read none (42501).
 DB_ROLES = {"user": "app_reader", "guest": "app_guest"}
 DOC_PATH = re.compile(r"^/api/documents/([0-9]{1,9})$")
+OWNER_PATH = re.compile(r"^/api/documents/([0-9]{1,9})/owner$")
 
 
 def connect():
@@ -138,6 +139,8 @@ class Handler(BaseHTTPRequestHandler):
         self.body()
         if self.path == "/health":
             return self.reply(200, {"status": "ok"})
+        if self.path == "/stats":
+            return self.stats()
         m = DOC_PATH.match(self.path)
         if m:
             return self.document(int(m.group(1)))
@@ -147,7 +150,29 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.body()
         if self.path == "/login":
             return self.login(raw)
+        m = OWNER_PATH.match(self.path)
+        if m:
+            return self.set_owner(int(m.group(1)), raw)
         self.reply(404, {"error": "not_found"})
+
+    def stats(self):
+        """A query outside any auth route."""
+        try:
+            conn = POOL.get()
+        except psycopg2.Error:
+            return self.reply(503, {"error": "db_unavailable"})
+        broken = False
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT count(*) AS user_count FROM users")
+            n = cur.fetchone()[0]
+            conn.rollback()
+        except psycopg2.Error:
+            broken = True
+            return self.reply(503, {"error": "db_error"})
+        finally:
+            POOL.put(conn, broken)
+        self.reply(200, {"users": n})
 
     def login(self, raw):
         ctype = self.headers.get("Content-Type", "")
@@ -182,39 +207,80 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(401, {"error": "invalid_credentials"})
         self.reply(200, {"token": issue_token(user, row[1])})
 
-    def document(self, doc_id):
+    def claims(self):
+        """The claims of the request's bearer token, else None."""
         auth = self.headers.get("Authorization", "")
-        claims = verify_token(auth[7:]) if auth.startswith("Bearer ") else None
-        if claims is None:
-            return self.reply(401, {"error": "unauthorized"})
+        return verify_token(auth[7:]) if auth.startswith("Bearer ") else None
+
+    def as_caller(self, claims, work):
+        """Runs work(cursor) in one transaction as the database role of the
+        caller's token role, with app.user set to its subject, and returns
+        (work's result, None), or (None, status) when the database refused
+        (403: 42501, a missing privilege or a row-level security policy) or
+        failed (503)."""
         role = DB_ROLES.get(claims.get("role"), "app_guest")
         try:
             conn = POOL.get()
         except psycopg2.Error:
-            return self.reply(503, {"error": "db_unavailable"})
+            return None, 503
         broken = False
         try:
             cur = conn.cursor()
             cur.execute("SET LOCAL ROLE " + role)  # a fixed name from DB_ROLES
             cur.execute("SELECT set_config('app.user', %s, true)", (claims["sub"],))
-            cur.execute("SELECT id, title FROM documents WHERE id = %s", (doc_id,))
-            row = cur.fetchone()
+            result = work(cur)
             conn.commit()
+            return result, None
         except psycopg2.Error as e:
             try:
                 conn.rollback()
             except psycopg2.Error:
                 broken = True
             if e.pgcode == "42501":
-                return self.reply(403, {"error": "forbidden"})
+                return None, 403
             broken = True
-            return self.reply(503, {"error": "db_error"})
+            return None, 503
         finally:
             POOL.put(conn, broken)
+
+    def document(self, doc_id):
+        claims = self.claims()
+        if claims is None:
+            return self.reply(401, {"error": "unauthorized"})
+
+        def read(cur):
+            cur.execute("SELECT id, title FROM documents WHERE id = %s", (doc_id,))
+            return cur.fetchone()
+        row, status = self.as_caller(claims, read)
+        if status is not None:
+            return self.reply(status, {"error": "forbidden" if status == 403 else "db_error"})
         if row is None:
             # Row-level security hid it (or it does not exist).
             return self.reply(403, {"error": "forbidden"})
         self.reply(200, {"id": row[0], "title": row[1]})
+
+    def set_owner(self, doc_id, raw):
+        """POST /api/documents/{id}/owner with a form owner=NAME: the
+        update row-level security refuses (42501) when NAME is not the
+        caller."""
+        claims = self.claims()
+        if claims is None:
+            return self.reply(401, {"error": "unauthorized"})
+        try:
+            owner = urllib.parse.parse_qs(raw.decode(), keep_blank_values=True)["owner"][0]
+        except (KeyError, IndexError, UnicodeDecodeError):
+            return self.reply(400, {"error": "bad_request"})
+
+        def update(cur):
+            cur.execute("UPDATE documents SET owner = %s WHERE id = %s", (owner, doc_id))
+            return cur.rowcount
+        n, status = self.as_caller(claims, update)
+        if status is not None:
+            return self.reply(status, {"error": "forbidden" if status == 403 else "db_error"})
+        if n == 0:
+            # Row-level security hid it (or it does not exist).
+            return self.reply(403, {"error": "forbidden"})
+        self.reply(200, {"id": doc_id})
 
 
 def poll(interval):

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
+	"github.com/authprobe/authprobe/config"
+	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/detect"
+	"github.com/authprobe/authprobe/export"
+	"github.com/authprobe/authprobe/spanbuilder"
+	"google.golang.org/grpc"
+)
+
+// The whole-path stage benchmark (`make bench-stages`): ring buffer
+// samples, laid out as the kernel writes them, through bpf.Dispatch, the
+// decoder, the span builder and chain, the detector and the exporter to
+// the bytes it writes (stdout JSON lines to a discarding writer; OTLP
+// request bytes sealed per batch). One op is one login exchange on a
+// keep-alive connection: a request sample and a response sample, the
+// bench's workload (form login, alternating a 401 and a 200 with a JWT in
+// its JSON body). cpu-ns/op is the process's CPU time per span, every
+// goroutine's (the exporter's sender and the GC's) included.
+
+// nopWatcher takes verdicts and watches without a kernel.
+type nopWatcher struct{}
+
+func (nopWatcher) WatchWith(uint32, uint64, bpf.WatchOptions) error { return nil }
+func (nopWatcher) Unwatch(uint32) error                             { return nil }
+func (nopWatcher) SetVerdict(uint64, uint64, bpf.Verdict) error     { return nil }
+
+const (
+	benchBad = "POST /login HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+		"Content-Length: 36\r\n\r\nusername=alice&password=wrong-horse!"
+	benchGood = "POST /login HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+		"Content-Length: 38\r\n\r\nusername=alice&password=correct-horse!"
+	benchDenied = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 31\r\nContent-Type: application/json\r\n" +
+		"X-Login-Handler: 1\r\nDate: Wed, 02 Dec 2026 05:58:47 GMT\r\n\r\n{\"error\":\"invalid_credentials\"}"
+	benchToken = `{"token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3OTYxOTQ3MjgsImlhdCI6MTc5NjE5MTEyOCwicm9sZSI6InVzZXIiLCJyb2xlcyI6WyJ1c2VyIl0sInN1YiI6ImFsaWNlIn0.wk0ICMCdUEsIZeUm7ECi-8vSRWJp3UGzydnGADBPL9M"}`
+)
+
+var benchOK = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(benchToken)) + "\r\nContent-Type: application/json\r\n" +
+	"Set-Cookie: session=90279a9dd418ef0274e8771cefb13dcd; Path=/; HttpOnly\r\nX-Login-Handler: 1\r\n" +
+	"Date: Wed, 02 Dec 2026 05:58:48 GMT\r\n\r\n" + benchToken
+
+// wholePath is the agent's user-space path without a kernel.
+type wholePath struct {
+	pipe  *pipeline
+	exp   *export.Exporter
+	spans int
+	conn  bpf.ConnEvent
+	raw   []byte
+	// stream offsets and sequence numbers per direction
+	inOff, outOff uint64
+	inSeq, outSeq uint32
+	now           uint64
+	exchanges     [2][2][]byte // a failed and a successful login: request, response
+}
+
+func newWholePath(tb testing.TB, kind string) *wholePath {
+	tb.Helper()
+	clock, err := bpf.NewKernelClock()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	routes := []config.Route{{Name: "auth.login", Kind: config.KindLogin, Method: "POST", Path: "/login"}}
+	builder, err := spanbuilder.New(spanbuilder.Config{
+		Routes:   routes,
+		Security: config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyHash, RandomKey: true}},
+		ToWall:   clock.Wall,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ecfg := export.Config{Kind: kind, Stdout: io.Discard, HostName: "bench"}
+	if kind == config.ExporterOTLP {
+		ecfg.Endpoint = benchOTLPSink(tb)
+		ecfg.Insecure = true
+	}
+	exp, err := export.New(context.Background(), ecfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = exp.Shutdown(ctx)
+	})
+	det, err := detect.New(detect.Config{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dec := decoder.New(decoder.Config{Interesting: builder.Interesting})
+	w := &wholePath{exp: exp, now: clock.Now()}
+	count := func(spanbuilder.Span) { w.spans++ }
+	w.pipe = newPipeline(slog.New(slog.DiscardHandler), nopWatcher{}, dec, builder, clock,
+		targets.NewMatcher(nil, "", "/proc"), func() uint64 { return 0 }, exp.Emit, det.Observe, count)
+	const pid = 4242
+	w.pipe.procs[pid] = targets.Process{PID: pid, Exe: "/usr/local/bin/goserver", ServiceName: "goserver"}
+	w.conn = bpf.ConnEvent{
+		Sock: 0xffff888012345678, Gen: 7, PID: pid, TID: pid, Task: pid,
+		Peer:  netip.MustParseAddrPort("127.0.0.2:40000"),
+		Local: netip.MustParseAddrPort("127.0.0.1:8080"),
+	}
+	w.raw = make([]byte, 0, 4096)
+	w.exchanges = [2][2][]byte{{[]byte(benchBad), []byte(benchDenied)}, {[]byte(benchGood), []byte(benchOK)}}
+	return w
+}
+
+// sample dispatches one data sample of payload in dir.
+func (w *wholePath) sample(tb testing.TB, dir bpf.Direction, payload []byte) {
+	ev := w.conn
+	ev.Dir, ev.Time, ev.Flags = dir, w.now, bpf.FlagBoundary
+	w.now += 20_000
+	if dir == bpf.Ingress {
+		ev.Seq, ev.Off = w.inSeq, w.inOff
+		w.inSeq++
+		w.inOff += uint64(len(payload))
+		if ev.Seq == 0 {
+			ev.Flags |= bpf.FlagEpisode
+		}
+	} else {
+		ev.Seq, ev.Off = w.outSeq, w.outOff
+		w.outSeq++
+		w.outOff += uint64(len(payload))
+	}
+	ev.Len = uint32(len(payload))
+	ev.Data = payload
+	w.raw = bpf.AppendSample(w.raw[:0], ev, false)
+	if err := bpf.Dispatch(w.raw, w.pipe); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// login is one op: a request and its answer, failures and successes
+// alternating.
+func (w *wholePath) login(tb testing.TB, i int) {
+	ex := w.exchanges[i%2]
+	w.sample(tb, bpf.Ingress, ex[0])
+	w.sample(tb, bpf.Egress, ex[1])
+}
+
+func BenchmarkStageWholePath(b *testing.B) {
+	for _, kind := range []string{config.ExporterStdout, config.ExporterOTLP} {
+		b.Run(kind, func(b *testing.B) {
+			w := newWholePath(b, kind)
+			for i := range 1000 { // warm the pools, maps and batches
+				w.login(b, i)
+			}
+			w.spans = 0
+			b.ReportAllocs()
+			cpu0 := benchCPU(b)
+			i := 0
+			for b.Loop() {
+				w.login(b, i)
+				i++
+			}
+			b.ReportMetric(float64(benchCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			if w.spans != i {
+				b.Fatalf("%d logins gave %d spans", i, w.spans)
+			}
+		})
+	}
+}
+
+// TestWholePathSpans: the benchmark's events make one span per login, all
+// exported.
+func TestWholePathSpans(t *testing.T) {
+	w := newWholePath(t, config.ExporterStdout)
+	for i := range 100 {
+		w.login(t, i)
+	}
+	if w.spans != 100 {
+		t.Fatalf("100 logins gave %d spans", w.spans)
+	}
+}
+
+// benchOTLPSink serves the OTLP trace Export method on loopback and takes
+// each request as bytes without decoding it, so the benchmark measures
+// the agent's side.
+func benchOTLPSink(tb testing.TB) string {
+	tb.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
+	srv.RegisterService(&grpc.ServiceDesc{
+		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{{
+			MethodName: "Export",
+			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+				var req []byte
+				if err := dec(&req); err != nil {
+					return nil, err
+				}
+				return []byte{}, nil
+			},
+		}},
+	}, struct{}{})
+	go func() { _ = srv.Serve(lis) }()
+	tb.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// rawCodec passes gRPC messages as bytes.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+func benchCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
