@@ -201,7 +201,8 @@ int authprobe_go_tls_write(struct pt_regs *ctx)
 }
 
 /* go_conn_sock follows a *tls.Conn to its socket with the offsets of the
- * probes' executable; 0 when it does not wrap a TCP socket. A global
+ * probes' executable; 0 when it does not wrap a TCP socket, 1 when its
+ * file descriptor is closed already. A global
  * function: its frame is not on the state machine's stack. */
 __noinline __u64 go_conn_sock(__u64 conn, __u64 cookie)
 {
@@ -219,8 +220,13 @@ __noinline __u64 go_conn_sock(__u64 conn, __u64 cookie)
 	__s64 sysfd = -1;
 	if (bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + cfg->netfd_pfd + cfg->pollfd_sysfd)))
 		return 0;
-	if (sysfd < 0 || sysfd > 0x7fffffff)
-		return 0;
+	if (sysfd < 0 || sysfd > 0x7fffffff) {
+		/* Close sets Sysfd to -1: a call that raced the close (an
+		 * HTTP/2 frame written as the connection ends). */
+		if (sysfd == -1)
+			count(CNT_TLS_AFTER_CLOSE);
+		return 1;
+	}
 	struct sock *sk = sock_of_fd((int)sysfd);
 	if (!sk || !sock_is_tcp(sk))
 		return 0;
@@ -242,6 +248,8 @@ int authprobe_go_tls_ret(struct pt_regs *ctx)
 	if (n <= 0 || n > 0x7fffffff)
 		return 0;
 	__u64 sk = go_conn_sock(conn, cookie);
+	if (sk == 1)
+		return 0; /* closed: counted */
 	if (!sk) {
 		count(CNT_TLS_UNATTRIBUTED);
 		return 0;

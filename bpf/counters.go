@@ -31,6 +31,7 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_TLS_CONNS:           "tls_connections",
 		lifecycleCounterCNT_TLS_IO:              "tls_io",
 		lifecycleCounterCNT_TLS_UNATTRIBUTED:    "drop_tls_unattributed",
+		lifecycleCounterCNT_TLS_AFTER_CLOSE:     "tls_after_close",
 		lifecycleCounterCNT_GO_SPAWNED:          "go_spawned",
 		lifecycleCounterCNT_CLIENT_SPAWNED:      "client_spawned",
 	}

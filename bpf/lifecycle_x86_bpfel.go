@@ -116,7 +116,8 @@ const (
 	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 24
 	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 25
 	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 26
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 27
+	lifecycleCounterCNT_TLS_AFTER_CLOSE     lifecycleCounter = 27
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 28
 )
 
 type lifecycleDataEvent struct {

@@ -104,6 +104,7 @@ enum counter {
 	CNT_TLS_CONNS,            /* sockets learned to carry a TLS library's connection */
 	CNT_TLS_IO,               /* plaintext reads and writes of TLS libraries handled */
 	CNT_TLS_UNATTRIBUTED,     /* plaintext reads and writes whose socket was never learned: lost */
+	CNT_TLS_AFTER_CLOSE,      /* Go: plaintext of a call that returned after its conn's fd was closed */
 	CNT_MAX,
 };
 
