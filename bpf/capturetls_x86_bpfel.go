@@ -107,6 +107,8 @@ type captureTLSConnState struct {
 	RespUsed   uint32
 	Skipped    uint32
 	Unanswered uint32
+	Awaiting   uint32
+	Pad32      uint32
 	Mode       uint8
 	Boundary   uint8
 	Role       uint8

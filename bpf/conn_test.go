@@ -622,6 +622,62 @@ func TestClientConnection(t *testing.T) {
 	})
 }
 
+// The answer to a call made while serving is sent even when the task has
+// answered its own request before reading it (an event loop does that);
+// the answer to a call made outside any request is not.
+func TestClientAnswerAfterServing(t *testing.T) {
+	p := mustLoad(t, BackendSock, Config{})
+	rec := mustRun(t, p)
+	h, lfd, port := serve(t, p)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	upPort := uint16(ln.Addr().(*net.TCPAddr).Port)
+	toUpstream := func(ev ConnEvent) bool { return ev.Peer.Port() == upPort }
+	query := []byte("GET /users/42 HTTP/1.1\r\nHost: idp\r\n\r\n")
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	fd := h.int("connect", "127.0.0.1", int(upPort))
+	up, err := ln.Accept()
+	require.NoError(t, err)
+	defer up.Close()
+	count := counterDelta(t, p)
+
+	c := dial(t, port)
+	sfd := h.int("accept", lfd)
+	mustWrite(t, c, []byte(loginReq))
+	h.read(sfd)
+	rec.waitEvents(t, 1, fromClient(c))
+	h.do("write", fd, query) // the first write, while serving: all of it
+	buf := make([]byte, len(query))
+	_, err = io.ReadFull(up, buf)
+	require.NoError(t, err)
+	h.do("write", sfd, []byte("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"))
+	mustWrite(t, up, answer)
+	h.read(fd) // serving nothing now: sent as the call's answer
+	// A call outside any request: neither its request nor its answer.
+	h.do("write", fd, query)
+	_, err = io.ReadFull(up, buf)
+	require.NoError(t, err)
+	mustWrite(t, up, answer)
+	h.read(fd)
+	// A later captured request proves the events had time to arrive.
+	c2 := dial(t, port)
+	sfd2 := h.int("accept", lfd)
+	mustWrite(t, c2, []byte(loginReq))
+	h.read(sfd2)
+	rec.waitEvents(t, 1, fromClient(c2))
+
+	evs := rec.events(toUpstream)
+	require.Len(t, evs, 2, "the served call's request and its answer")
+	require.Equal(t, Egress, evs[0].Dir)
+	require.Equal(t, query, evs[0].Data)
+	require.Equal(t, Ingress, evs[1].Dir)
+	require.Equal(t, uint64(0), evs[1].Off)
+	require.Equal(t, answer, evs[1].Data)
+	require.Equal(t, uint64(2), count("client_captured"))
+	require.Equal(t, uint64(2), count("client_outside"), "the second call's request and answer")
+}
+
 // The helper does what it is told.
 func TestHelperSanity(t *testing.T) {
 	h := mustHelper(t)

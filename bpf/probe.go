@@ -205,7 +205,9 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 		}
 	}
 	if err := p.loadSpawns(cfg); err != nil {
-		return fmt.Errorf("goroutine probes: %w", err)
+		// Go processes are then followed goroutine by goroutine only.
+		p.log.Warn("goroutine probes not loaded", "error", err)
+		p.spawns = nil
 	}
 	for i, k := range keys {
 		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {

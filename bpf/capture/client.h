@@ -57,7 +57,14 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	__u32 busy = 0;
 	bool serving = task_serving(io, &busy) || task_spawned_serving(io, &busy);
 	bool first = !in && off == 0;
-	if (!serving && !first) {
+	/* The answer to a request sent for a served task is sent whoever
+	 * reads it: an event loop reads it while serving another request, or
+	 * none (it answered another one meanwhile). A write outside one ends
+	 * that. */
+	bool answer = in && st->awaiting;
+	if (!in)
+		st->awaiting = serving;
+	if (!serving && !first && !answer) {
 		count(CNT_CLIENT_OUTSIDE);
 		return;
 	}
@@ -69,7 +76,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	if (io->kind == IO_NONE)
 		flags |= EVF_UNREADABLE;
 	else
-		cap = serving ? copyable(io->len) : min64(io->len, CLIENT_PROBE);
+		cap = serving || answer ? copyable(io->len) : min64(io->len, CLIENT_PROBE);
 	struct report r = {
 		.off = off,
 		.len = io->len,
@@ -82,7 +89,7 @@ static __always_inline void capture_client(struct capture_io *io, struct conn_st
 	r.nslices = slices(io->len);
 	r.seq = __sync_fetch_and_add(in ? &st->in_seq : &st->out_seq, r.nslices);
 	report_send(&r, st, 0, 0);
-	if (serving)
+	if (serving || answer)
 		count(CNT_CLIENT_CAPTURED);
 }
 

@@ -141,6 +141,8 @@ struct conn_state {
 	__u32 resp_used;  /* bytes copied of the current response (of response_bytes) */
 	__u32 skipped;    /* requests skipped since the last ingress event */
 	__u32 unanswered; /* skipped requests whose final response has not started */
+	__u32 awaiting;   /* client connections: its last write was sent (a request of a served task): its answer is sent too */
+	__u32 _pad32;
 	__u8 mode;        /* enum conn_mode */
 	__u8 boundary;    /* the next ingress byte starts a request */
 	__u8 role;        /* enum conn_role */

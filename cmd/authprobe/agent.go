@@ -173,7 +173,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	matcher := targets.NewMatcher(cfg.Targets, cfg.ServiceName, "/proc").WithPods(kube.meta)
 	pipe := newPipeline(base.With("component", "pipeline"), probe, dec, builder, clock, matcher,
 		lostEvents(probe), exp.Emit, det.Observe)
-	pipe.noGoSpawns = flags.noGoSpawns
+	pipe.goSpawns = flags.goSpawns
 
 	// Named PIDs must exist: a typo should not look like a quiet service.
 	for _, pid := range flags.pids {

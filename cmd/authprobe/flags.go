@@ -47,9 +47,10 @@ type runFlags struct {
 	captureBackend string
 	// tls: probe the TLS libraries of watched processes.
 	tls bool
-	// noGoSpawns leaves out the goroutine-creation probes (for measuring
-	// what they cost).
-	noGoSpawns bool
+	// goSpawns adds the goroutine-creation probes to watched Go
+	// processes: off by default, they cost every goroutine a watched Go
+	// process creates two uprobe traps (README, "Client capture").
+	goSpawns bool
 	// ringBufferMiB sizes the kernel's event ring buffer (0: the
 	// probe's default). Its data pages are mapped twice into the agent,
 	// so they count twice in its resident memory.
@@ -73,8 +74,8 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	fs.BoolVar(&f.tls, "tls", true, "read HTTPS plaintext at the TLS libraries of watched processes (OpenSSL uprobes); --tls=false turns it off")
-	fs.BoolVar(&f.noGoSpawns, "no-go-spawns", false,
-		"do not follow the goroutines a Go service's handlers spawn (no uprobes on runtime.newproc1): their calls are not captured")
+	fs.BoolVar(&f.goSpawns, "go-spawns", false,
+		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
 		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {

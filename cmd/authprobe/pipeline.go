@@ -45,8 +45,8 @@ type pipeline struct {
 	self    uint32 // the agent never watches itself
 	// startTicks reads a process's start time (bpf.ProcStartTicks).
 	startTicks func(pid int) (uint64, error)
-	// noGoSpawns: Go processes get no goroutine-creation probes.
-	noGoSpawns bool
+	// goSpawns: Go processes get goroutine-creation probes.
+	goSpawns bool
 	// lostEvents reads how many kernel events were lost so far; a rise
 	// means exec or listen events may be among them, so /proc is scanned.
 	lostEvents func() uint64
@@ -279,7 +279,7 @@ func (p *pipeline) watch(proc targets.Process) {
 		proc.Start = start
 	}
 	opts := bpf.WatchOptions{Goroutines: goRegABI(proc.Exe)}
-	if opts.Goroutines && !p.noGoSpawns {
+	if opts.Goroutines && p.goSpawns {
 		var err error
 		if opts.Spawns, err = goSpawnProbe(proc.PID); err != nil {
 			p.log.Info("goroutines this process spawns are not followed", "pid", proc.PID, "error", err)

@@ -17,8 +17,8 @@ import (
 // today's non-auth traffic"): each backend straight (no gateway), against
 // PostgreSQL of its own, first without any agent of this benchmark
 // (baseline), then watched by a fresh agent from before it started
-// (agent), and the Go backend once more watched by an agent without the
-// goroutine-creation probes (agent-no-spawns, --no-go-spawns). One
+// (agent, its defaults), and the Go backend once more watched by an agent
+// with the goroutine-creation probes (agent-go-spawns, --go-spawns). One
 // environment at a time: an agent loaded for one mode would tax the
 // others' socket I/O. Workloads:
 //
@@ -49,7 +49,7 @@ func BenchmarkClientCapture(b *testing.B) {
 	}
 	modes := []mode{{"baseline", false, nil, langs}, {"agent", true, nil, langs}}
 	if slices.Contains(langs, Go) {
-		modes = append(modes, mode{"agent-no-spawns", true, []string{"--no-go-spawns"}, []string{Go}})
+		modes = append(modes, mode{"agent-go-spawns", true, []string{"--go-spawns"}, []string{Go}})
 	}
 	type base struct{ wall, cpu float64 }
 	baseline := map[string]base{}

@@ -158,7 +158,7 @@ func startWatched(t *testing.T, opts Options) *chainEnv {
 		backendPorts[lang], gatewayPorts[lang] = FreePort(t), FreePort(t)
 		targets = append(targets, AgentTarget{Port: backendPorts[lang]}, AgentTarget{Port: gatewayPorts[lang], Gateway: true})
 	}
-	agent := MustStartAgent(t, targets)
+	agent := MustStartAgent(t, targets, "--go-spawns")
 	env := &Env{Postgres: pg, Backends: map[string]*Backend{}, Gateways: map[string]*Gateway{}}
 	for _, lang := range langs {
 		bo := opts.Backend

@@ -90,6 +90,9 @@ func openDB(size int) (*sql.DB, error) {
 
 type server struct {
 	db *sql.DB
+	// background is the detached goroutines' pool of one connection, so
+	// that they never take a request's pooled connection.
+	background *sql.DB
 	// arrived is closed, and replaced, when a request arrives.
 	mu      sync.Mutex
 	arrived chan struct{}
@@ -131,7 +134,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := &server{db: db, arrived: make(chan struct{})}
+	background, err := openDB(1)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s := &server{db: db, background: background, arrived: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, r, 200, map[string]any{"status": "ok"})
@@ -222,7 +230,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 func (s *server) countFailures(next <-chan struct{}, user string) {
 	<-next
 	var n int
-	_ = s.db.QueryRow("SELECT count(*) AS failed_logins FROM users WHERE username = $1", user).Scan(&n)
+	_ = s.background.QueryRow("SELECT count(*) AS failed_logins FROM users WHERE username = $1", user).Scan(&n)
 }
 
 // errRefused is the database refusing the caller (42501: a missing
