@@ -122,6 +122,8 @@ type Probe struct {
 	uprobes map[string]*ebpf.Program
 	// goCookie numbers the Go executables' probe sets (go_tls_cfgs).
 	goCookie atomic.Uint64
+	// tlsErr says why the TLS probes asked for did not load.
+	tlsErr error
 }
 
 // Load loads the lifecycle programs and a capture backend with cfg's
@@ -193,15 +195,11 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 		return fmt.Errorf("lifecycle: %w", err)
 	}
 	if cfg.TLS {
-		spec, err := loadCaptureTLS()
-		if err != nil {
-			return fmt.Errorf("load tls spec: %w", err)
-		}
-		if err := prepare(spec, cfg); err != nil {
-			return err
-		}
-		if err := p.loadObject(spec); err != nil {
-			return fmt.Errorf("tls probes: %w", err)
+		// Without them only HTTPS goes unseen: a kernel that refuses them
+		// (TLSErr says why) still captures plaintext.
+		if err := p.loadTLS(cfg); err != nil {
+			p.tlsErr = err
+			p.log.Warn("TLS probes not loaded: HTTPS is not visible", "error", err)
 		}
 	}
 	if err := p.loadSpawns(cfg); err != nil {
@@ -296,13 +294,6 @@ func (p *Probe) loadObject(spec *ebpf.CollectionSpec) error {
 	}
 	p.colls = append(p.colls, coll)
 	for name, prog := range coll.Programs {
-		if isUprobe(spec.Programs[name].SectionName) {
-			if p.uprobes == nil {
-				p.uprobes = map[string]*ebpf.Program{}
-			}
-			p.uprobes[name] = prog
-			continue
-		}
 		l, err := attach(spec.Programs[name].SectionName, prog)
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", name, err)

@@ -3,17 +3,35 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
 
-// isUprobe says whether a program's section makes it a uprobe, attached
-// per file (AttachOpenSSL) rather than at load.
-func isUprobe(section string) bool {
-	return strings.HasPrefix(section, "uprobe") || strings.HasPrefix(section, "uretprobe")
+// loadTLS loads the TLS probes' programs (attached per file later).
+func (p *Probe) loadTLS(cfg Config) error {
+	spec, err := loadCaptureTLS()
+	if err != nil {
+		return fmt.Errorf("load tls spec: %w", err)
+	}
+	if err := prepare(spec, cfg); err != nil {
+		return err
+	}
+	coll, err := p.newCollection(spec)
+	if err != nil {
+		return err
+	}
+	p.colls = append(p.colls, coll)
+	p.uprobes = map[string]*ebpf.Program{}
+	for name, prog := range coll.Programs {
+		p.uprobes[name] = prog
+	}
+	return nil
 }
+
+// TLSErr says why the TLS probes Config.TLS asked for could not be
+// loaded; nil when they were (or were not asked for).
+func (p *Probe) TLSErr() error { return p.tlsErr }
 
 // opensslProbes names, for each OpenSSL function, the program at its
 // entry and whether its return is probed too.
@@ -66,7 +84,7 @@ func (u *Uprobes) Close() error {
 // ones that are not watched.
 func (p *Probe) AttachOpenSSL(path string, funcs map[string]uint64) (*Uprobes, error) {
 	if p.uprobes == nil {
-		return nil, errors.New("attach openssl probes: TLS probes not loaded (Config.TLS)")
+		return nil, fmt.Errorf("attach openssl probes: TLS probes not loaded (Config.TLS): %v", p.tlsErr)
 	}
 	for _, fn := range []string{"SSL_read", "SSL_write"} {
 		if _, ok := funcs[fn]; !ok {
@@ -150,7 +168,7 @@ type GoTLSFunc struct {
 // goroutine stacks, whose return addresses a uretprobe rewrites).
 func (p *Probe) AttachGoTLS(path string, g GoTLS) (*Uprobes, error) {
 	if p.uprobes == nil {
-		return nil, errors.New("attach go tls probes: TLS probes not loaded (Config.TLS)")
+		return nil, fmt.Errorf("attach go tls probes: TLS probes not loaded (Config.TLS): %v", p.tlsErr)
 	}
 	if len(g.Read.Returns) == 0 || len(g.Write.Returns) == 0 {
 		return nil, fmt.Errorf("attach go tls probes to %s: no RET offsets", path)

@@ -154,7 +154,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			base.Warn("detach", "component", "bpf", "error", err)
 		}
 	}()
-	if flags.tls {
+	if flags.tls && probe.TLSErr() == nil {
 		stop, err := startTLSProbes(ctx, probe, base)
 		if err != nil {
 			return err
