@@ -53,6 +53,7 @@ type Builder struct {
 	serviceName string
 	toWall      func(uint64) time.Time
 	addrs       *strcache.Cache[netip.Addr] // client and peer addresses repeat
+	statusMsgs  *strcache.Cache[statusKey]
 
 	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
 }
@@ -80,6 +81,7 @@ func New(cfg Config) (*Builder, error) {
 		serviceName: cfg.ServiceName,
 		toWall:      cfg.ToWall,
 		addrs:       strcache.New(netip.Addr.String),
+		statusMsgs:  strcache.New(statusMessage),
 	}, nil
 }
 
@@ -287,18 +289,29 @@ func (b *Builder) status(kind string, oc outcome, resp *decoder.Response) (codes
 	if b.security.StatusUnsetOn4xx && resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		return codes.Unset, ""
 	}
+	return codes.Error, b.statusMsgs.String(statusKey{authorize: kind == config.KindAuthorize, oc: oc})
+}
+
+// statusKey is what a span's error status message says; a few messages
+// repeat, so they are made once (statusMessage) and cached.
+type statusKey struct {
+	authorize bool
+	oc        outcome
+}
+
+func statusMessage(k statusKey) string {
 	what := "authentication"
-	if kind == config.KindAuthorize {
+	if k.authorize {
 		what = "authorization"
 	}
 	msg := what + " failed"
-	if oc.result == ResultError {
+	if k.oc.result == ResultError {
 		msg = what + " error"
 	}
-	if oc.reason != "" {
-		msg += ": " + oc.reason
+	if k.oc.reason != "" {
+		msg += ": " + k.oc.reason
 	}
-	return codes.Error, msg
+	return msg
 }
 
 func (b *Builder) process(p Process) Process {

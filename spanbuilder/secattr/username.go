@@ -235,7 +235,9 @@ func (e *Extractor) mac(sum *[sha256.Size]byte, prefix, u string) {
 	// the heap, the hash being an interface.
 	m.buf = append(append(m.buf[:0], prefix...), u...)
 	m.h.Write(m.buf)
-	m.h.Sum(sum[:0])
+	// Into the pooled array: a caller's array handed to the interface
+	// method would escape to the heap.
+	copy(sum[:], m.h.Sum(m.sum[:0]))
 	if cap(m.buf) > 4096 {
 		m.buf = nil
 	}
@@ -246,6 +248,7 @@ func (e *Extractor) mac(sum *[sha256.Size]byte, prefix, u string) {
 type keyedMAC struct {
 	h   hash.Hash
 	buf []byte
+	sum [sha256.Size]byte
 }
 
 // userKey is the in-agent aggregation key of a username (never 0).

@@ -23,9 +23,10 @@ import (
 //	decoder/  chunks → exchange
 //	spanbuilder/  exchange → span (with and without a JWT, hash privacy on)
 //	export/   span → JSON line, span → OTLP bytes, export queue → wire
-//	cmd/authprobe/  the whole path, event → exported bytes
+//	cmd/authprobe/  the whole path, ring-buffer sample bytes → exported bytes
 //
-// Today export/ has them; the others come with their stages' rewrites.
+// Today export/, spanbuilder/secattr/ (body parsing) and cmd/authprobe/
+// (the whole path) have them.
 
 // stageResult is one benchmark line.
 type stageResult struct {
