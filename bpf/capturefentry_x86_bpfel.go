@@ -116,7 +116,9 @@ type captureFentryConnState struct {
 	Captured   uint8
 	EgressOn   uint8
 	CarryLen   uint8
-	Pad        uint8
+	H2         uint8
+	TlsStart   uint8
+	Pad        [7]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -161,6 +163,25 @@ type captureFentryTaskState struct {
 	Serial uint32
 }
 
+type captureFentryTlsCall struct {
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
+}
+
+type captureFentryTlsSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 type captureFentryVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -190,6 +211,9 @@ const (
 	captureFentryMapGoSpawned                  = "go_spawned"
 	captureFentryMapRoutes                     = "routes"
 	captureFentryMapTasks                      = "tasks"
+	captureFentryMapTlsCalls                   = "tls_calls"
+	captureFentryMapTlsLastRead                = "tls_last_read"
+	captureFentryMapTlsSsl                     = "tls_ssl"
 	captureFentryMapVerdicts                   = "verdicts"
 	captureFentryMapWatched                    = "watched"
 	captureFentryProgAuthprobeFexitTcpRecvmsg  = "authprobe_fexit_tcp_recvmsg"
@@ -261,6 +285,9 @@ type captureFentryMapSpecs struct {
 	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
+	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -304,6 +331,9 @@ type captureFentryMaps struct {
 	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
+	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -318,6 +348,9 @@ func (m *captureFentryMaps) Close() error {
 		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
+		m.TlsCalls,
+		m.TlsLastRead,
+		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,
 	)

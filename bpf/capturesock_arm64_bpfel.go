@@ -116,7 +116,9 @@ type captureSockConnState struct {
 	Captured   uint8
 	EgressOn   uint8
 	CarryLen   uint8
-	Pad        uint8
+	H2         uint8
+	TlsStart   uint8
+	Pad        [7]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -161,6 +163,25 @@ type captureSockTaskState struct {
 	Serial uint32
 }
 
+type captureSockTlsCall struct {
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
+}
+
+type captureSockTlsSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 type captureSockVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -190,6 +211,9 @@ const (
 	captureSockMapGoSpawned                = "go_spawned"
 	captureSockMapRoutes                   = "routes"
 	captureSockMapTasks                    = "tasks"
+	captureSockMapTlsCalls                 = "tls_calls"
+	captureSockMapTlsLastRead              = "tls_last_read"
+	captureSockMapTlsSsl                   = "tls_ssl"
 	captureSockMapVerdicts                 = "verdicts"
 	captureSockMapWatched                  = "watched"
 	captureSockProgAuthprobeSockRecvLength = "authprobe_sock_recv_length"
@@ -259,6 +283,9 @@ type captureSockMapSpecs struct {
 	GoSpawned      *ebpf.MapSpec `ebpf:"go_spawned"`
 	Routes         *ebpf.MapSpec `ebpf:"routes"`
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
+	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
 }
@@ -302,6 +329,9 @@ type captureSockMaps struct {
 	GoSpawned      *ebpf.Map `ebpf:"go_spawned"`
 	Routes         *ebpf.Map `ebpf:"routes"`
 	Tasks          *ebpf.Map `ebpf:"tasks"`
+	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
 }
@@ -316,6 +346,9 @@ func (m *captureSockMaps) Close() error {
 		m.GoSpawned,
 		m.Routes,
 		m.Tasks,
+		m.TlsCalls,
+		m.TlsLastRead,
+		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,
 	)

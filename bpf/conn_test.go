@@ -504,7 +504,9 @@ func TestUnansweredSuppressed(t *testing.T) {
 	})
 }
 
-// A 101 response ends capture: the tunnel is not HTTP.
+// A 101 response does not end capture by itself: what follows may be
+// HTTP/2 (an h2c upgrade), so every byte goes on to user space until it
+// says VERDICT_OFF (a WebSocket); then nothing more is sent.
 func TestSwitchingProtocolsOff(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
 		p := mustLoad(t, backend, Config{})
@@ -513,9 +515,17 @@ func TestSwitchingProtocolsOff(t *testing.T) {
 		c := dial(t, port)
 		fd := h.int("accept", lfd)
 		go func() { _, _ = io.Copy(io.Discard, c) }()
-		mustWrite(t, c, []byte("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+		upgrade := "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+		mustWrite(t, c, []byte(upgrade))
 		h.read(fd)
 		h.do("write", fd, []byte("HTTP/1.1 101 Switching Protocols\r\n\r\n"))
+		frame := "\x81\x05hello"
+		mustWrite(t, c, []byte(frame))
+		h.read(fd)
+		in := rec.waitEvents(t, 2, dirOf(Ingress, fromClient(c)))
+		require.Equal(t, upgrade, string(in[0].Data), "an Upgrade request is never proven")
+		require.Equal(t, frame, string(in[1].Data), "after the 101: sent")
+		require.NoError(t, p.SetVerdict(in[0].Sock, in[0].Gen, Verdict{Kind: VerdictOff}))
 		mustWrite(t, c, []byte(loginReq))
 		h.read(fd)
 		// A connection that is captured afterwards proves the events had
@@ -525,7 +535,7 @@ func TestSwitchingProtocolsOff(t *testing.T) {
 		mustWrite(t, c2, []byte(loginReq))
 		h.read(fd2)
 		rec.waitEvents(t, 1, fromClient(c2))
-		require.Empty(t, rec.events(fromClient(c)))
+		require.Len(t, rec.events(dirOf(Ingress, fromClient(c))), 2, "nothing after VERDICT_OFF")
 	})
 }
 

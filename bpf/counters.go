@@ -28,6 +28,10 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_CLIENT_CAPTURED:     "client_captured",
 		lifecycleCounterCNT_CLIENT_OUTSIDE:      "client_outside",
 		lifecycleCounterCNT_DROP_TASK_STATE:     "drop_task_state",
+		lifecycleCounterCNT_TLS_CONNS:           "tls_connections",
+		lifecycleCounterCNT_TLS_IO:              "tls_io",
+		lifecycleCounterCNT_TLS_UNATTRIBUTED:    "drop_tls_unattributed",
+		lifecycleCounterCNT_TLS_AFTER_CLOSE:     "tls_after_close",
 		lifecycleCounterCNT_GO_SPAWNED:          "go_spawned",
 		lifecycleCounterCNT_CLIENT_SPAWNED:      "client_spawned",
 	}

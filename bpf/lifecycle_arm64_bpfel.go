@@ -71,7 +71,9 @@ type lifecycleConnState struct {
 	Captured   uint8
 	EgressOn   uint8
 	CarryLen   uint8
-	Pad        uint8
+	H2         uint8
+	TlsStart   uint8
+	Pad        [7]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -113,7 +115,11 @@ const (
 	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
 	lifecycleCounterCNT_GO_SPAWNED          lifecycleCounter = 22
 	lifecycleCounterCNT_CLIENT_SPAWNED      lifecycleCounter = 23
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 24
+	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 24
+	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 25
+	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 26
+	lifecycleCounterCNT_TLS_AFTER_CLOSE     lifecycleCounter = 27
+	lifecycleCounterCNT_MAX                 lifecycleCounter = 28
 )
 
 type lifecycleDataEvent struct {

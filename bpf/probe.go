@@ -61,6 +61,9 @@ type Config struct {
 	// whose path matches none of them, case-folded, may be skipped in the
 	// kernel.
 	Routes []string
+	// TLS loads the TLS library probes (capture_tls.c); they are
+	// attached per library file with AttachOpenSSL.
+	TLS bool
 	// Logger gets a component=bpf attribute.
 	Logger *slog.Logger
 }
@@ -114,6 +117,13 @@ type Probe struct {
 	colls  []*ebpf.Collection
 	links  []link.Link
 	reader *ringbuf.Reader
+	// uprobes are the loaded programs of uprobe sections, by name:
+	// attached per file, not at load.
+	uprobes map[string]*ebpf.Program
+	// goCookie numbers the Go executables' probe sets (go_tls_cfgs).
+	goCookie atomic.Uint64
+	// tlsErr says why the TLS probes asked for did not load.
+	tlsErr error
 }
 
 // Load loads the lifecycle programs and a capture backend with cfg's
@@ -184,6 +194,14 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 	if err := p.loadObject(life); err != nil {
 		return fmt.Errorf("lifecycle: %w", err)
 	}
+	if cfg.TLS {
+		// Without them only HTTPS goes unseen: a kernel that refuses them
+		// (TLSErr says why) still captures plaintext.
+		if err := p.loadTLS(cfg); err != nil {
+			p.tlsErr = err
+			p.log.Warn("TLS probes not loaded: HTTPS is not visible", "error", err)
+		}
+	}
 	if err := p.loadSpawns(cfg); err != nil {
 		// Go processes are then followed goroutine by goroutine only.
 		p.log.Warn("goroutine probes not loaded", "error", err)
@@ -252,6 +270,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"conns":           cfg.MaxConnections,
 		"watched":         cfg.MaxWatched,
 		"tasks":           cfg.MaxTasks,
+		"tls_ssl":         cfg.MaxConnections,
 		"go_spawned":      cfg.MaxTasks,
 		"capture_scratch": uint32(cpus),
 	}

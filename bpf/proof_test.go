@@ -81,7 +81,7 @@ func proveRef(b []byte, routes []string) bool {
 		case ' ', '\t':
 			return false
 		}
-		if foldedPrefix(b[i:], "content", "length", 7) || foldedPrefix(b[i:], "transfer", "encoding", 8) {
+		if foldedPrefix(b[i:], "content", "length", 7) || foldedPrefix(b[i:], "transfer", "encoding", 8) || folded(b[i:], "upgrade") {
 			return false
 		}
 		for ; i < len(b) && b[i] != '\n'; i++ {
@@ -99,6 +99,19 @@ func proveRef(b []byte, routes []string) bool {
 func pathByte(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
 		strings.IndexByte("-._~/", c) >= 0
+}
+
+// folded: b starts with word, every byte compared OR 0x20.
+func folded(b []byte, word string) bool {
+	if len(b) < len(word) {
+		return false
+	}
+	for k := range len(word) {
+		if b[k]|0x20 != word[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // foldedPrefix: b starts with a, then '-' or '_', then z, every byte
@@ -170,6 +183,8 @@ var proofCases = []struct {
 	{"CONTENT_LENGTH", "GET /health HTTP/1.1\r\nCONTENT_LENGTH: 0\r\n\r\n", false},
 	{"Transfer-Encoding", "GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", false},
 	{"transfer-encoding no body", "GET /health HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n", false},
+	{"h2c upgrade", "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n", false},
+	{"UPGRADE websocket", "GET /health HTTP/1.1\r\nUPGRADE: websocket\r\n\r\n", false},
 	{"obs-fold", "GET /health HTTP/1.1\r\nX: a\r\n b\r\n\r\n", false},
 	{"obs-fold tab", "GET /health HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n", false},
 	{"first header folded", "GET /health HTTP/1.1\r\n Host: x\r\n\r\n", false},
@@ -292,6 +307,47 @@ func TestTLSRecordOff(t *testing.T) {
 		rec.waitEvents(t, 1, fromClient(c2))
 		require.Empty(t, rec.events(fromClient(c)))
 		require.Equal(t, uint64(1), delta("tls_skipped"))
+	})
+}
+
+// An h2c upgrade cannot pass unseen: the upgrade request starts an
+// episode (whatever its path), and after the 101 every byte of both
+// directions goes to user space, the HTTP/2 preface and frames included.
+func TestH2CUpgradeSeen(t *testing.T) {
+	const (
+		upgrade  = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+		switched = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+		settings = "\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+		preface  = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+	)
+	forEachBackend(t, func(t *testing.T, backend string) {
+		p := mustLoad(t, backend, Config{})
+		rec := mustRun(t, p)
+		h, lfd, port := serve(t, p)
+		delta := counterDelta(t, p)
+		c := dial(t, port)
+		fd := h.int("accept", lfd)
+		mustWrite(t, c, []byte(upgrade))
+		h.read(fd)
+		h.do("write", fd, []byte(switched))
+		h.do("write", fd, []byte(settings))
+		// A login as the client's first HTTP/2 bytes, for the test only
+		// its preface and a marker matter.
+		mustWrite(t, c, []byte(preface+"login-marker"))
+		h.read(fd)
+		for range 3 { // long after the upgrade, still every write
+			h.do("write", fd, []byte(settings))
+		}
+		in := rec.waitEvents(t, 2, dirOf(Ingress, fromClient(c)))
+		require.Equal(t, upgrade, string(in[0].Data))
+		require.Equal(t, uint32(0), in[0].Skipped)
+		require.Equal(t, preface+"login-marker", string(in[1].Data))
+		out := rec.waitEvents(t, 5, dirOf(Egress, fromClient(c)))
+		require.Equal(t, switched, string(out[0].Data))
+		for _, ev := range out[1:] {
+			require.Equal(t, settings, string(ev.Data))
+		}
+		require.Equal(t, uint64(0), delta("requests_skipped"))
 	})
 }
 

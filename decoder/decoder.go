@@ -3,6 +3,7 @@ package decoder
 import (
 	"github.com/authprobe/authprobe/decoder/exchange"
 	"github.com/authprobe/authprobe/decoder/http1"
+	"github.com/authprobe/authprobe/decoder/http2"
 )
 
 // streamParser is what a protocol's parser does for the connection layer:
@@ -138,6 +139,12 @@ func (d *Decoder) Feed(ch Chunk) []Exchange {
 	}
 	if int(ch.Len) < len(ch.Data) {
 		ch.Data = ch.Data[:ch.Len]
+	}
+	// The client's first bytes decide the protocol once: the HTTP/2
+	// connection preface, or HTTP/1.
+	if ch.Dir == Ingress && ch.Offset == 0 && !c.dirs[0].started && c.parser == streamParser(&c.h1) &&
+		c.info.Role != RoleClient && http2.Detect(ch.Data) == http2.IsHTTP2 {
+		c.parser = newH2Parser(&d.sink, &c.info, d.cfg)
 	}
 	d.sequence(c, &c.dirs[ch.Dir-1], &ch)
 	d.decide(c)
@@ -281,6 +288,13 @@ func (d *Decoder) endConn(c *conn, end func()) {
 func (d *Decoder) decide(c *conn) {
 	st := &d.sink.Stats
 	if c.off {
+		return
+	}
+	if c.parser.Off() && c.parser == streamParser(&c.h1) && c.h1.Switched() && c.info.Role != RoleClient {
+		// After a 101 the client may speak HTTP/2 (h2c upgrade): its
+		// preface decides; anything else (WebSocket) turns the HTTP/2
+		// parser off in turn, and the connection with it.
+		c.parser = newH2Parser(&d.sink, &c.info, d.cfg)
 		return
 	}
 	if c.parser.Off() {

@@ -118,6 +118,9 @@ const (
 	attrServerPort    = "server.port"
 	attrResource      = "auth.resource"
 	attrRouteKind     = "auth.route.kind"
+	attrURLScheme     = "url.scheme"
+	attrTLS           = "tls.established"
+	attrProtoVersion  = "network.protocol.version"
 )
 
 // Interesting reports whether a request head could be on a configured
@@ -216,6 +219,14 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 	}
 	if port := ex.Conn.Local.Port(); port != 0 {
 		attrs = append(attrs, attribute.Int(attrServerPort, int(port)))
+	}
+	if ex.Conn.TLS {
+		// The plaintext came from the TLS library: the request was HTTPS.
+		attrs = append(attrs, attribute.String(attrURLScheme, "https"), attribute.Bool(attrTLS, true))
+	}
+	if req.Proto == "HTTP/2" {
+		// Set when not HTTP/1.1, the default, as the conventions say.
+		attrs = append(attrs, attribute.String(attrProtoVersion, "2"))
 	}
 	attrs = append(attrs,
 		attribute.String(attrResource, resource),

@@ -23,10 +23,12 @@
 #define SYSCALL_ARG3(regs) ((regs)->dx)
 #define SYSCALL_ARG4(regs) ((regs)->r10)
 /* Go's register ABI keeps the running goroutine's g in R14; integer
- * arguments go in AX BX CX DI SI ..., results in AX BX ... */
+ * arguments go in AX, BX, CX, DI, ..., results in AX, BX, ... */
 #define GO_G(regs) ((regs)->r14)
-#define GO_ARG2(r) ((r)->bx)
-#define GO_RET1(r) ((r)->ax)
+#define GO_ARG1(regs) ((regs)->ax)
+#define GO_ARG2(regs) ((regs)->bx)
+#define GO_ARG3(regs) ((regs)->cx)
+#define GO_RET1(regs) ((regs)->ax)
 
 #elif defined(__TARGET_ARCH_arm64)
 
@@ -47,9 +49,11 @@
 #define SYSCALL_ARG3(regs) ((regs)->regs[2])
 #define SYSCALL_ARG4(regs) ((regs)->regs[3])
 /* Go's register ABI keeps the running goroutine's g in x28; integer
- * arguments and results go in x0 x1 ... */
-#define GO_G(regs) ((regs)->regs[28])
+ * arguments and results go in x0, x1, ... */
+#define GO_G(r) ((r)->regs[28])
+#define GO_ARG1(r) ((r)->regs[0])
 #define GO_ARG2(r) ((r)->regs[1])
+#define GO_ARG3(r) ((r)->regs[2])
 #define GO_RET1(r) ((r)->regs[0])
 
 #else

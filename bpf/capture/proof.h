@@ -7,8 +7,9 @@
  *   3. the lower-cased path matches no route prefix;
  *   4. the request line ends " HTTP/1.d", every line ends in LF (CR only
  *      right before LF), no line starts with SP or HT, no header line
- *      starts with content-length or transfer-encoding (any case, '-' or
- *      '_'), and the first empty line ends exactly at the end of the read.
+ *      starts with content-length, transfer-encoding (any case, '-' or
+ *      '_') or upgrade (an h2c or WebSocket upgrade always goes to user
+ *      space: after its 101 the connection speaks another protocol), and the first empty line ends exactly at the end of the read.
  * Anything not proven goes to user space.
  *
  * The read is already in the scratch event (one copy, which an episode
@@ -227,8 +228,8 @@ static long rl_step(__u32 i, void *data)
 #define CARRY_LF 1 /* the previous word ended in LF: a line starts at byte 0 */
 #define CARRY_CR 2 /* the previous word ended in CR: byte 0 must be LF */
 
-/* frames_body says whether the header line at p names content-length or
- * transfer-encoding. Bytes are OR-ed with 0x20, which lower-cases letters
+/* frames_body says whether the header line at p names content-length,
+ * transfer-encoding or upgrade. Bytes are OR-ed with 0x20, which lower-cases letters
  * and maps '_' to 0x7f; it may turn other bytes into matches, which only
  * sends a request to user space. */
 static __always_inline bool frames_body(const __u8 *buf, __u32 p)
@@ -239,6 +240,8 @@ static __always_inline bool frames_body(const __u8 *buf, __u32 p)
 	if ((a & 0x00ffffffffffffffULL) == STR8('c', 'o', 'n', 't', 'e', 'n', 't', 0) &&
 	    (dash == '-' || dash == 0x7f) &&
 	    (b & 0x0000ffffffffffffULL) == STR8('l', 'e', 'n', 'g', 't', 'h', 0, 0))
+		return true;
+	if ((a & 0x00ffffffffffffffULL) == STR8('u', 'p', 'g', 'r', 'a', 'd', 'e', 0))
 		return true;
 	dash = b;
 	return a == STR8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r') && (dash == '-' || dash == 0x7f) &&

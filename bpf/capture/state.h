@@ -16,6 +16,7 @@
 #include "../maps/counters.h"
 #include "conn.h"
 #include "task.h"
+#include "tls.h"
 
 /* Ingress bytes one episode may copy; beyond it events carry lengths
  * only. */
@@ -62,6 +63,7 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 	st->egress_on = 0;
 	st->skip_to = 0;
 	st->carry_len = 0;
+	st->h2 = 0;
 	count(CNT_VERDICTS_APPLIED);
 }
 
@@ -91,6 +93,14 @@ static __always_inline bool is_tls_record(const __u8 *d)
 {
 	/* A handshake record: what a TLS client sends first. */
 	return d[0] == 0x16 && d[1] == 0x03 && d[2] <= 0x04;
+}
+
+/* is_h2_preface: the first bytes of HTTP/2's client preface. */
+static __always_inline bool is_h2_preface(const __u8 *d)
+{
+	return d[0] == 'P' && d[1] == 'R' && d[2] == 'I' && d[3] == ' ' && d[4] == '*' &&
+	       d[5] == ' ' && d[6] == 'H' && d[7] == 'T' && d[8] == 'T' && d[9] == 'P' &&
+	       d[10] == '/' && d[11] == '2' && d[12] == '.' && d[13] == '0';
 }
 
 static __always_inline void episode_start(struct conn_state *st)
@@ -124,6 +134,8 @@ static __always_inline void ingress_report(struct capture_io *io, struct conn_st
 	__u32 cap = 0;
 	if (io->kind == IO_NONE) {
 		flags |= EVF_UNREADABLE;
+	} else if (st->h2) {
+		cap = copyable(n);
 	} else {
 		__u32 c = copyable(n);
 		cap = take_budget(&st->in_used, burst_bytes, c);
@@ -180,6 +192,7 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 			filled += capture_copy(io, 0, min64(io->len, PROOF_MAX - carry), carry);
 			if (filled >= 3 && is_tls_record(s->ev.data)) {
 				st->mode = MODE_OFF;
+				st->tls_start = 1;
 				count(CNT_TLS_SKIPPED);
 				return;
 			}
@@ -202,6 +215,8 @@ static __always_inline void capture_ingress(struct capture_io *io, struct conn_s
 				}
 			}
 		}
+		if (boundary && filled >= 14 && is_h2_preface(s->ev.data))
+			st->h2 = 1;
 		episode_start(st);
 		flags = EVF_EPISODE | (boundary ? EVF_BOUNDARY : 0);
 	}
@@ -244,6 +259,21 @@ static __always_inline void answer_one(struct conn_state *st)
 		__sync_val_compare_and_swap(&st->unanswered, n, n - 1);
 }
 
+/* egress_all sends a write of an HTTP/2 connection whole. */
+static __always_inline void egress_all(struct capture_io *io, struct conn_state *st, __u64 off)
+{
+	struct report r = {
+		.off = off,
+		.len = io->len,
+		.cap = io->kind == IO_NONE ? 0 : copyable(io->len),
+		.flags = io->kind == IO_NONE ? EVF_UNREADABLE : 0,
+		.io = *io,
+	};
+	r.nslices = slices(io->len);
+	r.seq = __sync_fetch_and_add(&st->out_seq, r.nslices);
+	report_send(&r, st, 0, 0);
+}
+
 /* capture_egress handles io->len bytes the process wrote to the
  * connection st. */
 static __always_inline void capture_egress(struct capture_io *io, struct conn_state *st)
@@ -258,6 +288,10 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 	__u8 mode = st->mode;
 	if (mode == MODE_OFF || (mode == MODE_FILTER && st->unanswered == 0))
 		return;
+	if (mode == MODE_CAPTURE && st->h2) {
+		egress_all(io, st, off);
+		return;
+	}
 	struct capture_scratch *s = scratch_get();
 	if (!s)
 		return;
@@ -302,8 +336,11 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 	r.nslices = slices(io->len);
 	r.seq = __sync_fetch_and_add(&st->out_seq, r.nslices);
 	report_send(&r, st, 0, 0);
+	/* After a 101 the connection speaks what the request asked to
+	 * upgrade to: h2c must not pass unseen, so every byte goes to user
+	 * space, which turns a WebSocket (or any other tunnel) off. */
 	if (head == HEAD_SWITCH)
-		st->mode = MODE_OFF;
+		st->h2 = 1;
 }
 
 #include "client.h"
@@ -314,6 +351,9 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 __noinline int capture_handle(struct capture_io *io)
 {
 	if (!io)
+		return 0;
+	/* Ciphertext of an SSL call: it names the call's socket, nothing more. */
+	if (io->source == SRC_SOCKET && tls_socket_io(io))
 		return 0;
 	struct conn_state *st = conn_get((struct sock *)io->sk, io->len, io->dir);
 	if (!st)
@@ -326,6 +366,7 @@ __noinline int capture_handle(struct capture_io *io)
 		capture_ingress(io, st);
 	else
 		capture_egress(io, st);
+	tls_note_read(io, st);
 	return 0;
 }
 

@@ -101,6 +101,10 @@ enum counter {
 	CNT_DROP_TASK_STATE,      /* a task's serving state could not be stored */
 	CNT_GO_SPAWNED,           /* goroutines created by one serving a captured request (or by such a child) */
 	CNT_CLIENT_SPAWNED,       /* of client_captured: I/Os of such a goroutine, sent as its root's */
+	CNT_TLS_CONNS,            /* sockets learned to carry a TLS library's connection */
+	CNT_TLS_IO,               /* plaintext reads and writes of TLS libraries handled */
+	CNT_TLS_UNATTRIBUTED,     /* plaintext reads and writes whose socket was never learned: lost */
+	CNT_TLS_AFTER_CLOSE,      /* Go: plaintext of a call that returned after its conn's fd was closed */
 	CNT_MAX,
 };
 
@@ -146,7 +150,16 @@ struct conn_state {
 	__u8 captured;    /* an event was sent: the close must be reported */
 	__u8 egress_on;   /* egress of this episode is being sent */
 	__u8 carry_len;   /* bytes in carry: a read too short to prove, kept for the next */
-	__u8 _pad;
+	/* HTTP/2 (the client's preface, or a 101 that may be h2c): every byte
+	 * of both directions is sent, with no budget, until user space says
+	 * VERDICT_OFF; streams interleave, so there is no boundary to resume
+	 * at and no response head to wait for. */
+	__u8 h2;
+	/* Its first bytes were a TLS record on the plaintext path: when a TLS
+	 * library's plaintext is first seen on it, that starts at a request
+	 * boundary. */
+	__u8 tls_start;
+	__u8 _pad[7];
 	struct conn_addr peer;
 	struct conn_addr local;
 };
@@ -233,6 +246,17 @@ enum watch_flags {
 	 * register of the syscall's saved user registers (R14 on amd64, x28
 	 * on arm64), and tasks are goroutines, not threads. */
 	WATCH_GO_REGABI = 1 << 0,
+};
+
+/* What the Go crypto/tls probes need to know of one executable
+ * (uprobe.GoOffsets), keyed by the attach cookie of its probes: the path
+ * from a *tls.Conn to its socket's file descriptor. */
+struct go_tls_cfg {
+	__u64 conn_conn;    /* crypto/tls.Conn.conn: the net.Conn interface (itab, data) */
+	__u64 tcpconn_fd;   /* net.TCPConn's *netFD */
+	__u64 netfd_pfd;    /* net.netFD.pfd */
+	__u64 pollfd_sysfd; /* internal/poll.FD.Sysfd */
+	__u64 itab;         /* the (*net.TCPConn, net.Conn) itab; 0: not checked (PIE) */
 };
 
 /* Key of the tasks map: one task (thread, or goroutine of a Go process)

@@ -81,6 +81,10 @@ func (e *elfFile) section(name string) (b []byte, err error) {
 	if s.Size > maxSectionRead || int64(s.Offset) > e.size || s.Size > uint64(e.size)-s.Offset {
 		return nil, fmt.Errorf("section %s: size %d out of bounds", name, s.Size)
 	}
+	if s.Size == 0 {
+		// An empty section (go1.25's .gosymtab): reading it at 0 is EOF.
+		return nil, nil
+	}
 	b = make([]byte, s.Size)
 	if _, err := s.ReadAt(b, 0); err != nil {
 		return nil, fmt.Errorf("read section %s: %w", name, err)

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/bpf/tlsprobe"
+	"github.com/authprobe/authprobe/bpf/uprobe"
 	"github.com/authprobe/authprobe/cmd/authprobe/internal/targets"
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/decoder"
@@ -140,6 +142,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		RingBufferBytes: uint32(flags.ringBufferMiB) << 20,
 		ResponseBytes:   uint32(cfg.ResponseBytes),
 		Routes:          routePrefixes(cfg.Routes),
+		TLS:             flags.tls,
 		Logger:          base,
 	})
 	if err != nil {
@@ -151,6 +154,13 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			base.Warn("detach", "component", "bpf", "error", err)
 		}
 	}()
+	if flags.tls && probe.TLSErr() == nil {
+		stop, err := startTLSProbes(ctx, probe, base)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	dec := decoder.New(decoder.Config{
 		MaxRequestBody:  cfg.CaptureBytes,
@@ -316,4 +326,55 @@ func tuneGC(log *slog.Logger, cfg *config.Config) {
 		debug.SetMemoryLimit(48<<20 + int64(cfg.Exporter.BufferSize))
 	}
 	log.Debug("gc tuned", "memory_limit", debug.SetMemoryLimit(-1)) // a negative limit only reads it
+}
+
+// tlsSyncEvery is how often the TLS probes are matched to the watched
+// processes: a new process, or a library loaded later (dlopen), gets its
+// probes within it.
+const tlsSyncEvery = 500 * time.Millisecond
+
+// startTLSProbes keeps the TLS library probes on the files the watched
+// processes map until the returned stop is called.
+func startTLSProbes(ctx context.Context, probe *bpf.Probe, log *slog.Logger) (stop func(), err error) {
+	mgr, err := tlsprobe.New(tlsprobe.Config{
+		Resolver: uprobe.NewResolver(uprobe.Config{}),
+		AttachOpenSSL: func(path string, funcs map[string]uint64) (io.Closer, error) {
+			return probe.AttachOpenSSL(path, funcs)
+		},
+		AttachGo: func(path string, t *uprobe.GoTarget) (io.Closer, error) {
+			return probe.AttachGoTLS(path, tlsprobe.GoTLS(t))
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(tlsSyncEvery)
+		defer t.Stop()
+		for {
+			if procs, err := probe.Watched(); err == nil {
+				pids := make([]uint32, len(procs))
+				for i, p := range procs {
+					pids[i] = p.PID
+				}
+				mgr.Sync(pids)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		if err := mgr.Close(); err != nil {
+			log.Warn("detach TLS probes", "component", "tls", "error", err)
+		}
+	}, nil
 }

@@ -4,10 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/authprobe/authprobe/bpf"
+	"github.com/authprobe/authprobe/bpf/tlsprobe"
+	"github.com/authprobe/authprobe/bpf/uprobe"
 )
+
+// funcNames lists the functions of a probe set, sorted.
+func funcNames(funcs map[string]uint64) string {
+	names := make([]string, 0, len(funcs))
+	for n := range funcs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, " ")
+}
 
 // runCheck is `authprobe check`: the config, then the kernel, then a real
 // load of the programs. It reports in plain words and says whether `run`
@@ -17,10 +30,9 @@ func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, er
 	if err != nil {
 		return false, err
 	}
-	path := flags.config
 	ok := true
 
-	cfg, src, err := loadConfig(path, nil)
+	cfg, src, err := loadConfig(flags.config, nil)
 	fmt.Fprintf(w, "config %s:\n", src.name)
 	if err != nil {
 		ok = false
@@ -56,6 +68,32 @@ func runCheck(ctx context.Context, args []string, w, stderr io.Writer) (bool, er
 		}
 	}
 	ok = ok && kernelOK
+
+	res := uprobe.NewResolver(uprobe.Config{})
+	for _, pid := range flags.pids {
+		fmt.Fprintf(w, "TLS libraries of process %d:\n", pid)
+		targets, err := res.Process(pid)
+		if err != nil {
+			fmt.Fprintf(w, "  cannot read: %v\n", err)
+			continue
+		}
+		if len(targets) == 0 {
+			fmt.Fprintln(w, "  none: its HTTPS, if any, is not visible (only plaintext HTTP is)")
+		}
+		for _, t := range targets {
+			fmt.Fprintf(w, "  %s: %s\n", t.File.Path, tlsprobe.Describe(t))
+			switch {
+			case t.Err != nil:
+				fmt.Fprintf(w, "    probed: no  %v\n", t.Err)
+			case t.OpenSSL != nil:
+				fmt.Fprintf(w, "    probed: yes  %d functions (%s)\n", len(t.OpenSSL.Funcs), funcNames(t.OpenSSL.Funcs))
+			default:
+				g := t.Go
+				fmt.Fprintf(w, "    probed: yes  (*tls.Conn).Read at %d RETs, Write at %d RETs; socket offsets from %s\n",
+					len(g.Read.Returns), len(g.Write.Returns), g.Offsets.Source)
+			}
+		}
+	}
 
 	if ok {
 		fmt.Fprintln(w, "verdict: authprobe run can work here.")

@@ -45,6 +45,8 @@ type runFlags struct {
 	// captureBackend forces a capture backend ("auto" picks the cheapest
 	// one this kernel loads).
 	captureBackend string
+	// tls: probe the TLS libraries of watched processes.
+	tls bool
 	// goSpawns adds the goroutine-creation probes to watched Go
 	// processes: off by default, they cost every goroutine a watched Go
 	// process creates two uprobe traps (README, "Client capture").
@@ -71,6 +73,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ on the metrics address")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"capture backend: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
+	fs.BoolVar(&f.tls, "tls", true, "read HTTPS plaintext at the TLS libraries of watched processes (OpenSSL uprobes); --tls=false turns it off")
 	fs.BoolVar(&f.goSpawns, "go-spawns", false,
 		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
@@ -98,6 +101,9 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 // checkFlags are the flags of `authprobe check`.
 type checkFlags struct {
 	config string
+	// pids: list the TLS libraries of these processes and whether each
+	// can be probed.
+	pids pidList
 	// captureBackend is the backend `run --capture-backend` would be
 	// given: auto, or one to force.
 	captureBackend string
@@ -108,6 +114,7 @@ func parseCheckFlags(args []string, stdout, stderr io.Writer) (checkFlags, error
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.config, "config", "", "config file (YAML); default "+config.DefaultPath+" if it exists, else the built-in default")
+	fs.Var(&f.pids, "pid", "list the TLS libraries of this process and whether each can be probed (repeatable)")
 	fs.StringVar(&f.captureBackend, "capture-backend", "auto",
 		"the capture backend run would be given: auto (the cheapest this kernel loads), or one of "+strings.Join(bpf.Backends(), ", "))
 	if err := parse(fs, args, stdout); err != nil {

@@ -316,3 +316,29 @@ func TestCheckNamesMissingKernelFeature(t *testing.T) {
 		{name: "ring buffer", ok: true, required: true, detail: "available (kernel 5.8+): events"},
 	}, fs)
 }
+
+// TestCheckListsTLSLibraries: `check --pid` names the TLS library a
+// process maps (a Python that imported ssl: the shared libssl) and says
+// it is probed.
+func TestCheckListsTLSLibraries(t *testing.T) {
+	mustNoDefaultFile(t)
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("needs /usr/bin/python3 (its ssl module maps the shared libssl)")
+	}
+	cmd := exec.Command("/usr/bin/python3", "-c", "import ssl, sys; print('ready', flush=True); sys.stdin.read()")
+	in, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { in.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	buf := make([]byte, 6)
+	_, err = io.ReadFull(out, buf)
+	require.NoError(t, err)
+
+	var stdout, stderr bytes.Buffer
+	run([]string{"check", "--pid", strconv.Itoa(cmd.Process.Pid)}, &stdout, &stderr)
+	got := stdout.String()
+	require.Contains(t, got, "TLS libraries of process "+strconv.Itoa(cmd.Process.Pid)+":")
+	require.Regexp(t, `libssl\.so\.3: openssl 3\.\S+\n    probed: yes  \d+ functions \(.*SSL_read.*SSL_write.*\)`, got)
+}

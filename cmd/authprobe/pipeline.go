@@ -156,6 +156,7 @@ func connInfo(ev bpf.ConnEvent) decoder.ConnInfo {
 		Peer:  ev.Peer,
 		Local: ev.Local,
 		Role:  decoder.Role(ev.Role),
+		TLS:   ev.Source == bpf.SourceTLS,
 	}
 }
 

@@ -45,6 +45,9 @@ type ConnInfo struct {
 	Peer  netip.AddrPort // the socket peer (the client, for a server)
 	Local netip.AddrPort
 	Role  Role
+	// TLS: the bytes are a TLS library's plaintext (the connection is
+	// HTTPS), not the socket's.
+	TLS bool
 }
 
 // HeaderField is one header line, in wire order; duplicates are kept.

@@ -86,7 +86,14 @@ type Conn struct {
 	off bool
 	// spoke: a request or response of this connection parsed.
 	spoke bool
+	// switched: it left HTTP/1 with a 101 (an upgrade: h2c, WebSocket).
+	switched bool
 }
+
+// Switched reports that the connection left HTTP/1 with a 101 Switching
+// Protocols: what follows may be HTTP/2 (h2c), which the caller must not
+// let pass unseen.
+func (c *Conn) Switched() bool { return c.switched }
 
 // New returns the parser of one connection, feeding q and counting into
 // stats, with the scratch memory of its decoder. Both directions start
@@ -588,6 +595,7 @@ func (c *Conn) frameResponse(s *stream, f *framing, code int, m exchange.Meta) {
 	case bodyTunnel:
 		c.endMessage(s, exchange.Egress, m, false)
 		c.off = true // the bytes that follow are another protocol
+		c.switched = code == 101
 		c.stats.Tunnels++
 	default:
 		c.endMessage(s, exchange.Egress, m, false)

@@ -151,7 +151,17 @@ func serverCommand(tb testing.TB, lang string) *exec.Cmd {
 // Cleanup.
 func mustStartServer(tb testing.TB, lang string) *Server {
 	tb.Helper()
+	return mustStartServerEnv(tb, lang, nil)
+}
+
+// mustStartServerEnv is mustStartServer with more environment variables
+// (TLS_CERT and TLS_KEY make a server serve HTTPS).
+func mustStartServerEnv(tb testing.TB, lang string, env []string) *Server {
+	tb.Helper()
 	cmd := serverCommand(tb, lang)
+	if env != nil {
+		cmd.Env = append(append(os.Environ(), cmd.Env...), env...)
+	}
 	// Own process group, so Cleanup reaches anything the server spawned;
 	// killed with the test binary if that dies first.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

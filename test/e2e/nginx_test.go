@@ -20,7 +20,32 @@ const nginxPath = "/usr/sbin/nginx"
 // Nginx is a running reverse proxy in front of one test server.
 type Nginx struct {
 	Addr     string // 127.0.0.1:port
+	Master   int    // the master process's pid
 	errorLog string
+}
+
+// pid is the master's pid: watching it watches its workers too.
+func (n *Nginx) pid(tb testing.TB) int {
+	tb.Helper()
+	return n.Master
+}
+
+// workerPID is the pid of the one worker (worker_processes 1).
+func (n *Nginx) workerPID(tb testing.TB) int {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", n.Master, n.Master))
+	if err != nil {
+		tb.Fatalf("nginx worker: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		tb.Fatalf("nginx master %d has children %q, want one worker", n.Master, f)
+	}
+	pid, err := strconv.Atoi(f[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pid
 }
 
 // URL is the proxy's address followed by path.
@@ -31,6 +56,24 @@ func (n *Nginx) URL(path string) string { return "http://" + n.Addr + path }
 // (host:port) with X-Forwarded-For appended. Cleanup stops it.
 func mustStartNginx(tb testing.TB, upstream string) *Nginx {
 	tb.Helper()
+	return mustStartNginxWith(tb, nginxOptions{upstream: upstream})
+}
+
+// nginxOptions vary the proxy of mustStartNginxWith.
+type nginxOptions struct {
+	upstream string
+	// cert and key (PEM files) make it terminate TLS; http2 offers h2
+	// (ALPN) on it.
+	cert, key string
+	http2     bool
+	// locations are more location blocks, before the proxying one.
+	locations string
+}
+
+// mustStartNginxWith runs nginx as mustStartNginx does, with opts.
+func mustStartNginxWith(tb testing.TB, opts nginxOptions) *Nginx {
+	tb.Helper()
+	upstream := opts.upstream
 	if _, err := os.Stat(nginxPath); err != nil {
 		tb.Skipf("nginx not installed (Debian package nginx-light): %v", err)
 	}
@@ -44,6 +87,15 @@ func mustStartNginx(tb testing.TB, upstream string) *Nginx {
 		Addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(tb))),
 		errorLog: filepath.Join(dir, "logs", "error.log"),
 	}
+	listenSuffix, serverExtra := "", opts.locations
+	if opts.cert != "" {
+		listenSuffix = " ssl"
+		serverExtra = fmt.Sprintf("        ssl_certificate %s;\n        ssl_certificate_key %s;\n", opts.cert, opts.key) + serverExtra
+		if opts.http2 {
+			// nginx 1.22 (Debian 12) has no "http2 on" directive yet.
+			listenSuffix += " http2"
+		}
+	}
 	conf := fmt.Sprintf(`user root;
 worker_processes 1;
 error_log %[1]s/logs/error.log info;
@@ -53,7 +105,8 @@ http {
     client_body_temp_path %[1]s/client_body;
     proxy_temp_path %[1]s/proxy;
     server {
-        listen %[2]s;
+        listen %[2]s%[4]s;
+%[5]s
         location / {
             proxy_pass http://%[3]s;
             proxy_http_version 1.1;
@@ -62,7 +115,7 @@ http {
         }
     }
 }
-`, dir, n.Addr, upstream)
+`, dir, n.Addr, upstream, listenSuffix, serverExtra)
 	confPath := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
@@ -75,6 +128,7 @@ http {
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start nginx: %v", err)
 	}
+	n.Master = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()

@@ -5,7 +5,9 @@
 // HOST defaults to 127.0.0.1). Port 0 picks a free port; the real one is
 // printed as "listening <port>" on stdout once the socket accepts
 // connections. Routes and answers are the same in every language under
-// test/servers/; see test/servers/README.md.
+// test/servers/; see test/servers/README.md. TLS_CERT and TLS_KEY (PEM
+// files) make it serve HTTPS (the https module: OpenSSL linked into node,
+// on memory BIOs).
 'use strict';
 
 const http = require('http');
@@ -201,11 +203,17 @@ function route(req, res, body) {
   send(res, 404, { error: 'not_found' });
 }
 
-const server = http.createServer((req, res) => {
+const handler = (req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => route(req, res, Buffer.concat(chunks)));
-});
+};
+const server = process.env.TLS_CERT && process.env.TLS_KEY
+  ? require('https').createServer({
+    cert: require('fs').readFileSync(process.env.TLS_CERT),
+    key: require('fs').readFileSync(process.env.TLS_KEY),
+  }, handler)
+  : http.createServer(handler);
 // Long idle timeouts: tests open connections before the agent starts and
 // use them seconds later.
 server.keepAliveTimeout = 120000;

@@ -4,6 +4,9 @@
 Standard library only. Usage: login_server.py [PORT]  (or env PORT; HOST
 defaults to 127.0.0.1). Port 0 picks a free port; the real one is printed
 as "listening <port>" on stdout once the socket accepts connections.
+TLS_CERT and TLS_KEY (PEM files) make it serve HTTPS (the ssl module,
+the system's shared libssl); each connection's handshake runs in its own
+thread, explicitly (SSL_do_handshake) before the first request is read.
 SLOW_MS (default 0) delays every /login answer by that many milliseconds:
 a slow replica for the latency-anomaly test (test/pipeline).
 
@@ -17,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import ssl
 import sys
 import time
 import urllib.parse
@@ -78,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "login-server-python"
     sys_version = ""
+
+    def setup(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def log_message(self, fmt, *args):
         pass  # stay quiet: stdout carries only the "listening" line
@@ -247,6 +256,11 @@ def main():
     port = int(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PORT", "0"))
     host = os.environ.get("HOST", "127.0.0.1")
     server = Server((host, port), Handler)
+    cert, key = os.environ.get("TLS_CERT"), os.environ.get("TLS_KEY")
+    if cert and key:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     print("listening", server.server_address[1], flush=True)
     try:
         server.serve_forever()
