@@ -189,7 +189,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		reg.MustRegister(kube)
+		reg.MustRegister(kube, backendInfo(probe.Backend()))
 		srv, err = serveMetrics(cfg.Metrics.Addr, reg, pipe, base.With("component", "metrics"), flags.pprof, kube.readyDetail)
 		if err != nil {
 			return err

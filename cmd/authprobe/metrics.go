@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/decoder"
 	"github.com/authprobe/authprobe/detect"
@@ -208,4 +209,16 @@ func startOTLPMetrics(ctx context.Context, cfg *config.Config, d *detect.Detecto
 		defer cancel()
 		_ = mp.Shutdown(sctx)
 	}, nil
+}
+
+// backendInfo is authprobe_capture_backend_info{backend}: which capture
+// backend this node's agent runs (1), so a fleet's mix shows in one query
+// and the bench can name the backend its kernel figures are for.
+func backendInfo(b bpf.BackendInfo) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "authprobe_capture_backend_info",
+		Help: "The capture backend the agent runs (value 1), the cheapest this kernel loads unless forced.",
+	}, []string{"backend"})
+	g.WithLabelValues(b.Name).Set(1)
+	return g
 }

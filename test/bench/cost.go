@@ -197,6 +197,14 @@ type kernelCost struct {
 	NSPerReq    float64             `json:"kernel_ns_per_request"`
 	Programs    map[string]progStat `json:"programs"`
 	OtherAgents int                 `json:"other_agents"`
+	Backend     string              `json:"backend"`
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func subStats(after, before map[string]progStat) map[string]progStat {

@@ -183,6 +183,7 @@ type agentSample struct {
 	stages    stageCounts
 	drops     labelCounts
 	spanDrops labelCounts
+	backend   string // authprobe_capture_backend_info's backend
 }
 
 func (a *agent) sample() (agentSample, error) {
@@ -205,6 +206,9 @@ func (a *agent) sample() (agentSample, error) {
 	}
 	s.drops = m.byLabel("authprobe_drops_total", "reason")
 	s.spanDrops = m.byLabel("authprobe_spans_dropped_total", "reason")
+	for b := range m.byLabel("authprobe_capture_backend_info", "backend") {
+		s.backend = b
+	}
 	return s, nil
 }
 

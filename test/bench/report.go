@@ -26,6 +26,8 @@ type runResult struct {
 	// Programs: the agent's eBPF programs' runs and run time during wrk
 	// (bpf_stats), by name.
 	Programs map[string]progStat `json:"programs,omitempty"`
+	// Backend is the capture backend the agent ran.
+	Backend string `json:"backend,omitempty"`
 }
 
 func (r *runResult) fillAgent(before, after agentSample, spans uint64) {
@@ -34,6 +36,7 @@ func (r *runResult) fillAgent(before, after agentSample, spans uint64) {
 	r.AgentCPUSeconds = after.cpu - before.cpu
 	r.Drops = after.drops.sub(before.drops)
 	r.SpanDrops = after.spanDrops.sub(before.spanDrops)
+	r.Backend = after.backend
 }
 
 func (r runResult) progressLine(name string) string {
@@ -164,6 +167,7 @@ func (res *results) summarize() {
 				kc.Programs = addStats(kc.Programs, r.Programs)
 				kc.Requests += r.Wrk.Completed
 				kc.OtherAgents = max(kc.OtherAgents, r.OtherAgents)
+				kc.Backend = r.Backend
 			}
 		}
 		if kc.Programs != nil && kc.Requests > 0 {
@@ -334,14 +338,14 @@ func (res *results) costMarkdown(p func(string, ...any)) {
 		}
 	}
 	for _, k := range res.KernelCost {
-		p("| kernel time of the agent's programs per request served, %s | – | %.0f ns | – | – |", k.Name, k.NSPerReq)
+		p("| kernel time of the agent's programs per request served, %s, %s backend | – | %.0f ns | – | – |", k.Name, orUnknown(k.Backend), k.NSPerReq)
 	}
 	p("")
 	if len(res.KernelCost) > 0 {
 		p("Kernel time is run_time_ns of the agent's programs (those its process holds) with kernel.bpf_stats_enabled on, summed over both agent runs and divided by the requests wrk completed; by program:")
 		p("")
 		for _, k := range res.KernelCost {
-			p("- %s: %s", k.Name, k.shares())
+			p("- %s (%s backend): %s", k.Name, orUnknown(k.Backend), k.shares())
 		}
 		p("")
 	}
