@@ -188,7 +188,9 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 
 // TestTLSNginxHTTP2: nginx negotiates h2 (ALPN) with curl --http2; the
 // HTTP/2 streams are decoded from nginx's TLS plaintext and give the
-// same login spans as HTTP/1.1.
+// same login spans as HTTP/1.1, each stream announced in flight when its
+// head is read, so that nginx's HTTP/1.1 call to the backend is a CLIENT
+// span under the login it serves.
 func TestTLSNginxHTTP2(t *testing.T) {
 	testutil.MustRoot(t)
 	cert, key := testutil.SelfSignedCert(t)
@@ -197,7 +199,7 @@ func TestTLSNginxHTTP2(t *testing.T) {
 	ag := mustStartAgent(t, AgentOptions{PIDs: []int{proxy.pid(t)}})
 	ag.waitTLSAttached(t)
 	nginxSrv := &Server{Lang: "nginx", PID: proxy.workerPID(t), Addr: proxy.Addr}
-	for _, sp := range runTLSLogins(t, ag, nginxSrv, proxy.Addr, srcTLSNginx, false, "--http2") {
+	for _, sp := range runTLSLogins(t, ag, nginxSrv, proxy.Addr, srcTLSNginx, true, "--http2") {
 		if sp.Attr("network.protocol.version") != "2" {
 			t.Errorf("span %s: network.protocol.version %q, want 2 (h2 negotiated)", sp, sp.Attr("network.protocol.version"))
 		}
