@@ -12,7 +12,10 @@
 // receiver in this process (test/otlpsink). Per agent run it reports the
 // agent's CPU time per span and its peak resident memory (VmHWM). A last
 // run sends logins at a fixed rate with hey and compares the requests sent
-// with the spans the agent wrote.
+// with the spans the agent wrote. The TLS workload (tls.go) sends every
+// request as a login over HTTPS, to the login server serving TLS itself
+// and to nginx terminating TLS in front of it, and counts the agent's
+// uprobe hits per request.
 //
 // With -stages it runs the per-stage Go benchmarks instead (every
 // BenchmarkStage* in the module, no root needed) and tabulates them.
