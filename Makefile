@@ -78,9 +78,11 @@ test-unit:
 # Boots each kernel of test/kernels' matrix under qemu (software
 # emulation) and runs the capture subset in it; KERNELS=6.1,arm64-6.12
 # picks some. Consoles of failed boots are kept in test/kernels/artifacts
-# (or $$AUTHPROBE_ARTIFACTS). Setup: test/kernels/README.md.
+# (or $$AUTHPROBE_ARTIFACTS). Setup: test/kernels/README.md. Warm caches:
+# about 20 minutes on 2 busy cores; the timeout is the kernels' boot
+# timeouts (15 + 18 + 10 minutes) plus cold builds and downloads.
 test-kernels:
-	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 45m -run '^TestMatrix$$' ./test/kernels/
+	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 60m -run '^TestMatrix$$' ./test/kernels/
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)

@@ -16,6 +16,10 @@ const (
 	// BackendSock takes bytes at the socket layer's tracepoints (6.3+):
 	// nothing but socket I/O pays for it.
 	BackendSock = "sock"
+	// BackendFentry takes bytes at the exits of TCP's send and receive
+	// functions through BPF trampolines (kernels before 6.3 that allow
+	// fentry): only TCP socket I/O pays for it.
+	BackendFentry = "fentry"
 	// BackendSyscalls takes bytes at the exits of the read and write
 	// syscalls: every kernel, but every syscall of every task pays for
 	// it.
@@ -26,13 +30,17 @@ const (
 type backend struct {
 	name string
 	spec func() (*ebpf.CollectionSpec, error)
+	// optional programs are left out on a kernel that lacks their hook.
+	optional []string
 }
 
 // backends lists every capture backend, cheapest first.
 func backends() []backend {
 	return []backend{
-		{BackendSock, loadCaptureSock},
-		{BackendSyscalls, loadCaptureSyscalls},
+		{name: BackendSock, spec: loadCaptureSock},
+		// tcp_sendpage is gone in 6.5 (sendfile reaches tcp_sendmsg).
+		{name: BackendFentry, spec: loadCaptureFentry, optional: []string{"authprobe_fexit_tcp_sendpage"}},
+		{name: BackendSyscalls, spec: loadCaptureSyscalls},
 	}
 }
 
@@ -112,6 +120,12 @@ func attach(section string, prog *ebpf.Program) (link.Link, error) {
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: target, Program: prog})
 		if err != nil {
 			return nil, fmt.Errorf("raw tracepoint %s: %w", target, err)
+		}
+		return l, nil
+	case "fentry", "fexit":
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, target, err)
 		}
 		return l, nil
 	case "tracepoint", "tp":

@@ -104,7 +104,7 @@ func TestBackendFallback(t *testing.T) {
 	require.NoError(t, cfg.defaults())
 	keys, err := routeKeys(cfg.Routes)
 	require.NoError(t, err)
-	p, err := loadWith(cfg, keys, []backend{noHook, broken, {BackendSyscalls, loadCaptureSyscalls}})
+	p, err := loadWith(cfg, keys, []backend{noHook, broken, {name: BackendSyscalls, spec: loadCaptureSyscalls}})
 	require.NoError(t, err)
 	defer p.Close()
 	info := p.Backend()
@@ -175,4 +175,30 @@ func TestRunStops(t *testing.T) {
 			t.Fatalf("run %d did not stop", i)
 		}
 	}
+}
+
+// An optional program whose hook is missing is left out; the backend is
+// available without it (fentry's tcp_sendpage from 6.5 on).
+func TestOptionalHook(t *testing.T) {
+	b := backend{name: "opt", spec: func() (*ebpf.CollectionSpec, error) {
+		spec, err := loadCaptureSyscalls()
+		if err != nil {
+			return nil, err
+		}
+		spec.Programs["authprobe_sys_exit_write"].SectionName = "tracepoint/syscalls/authprobe_no_such_tracepoint"
+		return spec, nil
+	}, optional: []string{"authprobe_sys_exit_write"}}
+	dir := t.TempDir()
+	for _, name := range []string{"read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg"} {
+		require.NoError(t, os.MkdirAll(dir+"/events/syscalls/sys_exit_"+name, 0o755))
+	}
+	k := kernelHooks{tracefs: dir}
+	spec, err := b.specHere(&k)
+	require.NoError(t, err)
+	require.NotContains(t, spec.Programs, "authprobe_sys_exit_write")
+	require.Len(t, spec.Programs, 7)
+
+	b.optional = nil
+	_, err = b.specHere(&k)
+	require.ErrorIs(t, err, ErrNoHook)
 }

@@ -714,11 +714,21 @@ func TestUnwatch(t *testing.T) {
 	require.Empty(t, rec.events(fromClient(c)))
 }
 
-// Socket I/O from a syscall whose buffer the socket backend cannot read
+// Socket I/O from a syscall whose buffer the socket backends cannot read
 // (sendfile here; io_uring and mmsg alike) still moves the stream: it is
-// an event with a length and no bytes, counted.
+// an event with a length and no bytes, counted. (fentry sees sendfile at
+// tcp_sendpage before 6.5, at tcp_sendmsg after.)
 func TestSendfileUnreadable(t *testing.T) {
-	p := mustLoad(t, BackendSock, Config{})
+	forEachBackend(t, func(t *testing.T, backend string) {
+		if backend == BackendSyscalls {
+			t.Skip("the syscalls backend does not hook sendfile: its bytes move no stream it sees")
+		}
+		testSendfileUnreadable(t, backend)
+	})
+}
+
+func testSendfileUnreadable(t *testing.T, backend string) {
+	p := mustLoad(t, backend, Config{})
 	rec := mustRun(t, p)
 	h, lfd, port := serve(t, p)
 	delta := counterDelta(t, p)

@@ -8,7 +8,11 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // hookSince names the kernel release that added a hook a backend needs,
@@ -30,6 +34,9 @@ type kernelHooks struct {
 	// tracefs is where tracepoint events are listed; "": the usual
 	// mounts.
 	tracefs string
+	// tried says trampErr is known: whether fentry programs attach.
+	tried    bool
+	trampErr error
 }
 
 // missing returns an ErrNoHook error naming the first hook of spec's
@@ -37,31 +44,84 @@ type kernelHooks struct {
 // (no BTF, no tracefs) are left to loading and attaching to refuse.
 func (k *kernelHooks) missing(spec *ebpf.CollectionSpec) error {
 	for _, name := range sortedPrograms(spec) {
-		section := spec.Programs[name].SectionName
-		kind, target, _ := strings.Cut(section, "/")
-		switch kind {
-		case "raw_tp", "raw_tracepoint":
-			// Every raw tracepoint has a btf_trace_NAME typedef in the
-			// kernel's BTF.
-			s, err := k.btf()
-			if err != nil {
-				continue
-			}
-			var td *btf.Typedef
-			if err := s.TypeByName("btf_trace_"+target, &td); err != nil {
-				return hookErr("raw tracepoint", target)
-			}
-		case "tracepoint", "tp":
-			dir := k.eventsDir()
-			if dir == "" {
-				continue
-			}
-			if _, err := os.Stat(dir + "/" + target); err != nil {
-				return hookErr("tracepoint", target)
-			}
+		if err := k.missingProgram(spec, name); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// missingProgram is missing for one program of spec.
+func (k *kernelHooks) missingProgram(spec *ebpf.CollectionSpec, name string) error {
+	section := spec.Programs[name].SectionName
+	kind, target, _ := strings.Cut(section, "/")
+	switch kind {
+	case "raw_tp", "raw_tracepoint":
+		// Every raw tracepoint has a btf_trace_NAME typedef in the
+		// kernel's BTF.
+		s, err := k.btf()
+		if err != nil {
+			return nil
+		}
+		var td *btf.Typedef
+		if err := s.TypeByName("btf_trace_"+target, &td); err != nil {
+			return hookErr("raw tracepoint", target)
+		}
+	case "fentry", "fexit":
+		s, err := k.btf()
+		if err != nil {
+			return nil
+		}
+		var fn *btf.Func
+		if err := s.TypeByName(target, &fn); err != nil {
+			return hookErr("function", target)
+		}
+		if err := k.trampolines(); err != nil {
+			return fmt.Errorf("%w: %s programs are refused here: %v", ErrNoHook, kind, err)
+		}
+	case "tracepoint", "tp":
+		dir := k.eventsDir()
+		if dir == "" {
+			return nil
+		}
+		if _, err := os.Stat(dir + "/" + target); err != nil {
+			return hookErr("tracepoint", target)
+		}
+	}
+	return nil
+}
+
+// trampolines says whether this kernel attaches fentry programs (BPF
+// trampolines: CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, a JIT, no
+// lockdown against them), found once by attaching an empty one to
+// tcp_sendmsg and detaching it.
+func (k *kernelHooks) trampolines() error {
+	if !k.tried {
+		k.tried = true
+		k.trampErr = tryFentry("tcp_sendmsg")
+	}
+	return k.trampErr
+}
+
+func tryFentry(fn string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if errors.Is(err, unix.EPERM) {
+		// Not the memory lock cilium/ebpf's message suspects: the
+		// limit is lifted before this.
+		return fmt.Errorf("loading an empty fentry program on %s: operation not permitted", fn)
+	}
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	return l.Close()
 }
 
 func hookErr(kind, name string) error {
@@ -113,12 +173,33 @@ func BackendAvailable(name string) error {
 	if len(bs) != 1 {
 		return fmt.Errorf("capture backend %q: name one backend", name)
 	}
-	spec, err := bs[0].spec()
-	if err != nil {
-		return fmt.Errorf("capture backend %s: load spec: %w", name, err)
+	// Probing fentry loads a program: kernels before 5.11 charge that to
+	// RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("remove memlock limit: %w", err)
 	}
 	var k kernelHooks
-	return k.missing(spec)
+	_, err = bs[0].specHere(&k)
+	return err
+}
+
+// specHere is b's spec for this kernel: without the optional programs
+// whose hooks it lacks, or an ErrNoHook error naming a required hook it
+// lacks.
+func (b backend) specHere(hooks *kernelHooks) (*ebpf.CollectionSpec, error) {
+	spec, err := b.spec()
+	if err != nil {
+		return nil, fmt.Errorf("load spec: %w", err)
+	}
+	for _, name := range b.optional {
+		if _, ok := spec.Programs[name]; ok && hooks.missingProgram(spec, name) != nil {
+			delete(spec.Programs, name)
+		}
+	}
+	if err := hooks.missing(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }
 
 // sortedPrograms are the names of spec's programs, sorted.

@@ -224,11 +224,8 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 // leaves nothing of it behind. A backend whose hooks this kernel does not
 // have is refused before the verifier sees it.
 func (p *Probe) loadBackend(b backend, cfg Config, hooks *kernelHooks) error {
-	spec, err := b.spec()
+	spec, err := b.specHere(hooks)
 	if err != nil {
-		return fmt.Errorf("load spec: %w", err)
-	}
-	if err := hooks.missing(spec); err != nil {
 		return err
 	}
 	if err := prepare(spec, cfg); err != nil {

@@ -181,6 +181,8 @@ func backendWhy(name string) string {
 	switch name {
 	case bpf.BackendSock:
 		return "socket-layer tracepoints (6.3+): only socket I/O pays, no syscall tracepoint attached"
+	case bpf.BackendFentry:
+		return "fexit on tcp_sendmsg/tcp_recvmsg (BPF trampolines): only TCP socket I/O pays, no syscall tracepoint attached"
 	case bpf.BackendSyscalls:
 		return "syscall tracepoints: every syscall on the node takes the slower traced path (the last resort)"
 	}

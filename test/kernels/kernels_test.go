@@ -173,10 +173,22 @@ func TestMatrixBackends(t *testing.T) {
 			}
 		}
 	}
-	for _, b := range []string{"sock", "syscalls"} {
+	for _, b := range []string{"sock", "fentry"} {
 		if natural[b] == "" {
 			t.Errorf("backend %s is the natural choice of no kernel of the matrix", b)
 		}
+	}
+	// The last resort is natural nowhere: it is forced on one kernel.
+	forced := false
+	for _, k := range DefaultMatrix() {
+		for _, s := range k.Suites {
+			if strings.Join(s.AgentArgs, " ") == "--capture-backend syscalls" {
+				forced = true
+			}
+		}
+	}
+	if !forced {
+		t.Error("no kernel of the matrix forces the syscalls backend")
 	}
 	if got := unmatched([]string{`^capture backend: syscalls \(`}, "kernel:\n  x\ncapture backend: syscalls (the cheapest that works here)\r\n"); len(got) != 0 {
 		t.Errorf("unmatched: %v", got)
