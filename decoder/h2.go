@@ -19,6 +19,11 @@ type h2Parser struct {
 	// belongs to.
 	in  exchange.Meta
 	off bool
+	// ids are the exchange IDs of the streams announced as in flight
+	// (Opened), and untracked the uninteresting ones announced as
+	// placeholders, which end with a Closed.
+	ids       map[*http2.Exchange]uint64
+	untracked map[*http2.Exchange]Closed
 }
 
 var _ streamParser = (*h2Parser)(nil)
@@ -28,6 +33,7 @@ func newH2Parser(sink *exchange.Sink, info *ConnInfo, cfg Config) *h2Parser {
 		conn: http2.NewConn(http2.Config{MaxBodyBytes: max(cfg.MaxRequestBody, cfg.MaxResponseBody, 1)}),
 		sink: sink,
 		info: info,
+		ids:  map[*http2.Exchange]uint64{}, untracked: map[*http2.Exchange]Closed{},
 	}
 }
 
@@ -45,7 +51,9 @@ func (p *h2Parser) Data(dir Direction, _ uint64, data []byte, m exchange.Meta) u
 	if dir == Ingress {
 		p.in = m
 	}
-	p.emit(p.conn.Feed(h2Dir(dir), data, m.T))
+	done := p.conn.Feed(h2Dir(dir), data, m.T)
+	p.announce(p.conn.Opened())
+	p.emit(done)
 	if p.conn.Stats().NotHTTP2 > 0 {
 		p.off = true
 	}
@@ -66,7 +74,15 @@ func (p *h2Parser) Close(exchange.Meta) {
 	}
 }
 
-func (p *h2Parser) Evict() { p.off = true }
+// Evict drops the connection; its streams announced in flight end as
+// timed out (as an evicted HTTP/1 connection's queue does), so that
+// nothing waits for them.
+func (p *h2Parser) Evict() {
+	if !p.off {
+		p.emitEnd(p.conn.Close(), EndTimeout)
+	}
+	p.off = true
+}
 
 // Quiescent is never true: streams interleave, so there is no point at
 // which the kernel could go back to proving HTTP/1 requests.
@@ -74,25 +90,62 @@ func (p *h2Parser) Quiescent() bool { return false }
 
 func (p *h2Parser) Off() bool { return p.off }
 
+// interesting says whether a stream's request is worth an exchange.
+func (p *h2Parser) interesting(r *http2.Request) bool {
+	lim := &p.sink.Limits
+	return lim.Interesting == nil || p.info.Role == RoleClient || lim.Interesting(r.Method, r.Path)
+}
+
+// announce tells the caller of the requests now in flight, as HTTP/1's
+// queue does for each request head (decoder.Opened): an interesting one
+// with the ID its exchange will carry, the others as placeholders that
+// end (Closed) when the stream does. The process's own calls made while
+// serving one are then attributed to it.
+func (p *h2Parser) announce(opened []*http2.Exchange) {
+	for _, x := range opened {
+		o := Opened{Conn: *p.info, PID: p.in.PID, TID: p.in.TID, Task: p.in.Task, Start: x.RequestStart}
+		if p.interesting(x.Request) {
+			o.ID = p.sink.NextID()
+			o.Request = h2Request(x.Request, p.sink.Limits.MaxRequestBody)
+			p.ids[x] = o.ID
+		} else {
+			p.untracked[x] = Closed{PID: o.PID, Task: o.Task}
+		}
+		p.sink.Opened = append(p.sink.Opened, o)
+	}
+}
+
 // emit turns finished streams into exchanges for the caller.
-func (p *h2Parser) emit(exs []*http2.Exchange) {
+func (p *h2Parser) emit(exs []*http2.Exchange) { p.emitEnd(exs, EndClosed) }
+
+// emitEnd is emit where a stream that ended without a response (and lost
+// nothing) ends with unanswered.
+func (p *h2Parser) emitEnd(exs []*http2.Exchange, unanswered EndReason) {
 	lim := &p.sink.Limits
 	for _, x := range exs {
+		id := p.ids[x]
+		delete(p.ids, x)
+		if cl, ok := p.untracked[x]; ok {
+			delete(p.untracked, x)
+			cl.T = max(x.ResponseStart, x.RequestEnd)
+			p.sink.Closed = append(p.sink.Closed, cl)
+		}
 		if x.Request == nil {
 			continue // a stream whose headers were never seen: nothing to say
 		}
-		if lim.Interesting != nil && p.info.Role != RoleClient && !lim.Interesting(x.Request.Method, x.Request.Path) {
+		if !p.interesting(x.Request) {
 			p.sink.Stats.Uninteresting++
 			continue
 		}
 		p.sink.Stats.Exchanges++
 		ex := Exchange{
 			Conn:         *p.info,
+			ID:           id,
 			PID:          p.in.PID,
 			TID:          p.in.TID,
 			Task:         p.in.Task,
 			Request:      h2Request(x.Request, lim.MaxRequestBody),
-			End:          EndClosed,
+			End:          unanswered,
 			RequestStart: x.RequestStart,
 			RequestEnd:   x.RequestEnd,
 			Lost:         x.Lost,

@@ -99,6 +99,23 @@ func TestHTTP2Connection(t *testing.T) {
 	if vs := d.Verdicts(); len(vs) != 0 {
 		t.Errorf("verdicts %+v: an HTTP/2 connection is never resumed nor turned off", vs)
 	}
+	// Both streams were announced in flight when their heads were read,
+	// as HTTP/1 requests are: the login with its exchange's ID and
+	// request, /health as a placeholder that ended with its response.
+	opened := d.Opened()
+	if len(opened) != 2 {
+		t.Fatalf("opened %+v: want both streams", opened)
+	}
+	if o := opened[0]; o.ID == 0 || o.ID != ex.ID || o.Request == nil || o.Request.Target != "/login" ||
+		o.PID != 7 || o.Task != 8 || o.Start != 10 {
+		t.Errorf("login opened %+v, exchange ID %d", o, ex.ID)
+	}
+	if o := opened[1]; o.ID != 0 || o.Request != nil || o.PID != 7 || o.Task != 8 {
+		t.Errorf("/health opened %+v: want a placeholder", o)
+	}
+	if cl := d.Closed(); len(cl) != 1 || cl[0].PID != 7 || cl[0].Task != 8 || cl[0].T != 20 {
+		t.Errorf("closed %+v: want the /health placeholder ended at 20", cl)
+	}
 }
 
 // TestH2CUpgrade: after an HTTP/1.1 upgrade request answered 101, the

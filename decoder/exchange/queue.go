@@ -62,6 +62,13 @@ type Closed struct {
 	T    uint64
 }
 
+// NextID is a new exchange ID, for a parser that tracks requests outside
+// a Queue (HTTP/2 streams).
+func (s *Sink) NextID() uint64 {
+	s.lastID++
+	return s.lastID
+}
+
 // Bytes is what the pending requests of all queues hold.
 func (s *Sink) Bytes() int { return s.bytes }
 

@@ -86,6 +86,7 @@ type Conn struct {
 	preface  int // preface bytes of the client seen so far
 	lost     bool
 	done     []*Exchange
+	opened   []*Exchange
 	stats    Stats
 }
 
@@ -201,6 +202,16 @@ func (c *Conn) Feed(dir Direction, data []byte, ts uint64) []*Exchange {
 	}
 	out := c.done
 	c.done = nil
+	return out
+}
+
+// Opened returns the streams whose request head was decoded since the
+// last call, in the order the heads ended: the requests now in flight
+// (a stream may also be among the exchanges Feed returned in the same
+// call). Trailers alone, on a stream joined late, open nothing.
+func (c *Conn) Opened() []*Exchange {
+	out := c.opened
+	c.opened = nil
 	return out
 }
 
@@ -639,6 +650,7 @@ func (c *Conn) apply(dir Direction, st *stream, b *headerBlock) {
 			}
 		}
 		st.ex.Request = r
+		c.opened = append(c.opened, st.ex)
 		return
 	}
 	if !st.respHeaders && trailers {

@@ -112,6 +112,9 @@ func measureDevNull(ctx context.Context, o options, agentCfg string, srv *server
 type progStat struct {
 	Runs uint64 `json:"runs"`
 	NS   uint64 `json:"run_time_ns"`
+	// Uprobe: a kprobe-type program, which is how the kernel types the
+	// agent's uprobes and uretprobes (it has no kprobes on this host).
+	Uprobe bool `json:"uprobe,omitempty"`
 }
 
 // progStats reads the stats of every program the process pid holds (its
@@ -141,6 +144,7 @@ func progStats(pid int) (map[string]progStat, error) {
 		s := out[info.Name]
 		s.NS += uint64(st.Runtime)
 		s.Runs += st.RunCount
+		s.Uprobe = s.Uprobe || info.Type == ebpf.Kprobe
 		out[info.Name] = s
 	}
 	return out, nil
@@ -212,7 +216,7 @@ func subStats(after, before map[string]progStat) map[string]progStat {
 	for name, a := range after {
 		b := before[name]
 		if a.Runs >= b.Runs && a.NS >= b.NS {
-			out[name] = progStat{Runs: a.Runs - b.Runs, NS: a.NS - b.NS}
+			out[name] = progStat{Runs: a.Runs - b.Runs, NS: a.NS - b.NS, Uprobe: a.Uprobe}
 		}
 	}
 	return out
@@ -226,6 +230,7 @@ func addStats(into map[string]progStat, s map[string]progStat) map[string]progSt
 		t := into[name]
 		t.Runs += v.Runs
 		t.NS += v.NS
+		t.Uprobe = t.Uprobe || v.Uprobe
 		into[name] = t
 	}
 	return into

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -107,6 +108,8 @@ const countsMarker = "AUTHPROBE_BENCH"
 type wrkLoad struct {
 	threads, connections int
 	script, url          string
+	// env is added to wrk's environment (LD_LIBRARY_PATH of the TLS runs).
+	env []string
 }
 
 // wrkResult is what one wrk run reports.
@@ -127,6 +130,9 @@ func (l wrkLoad) run(ctx context.Context, d time.Duration) (wrkResult, error) {
 		"-t", strconv.Itoa(l.threads), "-c", strconv.Itoa(l.connections),
 		"-d", fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second)),
 		"--timeout", "5s", "--latency", "-s", l.script, l.url)
+	if len(l.env) > 0 {
+		cmd.Env = append(os.Environ(), l.env...)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

@@ -12,7 +12,10 @@
 // receiver in this process (test/otlpsink). Per agent run it reports the
 // agent's CPU time per span and its peak resident memory (VmHWM). A last
 // run sends logins at a fixed rate with hey and compares the requests sent
-// with the spans the agent wrote.
+// with the spans the agent wrote. The TLS workload (tls.go) sends every
+// request as a login over HTTPS, to the login server serving TLS itself
+// and to nginx terminating TLS in front of it, and counts the agent's
+// uprobe hits per request.
 //
 // With -stages it runs the per-stage Go benchmarks instead (every
 // BenchmarkStage* in the module, no root needed) and tabulates them.
@@ -57,6 +60,9 @@ type options struct {
 	agentEnv    string
 	agentArgs   string
 	cost        bool
+	tls         bool
+	tlsOnly     bool
+	tlsDuration time.Duration
 }
 
 func main() {
@@ -71,6 +77,9 @@ func main() {
 	flag.StringVar(&o.agentEnv, "agent-env", "", "extra environment of the agent, KEY=VALUE[,KEY=VALUE] (e.g. GOGC=200,GOMEMLIMIT=32MiB)")
 	flag.StringVar(&o.agentArgs, "agent-args", "", "extra arguments of every agent run, space-separated (e.g. --ring-buffer-mib 4)")
 	flag.BoolVar(&o.cost, "node-cost", true, "measure what watching costs the node: /dev/null writes of an unwatched process per capture backend, and the kernel time of the agent's programs per request (bpf_stats)")
+	flag.BoolVar(&o.tls, "tls", true, "run the TLS workload: every request a login over HTTPS to the Go TLS server and to nginx terminating TLS, baseline and agent interleaved")
+	flag.DurationVar(&o.tlsDuration, "tls-duration", 5*time.Second, "length of each measured TLS run")
+	flag.BoolVar(&o.tlsOnly, "tls-only", false, "run only the TLS workload (no plaintext workloads, /dev/null tax or fixed-rate run)")
 	flag.BoolVar(&o.stages, "stages", false, "run the per-stage Go benchmarks (BenchmarkStage*) instead")
 	flag.StringVar(&o.stagePkgs, "stage-packages", "./bpf/... ./decoder/... ./spanbuilder/... ./export/... ./cmd/...", "packages whose BenchmarkStage* -stages runs")
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime of the stage benchmarks")
@@ -80,6 +89,9 @@ func main() {
 	flag.IntVar(&o.rateWorkers, "rate-workers", 50, "hey workers (keep-alive connections) of the fixed-rate run")
 	flag.StringVar(&o.out, "out", "", "also write the results here: JSON when the name ends in .json, else markdown")
 	flag.Parse()
+	if o.tlsOnly {
+		o.tls, o.rate = true, 0
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -122,7 +134,7 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		"github.com/authprobe/authprobe/test/servers/goserver").CombinedOutput(); err != nil {
 		return fmt.Errorf("build goserver: %w\n%s", err, out)
 	}
-	srv, err := startServer(ctx, serverBin, o.serverProcs)
+	srv, err := startServer(ctx, serverBin, o.serverProcs, "", "")
 	if err != nil {
 		return err
 	}
@@ -151,9 +163,12 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.tlsOnly {
+		vs = nil
+	}
 	res.variants = vs
 	// The kernel counts its programs' run time only while bpf_stats is on.
-	if o.cost {
+	if o.cost || o.tls {
 		stats, err := enableBPFStats()
 		if err != nil {
 			logf("no kernel time per request: %v", err)
@@ -191,7 +206,16 @@ func run(ctx context.Context, o options, stdout, progress io.Writer) error {
 		}
 	}
 
-	if o.cost {
+	if o.tls {
+		logf("TLS: every request a login over HTTPS, %s per run", o.tlsDuration)
+		tr, err := measureTLS(ctx, o, agentCfg, tmp, serverBin, srv.url, res.BPFStats, logf)
+		if err != nil {
+			return fmt.Errorf("TLS run: %w", err)
+		}
+		res.TLS, res.TLSDuration = tr, o.tlsDuration.String()
+	}
+
+	if o.cost && !o.tlsOnly {
 		logf("/dev/null writes of an unwatched process, without and with the agent, per capture backend")
 		dn, err := measureDevNull(ctx, o, agentCfg, srv, logf)
 		if err != nil {
@@ -243,6 +267,9 @@ func checkSetup(o options) error {
 		if _, err := exec.LookPath("hey"); err != nil {
 			problems = append(problems, "hey not found (apt-get install hey, or -rate 0 to skip the fixed-rate run)")
 		}
+	}
+	if o.tls && o.tlsDuration < time.Second {
+		problems = append(problems, "want -tls-duration ≥ 1s")
 	}
 	if o.duration < time.Second || o.connections < 1 || o.threads < 1 || o.connections < o.threads {
 		problems = append(problems, "want -duration ≥ 1s and -connections ≥ -threads ≥ 1")

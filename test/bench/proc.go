@@ -39,9 +39,16 @@ type server struct {
 	done chan struct{}
 }
 
-func startServer(ctx context.Context, bin string, procs int) (*server, error) {
+// startServer starts the goserver binary on a free loopback port; with
+// tlsCert and tlsKey (PEM files) it serves HTTPS and its url is https.
+func startServer(ctx context.Context, bin string, procs int, tlsCert, tlsKey string) (*server, error) {
 	cmd := command(ctx, bin, "0")
 	cmd.Env = append(os.Environ(), "HOST=127.0.0.1")
+	scheme := "http"
+	if tlsCert != "" {
+		cmd.Env = append(cmd.Env, "TLS_CERT="+tlsCert, "TLS_KEY="+tlsKey)
+		scheme = "https"
+	}
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
@@ -71,7 +78,7 @@ func startServer(ctx context.Context, bin string, procs int) (*server, error) {
 	}()
 	select {
 	case p := <-ports:
-		s.url = "http://127.0.0.1:" + p
+		s.url = scheme + "://127.0.0.1:" + p
 		return s, nil
 	case <-s.done:
 		return nil, fmt.Errorf("goserver exited before listening: %s", stderr)

@@ -115,6 +115,8 @@ type results struct {
 	BPFStats    bool              `json:"bpf_stats"`
 	DevNull     []devnullResult   `json:"devnull,omitempty"`
 	KernelCost  []kernelCost      `json:"kernel_cost,omitempty"`
+	TLS         []tlsResult       `json:"tls,omitempty"`
+	TLSDuration string            `json:"tls_duration_per_run,omitempty"`
 
 	variants []workload // what ran, for summarize
 }
@@ -252,6 +254,7 @@ func (res *results) markdown() string {
 		"OTLP runs export to a gRPC receiver in the bench process (test/otlpsink), which counts the spans.")
 	p("")
 	res.costMarkdown(p)
+	res.tlsMarkdown(p)
 	p("### Spans against logins sent (both agent runs)")
 	p("")
 	p("| workload | logins sent | span lines | spans / sent | matched / exchanges / built / exported | drops (kernel + decoder) | spans dropped by exporter | wrk socket errors |")
@@ -302,6 +305,9 @@ func (res *results) markdown() string {
 		}
 		p("- %s: agent CPU %s per span, target ≤ %.0f µs: %s; peak RSS %s, target ≤ 40 MiB: %s", s.Name,
 			fmtMicros(s.CPUPerSpan), s.CPUTarget, metWord(s.CPUMet), fmtMiB(s.PeakRSS), metWord(s.PeakRSS > 0 && s.PeakRSS <= peakRSSTarget))
+	}
+	for _, t := range res.TLS {
+		p("- TLS, %s: throughput ratio %.3f, target ≥ %.2f: %s; %.2f uprobe hits per request", t.Name, t.Ratio, t.RatioTarget, metWord(t.Met), t.HitsPerRequest)
 	}
 	for _, d := range res.DevNull {
 		if d.Target > 0 {

@@ -188,7 +188,9 @@ func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool
 
 // TestTLSNginxHTTP2: nginx negotiates h2 (ALPN) with curl --http2; the
 // HTTP/2 streams are decoded from nginx's TLS plaintext and give the
-// same login spans as HTTP/1.1.
+// same login spans as HTTP/1.1, each stream announced in flight when its
+// head is read, so that nginx's HTTP/1.1 call to the backend is a CLIENT
+// span under the login it serves.
 func TestTLSNginxHTTP2(t *testing.T) {
 	testutil.MustRoot(t)
 	cert, key := testutil.SelfSignedCert(t)
@@ -197,7 +199,7 @@ func TestTLSNginxHTTP2(t *testing.T) {
 	ag := mustStartAgent(t, AgentOptions{PIDs: []int{proxy.pid(t)}})
 	ag.waitTLSAttached(t)
 	nginxSrv := &Server{Lang: "nginx", PID: proxy.workerPID(t), Addr: proxy.Addr}
-	for _, sp := range runTLSLogins(t, ag, nginxSrv, proxy.Addr, srcTLSNginx, false, "--http2") {
+	for _, sp := range runTLSLogins(t, ag, nginxSrv, proxy.Addr, srcTLSNginx, true, "--http2") {
 		if sp.Attr("network.protocol.version") != "2" {
 			t.Errorf("span %s: network.protocol.version %q, want 2 (h2 negotiated)", sp, sp.Attr("network.protocol.version"))
 		}
@@ -270,6 +272,52 @@ func TestTLSNode(t *testing.T) {
 	ag.waitTLSAttached(t)
 	runTLSLogins(t, ag, srv, srv.Addr, srcTLSCurl, false, "--http1.1")
 	if v := metricValue(ag.Metrics(t), `authprobe_drops_total{reason="tls_unattributed"}`); v != "0" {
+		t.Errorf("tls_unattributed drops %q, want 0", v)
+	}
+	noSecrets(t, ag)
+}
+
+// libssl11Dir is where bpf/uprobe/testdata/get-libssl1.1.sh put Debian
+// 11's libssl1.1 (.ci/run fetches it into the default); skips without it.
+func libssl11Dir(tb testing.TB) string {
+	tb.Helper()
+	dir := os.Getenv("AUTHPROBE_LIBSSL11_DIR")
+	if dir == "" {
+		dir = "/var/cache/authprobe/libssl1.1"
+	}
+	dir = filepath.Join(dir, "root", "usr", "lib", "x86_64-linux-gnu")
+	for _, lib := range []string{"libssl.so.1.1", "libcrypto.so.1.1"} {
+		if _, err := os.Stat(filepath.Join(dir, lib)); err != nil {
+			tb.Skipf("no %s in %s: run bpf/uprobe/testdata/get-libssl1.1.sh (Debian 12 does not ship OpenSSL 1.1; .ci/run fetches it)", lib, dir)
+		}
+	}
+	return dir
+}
+
+// TestTLSOpenSSL11: the Python login server serving HTTPS through Debian
+// 11's shared libssl.so.1.1 (OpenSSL 1.1.1, by ctypes: SSL_do_handshake,
+// SSL_read, SSL_write on the accepted socket; test/servers/python/
+// libssl_tls.py), curl (OpenSSL 3) logging in: the probes go on the 1.1
+// file and the spans are those of plaintext HTTP.
+func TestTLSOpenSSL11(t *testing.T) {
+	testutil.MustRoot(t)
+	dir := libssl11Dir(t)
+	cert, key := testutil.SelfSignedCert(t)
+	srv := mustStartServerEnv(t, "python", []string{"TLS_CERT=" + cert, "TLS_KEY=" + key, "TLS_LIBSSL_DIR=" + dir})
+	waitFor(t, spanWait, "server says it uses OpenSSL 1.1.1", func() bool { return strings.Contains(srv.Stderr(), "OpenSSL 1.1.1") })
+	ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})
+	lib := filepath.Join(dir, "libssl.so.1.1")
+	waitFor(t, spanWait, "TLS probes attached to "+lib, func() bool {
+		for _, line := range strings.Split(ag.Stderr(), "\n") {
+			if strings.Contains(line, "TLS probes attached") && strings.Contains(line, lib) {
+				return true
+			}
+		}
+		return false
+	})
+	runTLSLogins(t, ag, srv, srv.Addr, srcTLSCurl, false, "--http1.1")
+	m := ag.Metrics(t)
+	if v := metricValue(m, `authprobe_drops_total{reason="tls_unattributed"}`); v != "0" {
 		t.Errorf("tls_unattributed drops %q, want 0", v)
 	}
 	noSecrets(t, ag)

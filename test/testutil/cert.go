@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -20,9 +21,21 @@ import (
 // tb and returns their paths. Clients of the test servers use curl -k.
 func SelfSignedCert(tb testing.TB) (certPath, keyPath string) {
 	tb.Helper()
+	certPath, keyPath, err := WriteSelfSignedCert(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+// WriteSelfSignedCert writes cert.pem and key.pem (a fresh P-256 key and
+// a self-signed certificate for localhost and 127.0.0.1, valid a day) in
+// dir and returns their paths; for callers without a testing.TB (the
+// benchmark).
+func WriteSelfSignedCert(dir string) (certPath, keyPath string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		tb.Fatalf("generate key: %v", err)
+		return "", "", fmt.Errorf("generate key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
@@ -36,19 +49,18 @@ func SelfSignedCert(tb testing.TB) (certPath, keyPath string) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		tb.Fatalf("create certificate: %v", err)
+		return "", "", fmt.Errorf("create certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		tb.Fatalf("marshal key: %v", err)
+		return "", "", fmt.Errorf("marshal key: %w", err)
 	}
-	dir := tb.TempDir()
 	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		tb.Fatalf("write certificate: %v", err)
+		return "", "", fmt.Errorf("write certificate: %w", err)
 	}
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o644); err != nil {
-		tb.Fatalf("write key: %v", err)
+		return "", "", fmt.Errorf("write key: %w", err)
 	}
-	return certPath, keyPath
+	return certPath, keyPath, nil
 }

@@ -7,6 +7,9 @@ as "listening <port>" on stdout once the socket accepts connections.
 TLS_CERT and TLS_KEY (PEM files) make it serve HTTPS (the ssl module,
 the system's shared libssl); each connection's handshake runs in its own
 thread, explicitly (SSL_do_handshake) before the first request is read.
+With TLS_LIBSSL_DIR as well (a directory with libssl.so.1.1 and
+libcrypto.so.1.1), HTTPS goes through that OpenSSL 1.1 by ctypes instead
+(libssl_tls.py) and the ssl module is never imported.
 SLOW_MS (default 0) delays every /login answer by that many milliseconds:
 a slow replica for the latency-anomaly test (test/pipeline).
 
@@ -20,7 +23,6 @@ import hmac
 import json
 import os
 import secrets
-import ssl
 import sys
 import time
 import urllib.parse
@@ -84,7 +86,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self):
-        if isinstance(self.request, ssl.SSLSocket):
+        if hasattr(self.request, "do_handshake"):  # HTTPS
             self.request.do_handshake()
         super().setup()
 
@@ -257,7 +259,15 @@ def main():
     host = os.environ.get("HOST", "127.0.0.1")
     server = Server((host, port), Handler)
     cert, key = os.environ.get("TLS_CERT"), os.environ.get("TLS_KEY")
-    if cert and key:
+    libssl_dir = os.environ.get("TLS_LIBSSL_DIR")
+    if cert and key and libssl_dir:
+        import libssl_tls
+
+        version = libssl_tls.serve(server, libssl_dir, cert, key)
+        print("tls", version, file=sys.stderr, flush=True)
+    elif cert and key:
+        import ssl
+
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
         server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
