@@ -11,11 +11,12 @@ KERNELS   ?= all
 K8S_TOOLS := test/k8s/tools
 HELM       = $(shell $(MAKE) -s -C $(K8S_TOOLS) dir)/helm
 
-.PHONY: help generate check-generate build run check test test-unit test-kernels collector k8s-tools manifests bench bench-client bench-stages fuzz clean
+.PHONY: help generate check-generate build run check test test-host test-unit test-kernels collector k8s-tools manifests bench bench-client bench-stages fuzz clean
 
 help:
 	@echo "make run            build and run the agent with $(CONFIG) (root; JSON spans on stdout)"
-	@echo "make test           the whole test suite (root for the eBPF tests; builds the test collector and k8s tools)"
+	@echo "make test           the whole test suite: test-host, then test-kernels (root; what CI runs after check-generate)"
+	@echo "make test-host      the suite on this kernel only (root for the eBPF tests; builds the test collector and k8s tools)"
 	@echo "make test-unit      unprivileged unit tests only"
 	@echo "make test-kernels   the capture tests on Debian 6.1, 6.12 and arm64 kernels under qemu (root; KERNELS=$(KERNELS))"
 	@echo "make bench-client   what capturing a service's own calls costs it: baseline vs agent per backend and workload (root; BENCHTIME=$(BENCHTIME))"
@@ -66,10 +67,13 @@ manifests: k8s-tools
 	    $$m "$$out" > deploy/kubernetes/$$m.yaml; \
 	done
 
-# The suite: unit tests, fuzz seeds, eBPF capture tests and the end-to-end
-# tests against real servers, the Collector and Prometheus. Root runs all;
-# without root the privileged tests skip and say why.
-test: build collector k8s-tools
+# The whole suite: everything on this kernel, then the kernel matrix.
+test: test-host test-kernels
+
+# On this kernel: unit tests, fuzz seeds, eBPF capture tests and the
+# end-to-end tests against real servers, the Collector and Prometheus.
+# Root runs all; without root the privileged tests skip and say why.
+test-host: build collector k8s-tools
 	$(GOTEST) -count=1 -timeout 40m ./...
 
 test-unit:

@@ -174,8 +174,8 @@ func Select(m []Kernel, sel string) ([]Kernel, error) {
 // Dirs are where the harness keeps its cache and its artifacts.
 type Dirs struct {
 	// Cache holds downloaded packages, kernels and module archives, keyed
-	// by package version ($AUTHPROBE_KERNEL_CACHE, default
-	// ~/.cache/authprobe/kernels).
+	// by package version ($AUTHPROBE_KERNEL_CACHE, else
+	// $AUTHPROBE_CACHE/kernels, else ~/.cache/authprobe/kernels).
 	Cache string
 	// Artifacts receives the console of every boot that failed
 	// ($AUTHPROBE_ARTIFACTS, default test/kernels/artifacts).
@@ -186,6 +186,10 @@ type Dirs struct {
 // default artifacts directory.
 func DirsFromEnv(repoRoot string) (Dirs, error) {
 	d := Dirs{Cache: os.Getenv("AUTHPROBE_KERNEL_CACHE"), Artifacts: os.Getenv("AUTHPROBE_ARTIFACTS")}
+	if d.Cache == "" && os.Getenv("AUTHPROBE_CACHE") != "" {
+		// The cache of the other test tools (collector, k8s tools).
+		d.Cache = filepath.Join(os.Getenv("AUTHPROBE_CACHE"), "kernels")
+	}
 	if d.Cache == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
