@@ -64,7 +64,9 @@ static __always_inline bool tls_socket_io(struct capture_io *io)
 	if (c->sk != io->sk) {
 		c->sk = io->sk;
 		struct tls_ssl_key k = {.tgid = io->pid, .ssl = c->ssl};
-		bpf_map_update_elem(&tls_ssl, &k, &io->sk, BPF_ANY);
+		/* &c->sk, a map value: 6.1 takes no pointer into io (PTR_TO_MEM in
+		 * a global function) as a map value. */
+		bpf_map_update_elem(&tls_ssl, &k, &c->sk, BPF_ANY);
 	}
 	tls_adopt(io->sk, c->op == TLS_OP_HANDSHAKE);
 	return true;
