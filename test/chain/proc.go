@@ -2,7 +2,6 @@ package chain
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -124,12 +123,7 @@ func mustChown(tb testing.TB, path, account string) {
 // FreePort is a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testutil.FreePort(tb)
 }
 
 // waitFor polls ready until it succeeds, the process exits or timeout.

@@ -287,12 +287,7 @@ type Agent struct {
 // freePort asks the kernel for a port on 127.0.0.1 that is free now.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.FreePort(tb)
 }
 
 // mustStartAgent writes a config for opts, runs the agent on it with the

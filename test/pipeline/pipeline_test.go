@@ -32,6 +32,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Collector is a running collector process started by a test.
@@ -71,13 +73,7 @@ func mustCollectorBinary(tb testing.TB) string {
 // mustFreeAddr returns a loopback address with a port free right now.
 func mustFreeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen: %v", err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return testutil.FreeAddr(tb)
 }
 
 // mustStart runs the collector binary with a config and environment, and

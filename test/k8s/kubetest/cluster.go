@@ -29,6 +29,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Cluster is an etcd and a kube-apiserver on loopback, started by Start
@@ -362,12 +364,7 @@ func mustWrite(tb testing.TB, path string, b []byte) {
 
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.FreePort(tb)
 }
 
 func waitTCP(tb testing.TB, port int, timeout time.Duration, done chan struct{}, what string) {
