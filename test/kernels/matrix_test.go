@@ -185,7 +185,7 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 	console := filepath.Join(dirs.Artifacts, fmt.Sprintf("%s-%s.console", k.Name, stamp))
 	cfg := BootConfig{
 		Image: img, Machine: m, Init: b.init, Job: job, Payload: payload,
-		CPUs: k.CPUs, MemoryMB: k.MemoryMB, Timeout: k.Timeout, ShareHost: k.Root == guest.RootHost,
+		CPUs: k.CPUs, MemoryMB: k.MemoryMB, SingleThreadTCG: k.SingleThreadTCG, Timeout: k.Timeout, ShareHost: k.Root == guest.RootHost,
 		Console: console, WorkDir: b.dir,
 	}
 	if os.Getenv("AUTHPROBE_CONSOLE") != "" {

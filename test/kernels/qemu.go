@@ -93,6 +93,11 @@ type BootConfig struct {
 	Payload  []PayloadFile
 	CPUs     int
 	MemoryMB int
+	// SingleThreadTCG: all vCPUs on one host thread. Multi-threaded TCG
+	// can let a vCPU run a stale translation of kernel text another vCPU
+	// is live-patching (static keys, text_poke_bp's int3), which the
+	// guest kernel reports as an Oops on int3.
+	SingleThreadTCG bool
 	// Timeout bounds the whole boot; qemu is killed after it.
 	Timeout time.Duration
 	// ShareHost shares the host's / read-only over virtio-9p.
@@ -160,8 +165,12 @@ func Boot(ctx context.Context, cfg BootConfig) (*Result, error) {
 	}
 	defer os.Remove(initrd)
 	args := append([]string{}, cfg.Machine.Args...)
+	accel := "tcg"
+	if cfg.SingleThreadTCG {
+		accel = "tcg,thread=single"
+	}
 	args = append(args,
-		"-accel", "tcg",
+		"-accel", accel,
 		"-smp", fmt.Sprint(cfg.CPUs), "-m", fmt.Sprint(cfg.MemoryMB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
 		"-no-reboot",
