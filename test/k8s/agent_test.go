@@ -492,9 +492,14 @@ func TestAgentOnKubernetes(t *testing.T) {
 		// the pod.
 		s := a.waitSpans(t, idpSrv.pid(), n+1)[n]
 		require.Equal(t, "keycloak-0", k8sResource(s)["k8s.pod.name"])
-		waitFor(t, 10*time.Second, "exit seen and pod gone from the watch", func() bool {
-			return regexp.MustCompile(fmt.Sprintf(`msg="process exited" .*\bpid=%d\b`, idpSrv.pid())).MatchString(a.errOut.String()) &&
-				a.metric(t, `authprobe_k8s_pods{state="live"}`) == before-1
+		// Each half separately, so a failure says which one: the exit
+		// comes from the kernel, the pod's deletion through the watch
+		// (which has just reconnected after the API server's restart).
+		waitFor(t, 30*time.Second, "the process's exit seen", func() bool {
+			return regexp.MustCompile(fmt.Sprintf(`msg="process exited" .*\bpid=%d\b`, idpSrv.pid())).MatchString(a.errOut.String())
+		})
+		waitFor(t, 30*time.Second, "the pod gone from the watch", func() bool {
+			return a.metric(t, `authprobe_k8s_pods{state="live"}`) == before-1
 		})
 		require.Equal(t, 1.0, a.metric(t, `authprobe_k8s_pods{state="deleted"}`), "remembered for the TTL, then dropped")
 	})
