@@ -3,14 +3,14 @@ package export
 import (
 	"context"
 	"io"
-	"net"
 	"syscall"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
+
+	"github.com/authprobe/authprobe/test/otlpsink"
 )
 
 // Stage benchmarks: `go test -run '^$' -bench '^BenchmarkStage' -benchmem`
@@ -157,40 +157,7 @@ func BenchmarkStageExportQueue(b *testing.B) {
 	})
 }
 
-// startRawReceiver serves the OTLP trace Export method on loopback and
-// takes each request as bytes, answering with an empty response.
 func startRawReceiver(tb testing.TB) string {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
-	srv.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "Export",
-			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				var req []byte
-				if err := dec(&req); err != nil {
-					return nil, err
-				}
-				return []byte{}, nil
-			},
-		}},
-	}, struct{}{})
-	go func() { _ = srv.Serve(lis) }()
-	tb.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	return otlpsink.StartRaw(tb)
 }
-
-// rawCodec passes gRPC messages as bytes.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strconv"
 	"syscall"
@@ -18,7 +17,7 @@ import (
 	"github.com/authprobe/authprobe/detect"
 	"github.com/authprobe/authprobe/export"
 	"github.com/authprobe/authprobe/spanbuilder"
-	"google.golang.org/grpc"
+	"github.com/authprobe/authprobe/test/otlpsink"
 )
 
 // The whole-path stage benchmark (`make bench-stages`): ring buffer
@@ -184,44 +183,10 @@ func TestWholePathSpans(t *testing.T) {
 	}
 }
 
-// benchOTLPSink serves the OTLP trace Export method on loopback and takes
-// each request as bytes without decoding it, so the benchmark measures
-// the agent's side.
 func benchOTLPSink(tb testing.TB) string {
 	tb.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.ForceServerCodec(rawCodec{}))
-	srv.RegisterService(&grpc.ServiceDesc{
-		ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
-		HandlerType: (*any)(nil),
-		Methods: []grpc.MethodDesc{{
-			MethodName: "Export",
-			Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				var req []byte
-				if err := dec(&req); err != nil {
-					return nil, err
-				}
-				return []byte{}, nil
-			},
-		}},
-	}, struct{}{})
-	go func() { _ = srv.Serve(lis) }()
-	tb.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	return otlpsink.StartRaw(tb)
 }
-
-// rawCodec passes gRPC messages as bytes.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) { return v.([]byte), nil }
-func (rawCodec) Unmarshal(data []byte, v any) error {
-	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
-	return nil
-}
-func (rawCodec) Name() string { return "proto" }
 
 func benchCPU(b *testing.B) time.Duration {
 	b.Helper()
