@@ -57,6 +57,10 @@ type Suite struct {
 	// starts, e.g. {"--capture-backend", "syscalls"} to force a backend.
 	AgentArgs []string
 	Timeout   time.Duration
+	// Express: the suite starts test/servers/express, whose node_modules
+	// the harness installs on the host before the boot (the guest has no
+	// network) and names in $AUTHPROBE_EXPRESS_MODULES.
+	Express bool
 	// SkipUnbuilt makes the suite skip, saying why, instead of fail when
 	// a binary it needs does not build for the arch: for a suite that
 	// waits on a port (the agent on arm64 waits for arm64 objects).
@@ -82,8 +86,8 @@ const SmokePackage = "./test/kernels/guest/smoke/"
 // end-to-end tests runs without a network or a Collector. natural is the
 // capture backend the agent must pick there by itself (bpf.Backends);
 // the bpf suite runs every backend whose hooks the kernel has, or those
-// of bpfBackends when it is not empty. Add subsets here (evasion matrix,
-// fd reuse, TLS) by package and -run pattern.
+// of bpfBackends when it is not empty. Want lines make a suite fail when
+// a server it is there to prove skipped.
 func amd64Suites(natural string, bpfBackends ...string) []Suite {
 	bpfEnv := []string{"AUTHPROBE_WANT_BACKEND=" + natural}
 	if len(bpfBackends) > 0 {
@@ -95,11 +99,25 @@ func amd64Suites(natural string, bpfBackends ...string) []Suite {
 			Want: []string{`^capture backend: ` + natural + ` \(`}},
 		// TestTLSGo builds its Go servers (two toolchains, stripped and
 		// not) in the guest, which under software emulation outlasts the
-		// boot's budget; it runs on the host (make test-host). The
-		// OpenSSL and Node TLS tests run here.
+		// boot's budget; e2e-tls runs its default build (prebuilt), the
+		// stripped and go1.27 builds run on the host (make test-host).
+		// The fd-reuse, dup2, passed-fd, fork and two-writer tests and
+		// the OpenSSL and Node TLS tests run here.
 		{Name: "bpf", Test: "./bpf/", Skip: "^TestTLSGo$", Env: bpfEnv, Timeout: 15 * time.Minute},
 		{Name: "e2e-login-python", Test: "./test/e2e/", Run: "^TestLoginSpans$/^python$", Bins: e2eBins(), Timeout: 10 * time.Minute},
+		{Name: "e2e-login-node", Test: "./test/e2e/", Run: "^TestLoginSpans$/^node$", Bins: e2eBins(), Timeout: 10 * time.Minute,
+			Want: []string{`^\s*--- PASS: TestLoginSpans/node `}},
 		{Name: "e2e-login-go", Test: "./test/e2e/", Run: "^TestEveryServerLanguage$/^go$", Bins: e2eBins(), Timeout: 10 * time.Minute},
+		// Every class of the evasion matrix against Go net/http, Express,
+		// Python http.server and the JDK HttpServer.
+		{Name: "e2e-evasion", Test: "./test/e2e/", Run: "^TestEvasionMatrix$", Bins: e2eBins(), Express: true, Timeout: 15 * time.Minute,
+			Want: []string{`^\s*--- PASS: TestEvasionMatrix/go `, `^\s*--- PASS: TestEvasionMatrix/express `,
+				`^\s*--- PASS: TestEvasionMatrix/python `, `^\s*--- PASS: TestEvasionMatrix/java `}},
+		// TLS logins through Python's ssl (shared libssl), Node's https
+		// (static OpenSSL) and Go's crypto/tls (HTTP/1.1 and HTTP/2).
+		{Name: "e2e-tls", Test: "./test/e2e/", Run: "^(TestTLSPython|TestTLSNode|TestTLSGo)$", Skip: "^TestTLSGo$/stripped",
+			Bins: e2eBins(), Timeout: 10 * time.Minute,
+			Want: []string{`^--- PASS: TestTLSPython `, `^--- PASS: TestTLSNode `, `^\s*--- PASS: TestTLSGo/go1.26 `}},
 	}
 }
 
@@ -149,9 +167,10 @@ func DefaultMatrix() []Kernel {
 		{Name: "arm64-6.12", Arch: "arm64", Meta: "linux-image-6.12-arm64", Root: "initramfs",
 			Suites: []Suite{
 				smokeSuite(10 * time.Minute),
-				// Runs once `make generate` also builds arm64 objects
-				// (bpf2go -target amd64,arm64); skips until then.
-				{Name: "agent-login", Test: "./test/kernels/guest/agent/", Bins: e2eBins(), SkipUnbuilt: true, Timeout: 10 * time.Minute},
+				// A plaintext login, and Go crypto/tls logins over
+				// HTTP/1.1 and HTTP/2, to the static Go server.
+				{Name: "agent-login", Test: "./test/kernels/guest/agent/", Bins: e2eBins(), Timeout: 10 * time.Minute,
+					Want: []string{`^--- PASS: TestLoginSpans `, `^--- PASS: TestTLSLoginSpans `}},
 			},
 			CPUs: 2, MemoryMB: 1024, Timeout: 10 * time.Minute},
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/authprobe/authprobe/test/kernels/guest"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // TestMatrix boots every selected kernel of DefaultMatrix under qemu and
@@ -286,6 +287,14 @@ func buildJob(k Kernel, b *archBuild, img *Image) (job guest.Job, payload []Payl
 		st := guest.Step{Name: s.Name, Env: append(append([]string{}, common...), s.Env...), TimeoutSeconds: int(s.Timeout.Seconds())}
 		if len(s.AgentArgs) > 0 {
 			st.Env = append(st.Env, "AUTHPROBE_TEST_AGENT_ARGS="+strings.Join(s.AgentArgs, " "))
+		}
+		if s.Express {
+			modules, err := testutil.ExpressModules(root)
+			if err != nil {
+				pre[s.Name] = fmt.Errorf("install the Express server's modules on the host: %w", err)
+				continue
+			}
+			st.Env = append(st.Env, testutil.ExpressModulesEnv+"="+modules)
 		}
 		if k.Root != guest.RootHost {
 			guestPaths := make([]string, 0, len(s.Files))

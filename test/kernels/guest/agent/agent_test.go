@@ -1,15 +1,24 @@
 // Package agent is the agent's smoke test for guests that have only
 // static Go binaries (the arm64 initramfs of test/kernels): the agent
 // watches the Go login server and a right and a wrong form login from
-// two loopback addresses become the right auth.login spans. On hosts with
+// two loopback addresses become the right auth.login spans, in plaintext
+// and over Go's crypto/tls with HTTP/1.1 and HTTP/2. On hosts with
 // python3 and curl, test/e2e covers this and much more.
 package agent
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -67,11 +76,12 @@ func mustStart(tb testing.TB, cmd *exec.Cmd) {
 	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 }
 
-// mustStartServer starts the Go login server and returns its pid and
-// address.
-func mustStartServer(tb testing.TB, bin string) (int, string) {
+// mustStartServer starts the Go login server with env and returns its
+// pid and address.
+func mustStartServer(tb testing.TB, bin string, env ...string) (int, string) {
 	tb.Helper()
 	cmd := exec.Command(bin, "0")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -97,58 +107,117 @@ type span struct {
 
 func (s span) attr(k string) string { return fmt.Sprint(s.Attrs[k]) }
 
-// TestLoginSpans: a right and a wrong form login to the Go server, from
-// 127.0.0.2 and 127.0.0.3, become one auth.login span each with the
-// server's status, the result, the username and the client address.
+// loginCase is one form login and the span it must give.
+type loginCase struct {
+	src, password string
+	status        int
+	result        string
+}
+
+// TestLoginSpans: a right and a wrong plaintext form login to the Go
+// server, from 127.0.0.2 and 127.0.0.3, become one auth.login span each
+// with the server's status, the result, the username and the client
+// address.
 func TestLoginSpans(t *testing.T) {
 	agentBin, serverBin := binaries(t)
 	pid, addr := mustStartServer(t, serverBin)
-
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "authprobe.yaml")
-	metrics := "127.0.0.1:19464"
-	conf := "routes:\n  - {name: auth.login, kind: login, method: POST, path: /login}\n" +
-		"security: {username: {privacy: plain}}\nexporter: {kind: stdout}\n"
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
-	agent := exec.Command(agentBin, "run", "--config", cfg, "--pid", strconv.Itoa(pid), "--metrics-addr", metrics)
-	agent.Stdout, agent.Stderr = stdout, stderr
-	mustStart(t, agent)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
-	mustBeReady(t, metrics, stderr)
-
-	cases := []struct {
-		src, password string
-		status        int
-		result        string
-	}{
+	stdout, _ := mustStartAgent(t, agentBin, pid)
+	cases := []loginCase{
 		{"127.0.0.2", "correct-horse", 200, "success"},
 		{"127.0.0.3", "wrong", 401, "failure"},
 	}
 	for _, c := range cases {
-		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy:       nil,
-			DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}}).DialContext,
-		}}
-		resp, err := client.PostForm("http://"+addr+"/login", url.Values{"username": {"alice"}, "password": {c.password}})
-		if err != nil {
-			t.Fatalf("POST /login from %s: %v", c.src, err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		client.CloseIdleConnections()
-		if resp.StatusCode != c.status {
-			t.Fatalf("POST /login from %s: %d, want %d", c.src, resp.StatusCode, c.status)
-		}
+		postLogin(t, &http.Transport{}, "http://"+addr, c, 1)
 	}
+	checkSpans(t, waitSpans(t, stdout, len(cases), 30*time.Second), cases, map[string]string{"url.scheme": "", "tls.established": ""})
+}
 
-	spans := waitSpans(t, stdout, len(cases), 30*time.Second)
+// TestTLSLoginSpans: the same logins to the Go server over crypto/tls,
+// read by the agent's Go uprobes (arm64 register ABI, RET instructions
+// found by arm64 disassembly): over HTTP/1.1 from 127.0.0.4 and .5, and
+// over HTTP/2 (ALPN) from 127.0.0.6 and .7.
+func TestTLSLoginSpans(t *testing.T) {
+	agentBin, serverBin := binaries(t)
+	cert, key := selfSignedCert(t)
+	pid, addr := mustStartServer(t, serverBin, "TLS_CERT="+cert, "TLS_KEY="+key)
+	stdout, stderr := mustStartAgent(t, agentBin, pid)
+	waitLog(t, stderr, "TLS probes attached", 90*time.Second)
+	if !strings.Contains(stderr.String(), "Go crypto/tls") {
+		t.Errorf("agent did not say it probes Go crypto/tls:\n%s", stderr.String())
+	}
+	for _, proto := range []struct {
+		version string // network.protocol.version: set when not 1.1
+		cases   []loginCase
+	}{
+		{"", []loginCase{{"127.0.0.4", "correct-horse", 200, "success"}, {"127.0.0.5", "wrong", 401, "failure"}}},
+		{"2", []loginCase{{"127.0.0.6", "correct-horse", 200, "success"}, {"127.0.0.7", "wrong", 401, "failure"}}},
+	} {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the test's own certificate
+		if proto.version == "2" {
+			tr.ForceAttemptHTTP2 = true
+		} else {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		before := len(readSpans(stdout))
+		for _, c := range proto.cases {
+			postLogin(t, tr, "https://"+addr, c, map[string]int{"": 1, "2": 2}[proto.version])
+		}
+		spans := waitSpans(t, stdout, before+len(proto.cases), 30*time.Second)[before:]
+		checkSpans(t, spans, proto.cases, map[string]string{"url.scheme": "https", "tls.established": "true", "network.protocol.version": proto.version})
+	}
+	if strings.Contains(stdout.String(), "correct-horse") || strings.Contains(stderr.String(), "correct-horse") {
+		t.Error("a password reached the agent's output")
+	}
+}
+
+// mustStartAgent runs the agent on pid with stdout spans and plain
+// usernames, and waits until it is ready.
+func mustStartAgent(tb testing.TB, agentBin string, pid int) (stdout, stderr *syncBuffer) {
+	tb.Helper()
+	cfg := filepath.Join(tb.TempDir(), "authprobe.yaml")
+	metrics := "127.0.0.1:19464"
+	conf := "routes:\n  - {name: auth.login, kind: login, method: POST, path: /login}\n" +
+		"security: {username: {privacy: plain}}\nexporter: {kind: stdout}\n"
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	agent := exec.Command(agentBin, "run", "--config", cfg, "--pid", strconv.Itoa(pid), "--metrics-addr", metrics)
+	agent.Stdout, agent.Stderr = stdout, stderr
+	mustStart(tb, agent)
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("agent stderr:\n%s", stderr.String())
+		}
+	})
+	mustBeReady(tb, metrics, stderr)
+	return stdout, stderr
+}
+
+// postLogin sends c's form login from c.src through tr and checks the
+// status and the HTTP version it was answered with.
+func postLogin(tb testing.TB, tr *http.Transport, base string, c loginCase, major int) {
+	tb.Helper()
+	tr.Proxy = nil
+	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.src)}}).DialContext
+	client := &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	defer client.CloseIdleConnections()
+	resp, err := client.PostForm(base+"/login", url.Values{"username": {"alice"}, "password": {c.password}})
+	if err != nil {
+		tb.Fatalf("POST %s/login from %s: %v", base, c.src, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != c.status || resp.ProtoMajor != major {
+		tb.Fatalf("POST %s/login from %s: %d over HTTP/%d, want %d over HTTP/%d", base, c.src, resp.StatusCode, resp.ProtoMajor, c.status, major)
+	}
+}
+
+// checkSpans: one span per case, found by client address, with the
+// case's status, result and username, and the attributes of extra (""
+// for an attribute that must be absent).
+func checkSpans(tb testing.TB, spans []span, cases []loginCase, extra map[string]string) {
+	tb.Helper()
 	bySrc := map[string]span{}
 	for _, sp := range spans {
 		bySrc[sp.attr("client.address")] = sp
@@ -156,20 +225,74 @@ func TestLoginSpans(t *testing.T) {
 	for _, c := range cases {
 		sp, ok := bySrc[c.src]
 		if !ok {
-			t.Errorf("no span from %s; spans: %+v", c.src, spans)
+			tb.Errorf("no span from %s; spans: %+v", c.src, spans)
 			continue
 		}
-		for k, want := range map[string]string{
+		want := map[string]string{
 			"http.response.status_code": strconv.Itoa(c.status),
 			"auth.result":               c.result,
 			"auth.username":             "alice",
 			"http.request.method":       "POST",
 			"url.path":                  "/login",
-		} {
-			if got := sp.attr(k); got != want {
-				t.Errorf("span from %s: %s = %q, want %q", c.src, k, got, want)
+		}
+		for k, v := range extra {
+			want[k] = v
+		}
+		for k, v := range want {
+			if _, set := sp.Attrs[k]; v == "" && set {
+				tb.Errorf("span from %s: %s = %q, want it absent", c.src, k, sp.attr(k))
+			} else if got := sp.attr(k); v != "" && got != v {
+				tb.Errorf("span from %s: %s = %q, want %q", c.src, k, got, v)
 			}
 		}
+	}
+}
+
+// selfSignedCert writes a fresh ECDSA certificate for 127.0.0.1 and its
+// key as PEM files and returns their paths.
+func selfSignedCert(tb testing.TB) (certFile, keyFile string) {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "authprobe guest test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// waitLog waits until the agent's stderr has line.
+func waitLog(tb testing.TB, stderr *syncBuffer, line string, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(stderr.String(), line) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("agent did not log %q within %v:\n%s", line, timeout, stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -192,18 +315,24 @@ func mustBeReady(tb testing.TB, metrics string, stderr *syncBuffer) {
 	tb.Fatalf("agent not ready within 90s; stderr:\n%s", stderr.String())
 }
 
+// readSpans parses the auth.login spans the agent printed so far.
+func readSpans(stdout *syncBuffer) []span {
+	var spans []span
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		var sp span
+		if json.Unmarshal([]byte(line), &sp) == nil && sp.Name == "auth.login" {
+			spans = append(spans, sp)
+		}
+	}
+	return spans
+}
+
 // waitSpans waits until the agent printed n auth.login spans.
 func waitSpans(tb testing.TB, stdout *syncBuffer, n int, timeout time.Duration) []span {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		var spans []span
-		for _, line := range strings.Split(stdout.String(), "\n") {
-			var sp span
-			if json.Unmarshal([]byte(line), &sp) == nil && sp.Name == "auth.login" {
-				spans = append(spans, sp)
-			}
-		}
+		spans := readSpans(stdout)
 		if len(spans) >= n || time.Now().After(deadline) {
 			if len(spans) != n {
 				tb.Fatalf("%d auth.login spans within %v, want %d:\n%s", len(spans), timeout, n, stdout.String())
