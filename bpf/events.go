@@ -165,7 +165,10 @@ func dispatch(raw []byte, h Handler) error {
 		if len(raw) < procEventHead {
 			return fmt.Errorf("short process event: %d bytes", len(raw))
 		}
-		pe := (*lifecycleProcessEvent)(unsafe.Pointer(&raw[0]))
+		// The sample ends with the filename's bytes, so it may be shorter
+		// than the struct: copy what there is, never point past it.
+		var pe lifecycleProcessEvent
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&pe)), unsafe.Sizeof(pe)), raw)
 		ev := ProcEvent{PID: pe.Pid, PPID: pe.Ppid, Time: pe.Ts, Start: pe.Start}
 		switch lifecycleEventType(raw[0]) {
 		case lifecycleEventTypeEVENT_EXEC:
