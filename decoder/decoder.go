@@ -38,6 +38,9 @@ type Decoder struct {
 	sink    exchange.Sink
 	scratch http1.Scratch
 	spare   []Exchange // the slice returned last time, reused next time
+	// lent are the Pendings of the exchanges returned last time that
+	// Release may recycle.
+	lent []*exchange.Pending
 	// verdicts for the kernel, drained by Verdicts.
 	verdicts, spareVerdicts []Verdict
 	spareOpened             []Opened
@@ -226,7 +229,27 @@ func (d *Decoder) Verdicts() []Verdict {
 func (d *Decoder) take() []Exchange {
 	out := d.sink.Out
 	d.sink.Out, d.spare = d.spare[:0], out
+	// Exchanges of the call before that were not released stay the
+	// caller's, for the collector to take when it lets go of them.
+	clear(d.lent)
+	d.lent = d.sink.TakeDone(d.lent)
 	return out
+}
+
+// Release says the caller is done with the exchanges the last call of
+// Feed, Close or Expire returned, and with the Opened taken since: their
+// requests and responses, headers, bodies and every string cut from them
+// (an exported span's attributes among them) must not be read after it.
+// The decoder then wipes their memory and reuses it for the requests to
+// come. A caller that never calls Release keeps what it was given for as
+// long as it likes.
+func (d *Decoder) Release() {
+	// An Opened not taken yet may point into one of them: keep them all.
+	if len(d.sink.Opened) == 0 {
+		d.sink.Recycle(d.lent)
+	}
+	clear(d.lent)
+	d.lent = d.lent[:0]
 }
 
 // lookup returns the connection a chunk belongs to: a chunk of a newer

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"path"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +57,7 @@ type Builder struct {
 	toWall      func(uint64) time.Time
 	addrs       *strcache.Cache[netip.Addr] // client and peer addresses repeat
 	statusMsgs  *strcache.Cache[statusKey]
+	mems        sync.Pool // of *spanMem, given back by Release
 
 	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
 }
@@ -81,7 +85,11 @@ func New(cfg Config) (*Builder, error) {
 		serviceName: cfg.ServiceName,
 		toWall:      cfg.ToWall,
 		addrs:       strcache.New(netip.Addr.String),
-		statusMsgs:  strcache.New(statusMessage),
+		// A reason may be cut from the exchange or the body: reused memory.
+		statusMsgs: strcache.NewOwning(statusMessage, func(k statusKey) statusKey {
+			k.oc.reason = strings.Clone(k.oc.reason)
+			return k
+		}),
 	}, nil
 }
 
@@ -164,6 +172,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 
 	oc := inferResult(rt, ex)
 	peer := ex.Conn.Peer.Addr().Unmap()
+	mem := b.newSpanMem()
 	out := b.sec.Extract(secattr.Input{
 		Route:       rt.cfg,
 		Request:     req,
@@ -171,6 +180,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		Peer:        peer,
 		RequestTime: start,
 		Result:      oc.result,
+		Memory:      &mem.sec,
 	})
 	oc = mergeOutcome(oc, out)
 
@@ -189,7 +199,7 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 	if !client.IsValid() {
 		client = peer
 	}
-	attrs := make([]attribute.KeyValue, 0, 20+len(out.Attributes))
+	attrs := slices.Grow(mem.attrs[:0], 20+len(out.Attributes))
 	attrs = append(attrs, attribute.String(attrResult, oc.result))
 	if oc.result != ResultSuccess && oc.reason != "" {
 		attrs = append(attrs, attribute.String(attrFailureReason, wireString(oc.reason)))
@@ -253,12 +263,60 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		ClientSubnet:  out.ClientSubnet,
 		UserKey:       out.UserKey,
 		Ambiguous:     out.Ambiguous,
+		mem:           mem,
+		memGen:        mem.gen,
 	}
+	mem.attrs = attrs
 	if oc.result == ResultSuccess {
 		s.FailureReason = ""
 	}
 	s.StatusCode, s.StatusMessage = b.status(rt.cfg.Kind, oc, ex.Response)
 	return s, true
+}
+
+// spanMem is the memory of one span besides its exchange's: its
+// attribute slice and what the extractor made for it (the bodies' field
+// text, the username's hash), reused from span to span (Release).
+type spanMem struct {
+	attrs []attribute.KeyValue
+	sec   secattr.Memory
+	// gen counts the times it was given back, so that a stale copy of a
+	// span cannot give it back again while another span uses it.
+	gen uint64
+}
+
+// maxKeptAttrs bounds the attribute slice a released span's memory keeps.
+const maxKeptAttrs = 256
+
+func (b *Builder) newSpanMem() *spanMem {
+	if m, ok := b.mems.Get().(*spanMem); ok {
+		return m
+	}
+	return &spanMem{}
+}
+
+// Release gives back the memory of a span that every consumer is done
+// with: the exporters have encoded it (export.Exporter.Emit encodes before
+// it returns) and nothing kept any of its strings without copying them.
+// Its Attributes, and the strings the Builder and the extractor made for
+// it, are wiped and reused by the spans built next, so s must not be read
+// after Release, nor any copy of it. Releasing a span that was not built
+// with memory of its own (a call's, or a copy released already) does
+// nothing; a span never released is simply collected.
+func (b *Builder) Release(s *Span) {
+	m := s.mem
+	if m == nil || m.gen != s.memGen {
+		return
+	}
+	s.mem = nil
+	m.gen++
+	m.attrs = s.Attributes[:0:cap(s.Attributes)] // what the Chain grew it to, too
+	clear(m.attrs[:len(s.Attributes)])
+	m.sec.Reset()
+	if cap(m.attrs) > maxKeptAttrs || m.sec.Oversized() {
+		return // a hostile exchange's memory is left to the collector
+	}
+	b.mems.Put(m)
 }
 
 // mergeOutcome lets what the extractor found in the body (failure

@@ -45,7 +45,11 @@ type Chain struct {
 	// calls in flight whose span is exported, by their connection's
 	// addresses as the caller sees them, for the callee's side to find.
 	calls map[connTuple]*request
-	stats ChainStats
+	// free are requests nothing points to any more, for Opened to reuse;
+	// at most maxFree of them.
+	free    []*request
+	maxFree int
+	stats   ChainStats
 }
 
 // ChainConfig bounds a Chain.
@@ -99,6 +103,33 @@ type request struct {
 	called   bool   // it made an HTTP call
 	sqlstate string // the first authorization SQLSTATE of its queries
 	denied   int    // the first 401/403 a call of it got
+	// calls in open whose owner it is: they will write to it.
+	calls int
+}
+
+// maxFreeRequests bounds the requests kept for reuse.
+const maxFreeRequests = 1024
+
+func (c *Chain) newRequest() *request {
+	if n := len(c.free); n > 0 {
+		r := c.free[n-1]
+		c.free[n-1] = nil
+		c.free = c.free[:n-1]
+		return r
+	}
+	return &request{}
+}
+
+// recycle takes back a request that left the maps and task lists that
+// point to requests (open, calls, tasks): reused when nothing else can
+// still reach it. A request still in flight (end 0: open may hold it) or
+// owning calls in flight (their owner pointer) is left to the collector.
+func (c *Chain) recycle(r *request) {
+	if len(c.free) >= c.maxFree || r.end == 0 && r.auth || r.calls > 0 {
+		return
+	}
+	*r = request{}
+	c.free = append(c.free, r)
 }
 
 type taskRequests struct {
@@ -121,7 +152,7 @@ func NewChain(b *Builder, cfg ChainConfig) *Chain {
 	return &Chain{
 		cfg: cfg, b: b, rnd: rand.New(rand.NewChaCha8(seed)),
 		tasks: map[taskKey]*taskRequests{}, open: map[uint64]*request{}, calls: map[connTuple]*request{},
-		stats: ChainStats{Denials: map[string]uint64{}},
+		maxFree: maxFreeRequests, stats: ChainStats{Denials: map[string]uint64{}},
 	}
 }
 
@@ -161,14 +192,18 @@ func child(parent trace.SpanContext, id trace.SpanID) trace.SpanContext {
 // Opened takes a request head the decoder queued (decoder.Opened).
 func (c *Chain) Opened(o *decoder.Opened) {
 	key := taskKey{o.PID, o.Task}
-	r := &request{id: o.ID, key: key, start: o.Start}
+	r := c.newRequest()
+	r.id, r.key, r.start = o.ID, key, o.Start
 	if o.Conn.Role == decoder.RoleClient {
-		c.openCall(r, o)
+		if !c.openCall(r, o) {
+			c.recycle(r)
+		}
 		return
 	}
 	if o.Request != nil {
 		if len(c.open) >= c.cfg.MaxOpen {
 			c.stats.Full++
+			c.recycle(r)
 			return
 		}
 		r.auth = true
@@ -198,22 +233,24 @@ func (c *Chain) identify(r *request, o *decoder.Opened) {
 }
 
 // openCall attributes an HTTP call when it begins: the callee's side may
-// need its span before it ends.
-func (c *Chain) openCall(r *request, o *decoder.Opened) {
+// need its span before it ends. It reports whether the call is followed.
+func (c *Chain) openCall(r *request, o *decoder.Opened) bool {
 	if o.ID == 0 {
-		return
+		return false
 	}
 	parent := c.attribute(r.key, o.Start, o.Busy)
 	if parent == nil {
-		return
+		return false
 	}
 	parent.called = true
+	parent.calls++
 	r.owner = parent
 	r.parent = parent.sc
 	r.sc = child(parent.sc, c.newSpanID())
 	r.tuple = connTuple{from: o.Conn.Local, to: o.Conn.Peer}
 	c.open[r.id] = r
 	c.calls[r.tuple] = r
+	return true
 }
 
 // Closed takes the end of an untracked request (decoder.Closed).
@@ -236,7 +273,11 @@ func (c *Chain) add(key taskKey, r *request) {
 	}
 	if len(tr.reqs) >= c.cfg.MaxPerTask {
 		// The oldest goes; in flight, its calls will not be attributed.
-		tr.reqs = tr.reqs[1:]
+		old := tr.reqs[0]
+		n := copy(tr.reqs, tr.reqs[1:])
+		tr.reqs[n] = nil
+		tr.reqs = tr.reqs[:n]
+		c.recycle(old)
 	}
 	tr.reqs = append(tr.reqs, r)
 }
@@ -319,15 +360,18 @@ func (c *Chain) call(ex *decoder.Exchange, p Process, out []Span) []Span {
 		}
 		parent = r.parent
 		owner = r.owner
+		owner.calls--
 		if ex.Response != nil && owner.denied == 0 &&
 			(ex.Response.StatusCode == 401 || ex.Response.StatusCode == 403) {
 			owner.denied = ex.Response.StatusCode
 		}
+		sc := r.sc
+		c.recycle(r) // out of open and calls: nothing points to it
 		s, ok := c.b.BuildClient(ex, p)
 		if !ok {
 			return out
 		}
-		s.TraceID, s.SpanID, s.Parent = r.sc.TraceID(), r.sc.SpanID(), parent
+		s.TraceID, s.SpanID, s.Parent = sc.TraceID(), sc.SpanID(), parent
 		return append(out, s)
 	}
 	s, ok := c.b.BuildClient(ex, p)
@@ -371,6 +415,8 @@ func (c *Chain) Expire(now uint64) {
 		for _, r := range tr.reqs {
 			if r.end == 0 || now < r.end || now-r.end <= c.cfg.Retain {
 				keep = append(keep, r)
+			} else {
+				c.recycle(r)
 			}
 		}
 		clear(tr.reqs[len(keep):])

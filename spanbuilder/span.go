@@ -28,6 +28,11 @@ type Process struct {
 
 // Span is one auth attempt (SERVER), or a call the traced process made
 // while serving one (CLIENT), ready for an exporter. It holds no secret.
+//
+// Its strings point into memory that is reused once the span is done
+// with: its exchange's (decoder.Decoder.Release) and its own
+// (Builder.Release). A consumer that keeps a string past the call that
+// handed it the span must copy it (strings.Clone).
 type Span struct {
 	Name string
 	// Kind is SpanKindClient for a call; anything else is a SERVER span.
@@ -66,6 +71,12 @@ type Span struct {
 	// Layer repeats auth.decision.layer on a denial: which layer said no
 	// (LayerGateway, LayerService, LayerDatabase, LayerUpstream).
 	Layer string
+
+	// mem is the memory the span's attributes and strings live in
+	// besides its exchange's, given back by Builder.Release; memGen is
+	// its generation when the span got it.
+	mem    *spanMem
+	memGen uint64
 }
 
 // Decision layers (auth.decision.layer).

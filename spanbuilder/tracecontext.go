@@ -108,7 +108,10 @@ func extractTraceContext(h decoder.Header) traceContext {
 	if ts == "" {
 		return tc
 	}
-	state, err := trace.ParseTraceState(ts)
+	// The members are cut from the string parsed, and the span context
+	// outlives the exchange's memory (Chain keeps it for the request's
+	// calls): parse a copy.
+	state, err := trace.ParseTraceState(strings.Clone(ts))
 	if err != nil {
 		tc.tracestateDropped = true
 		return tc

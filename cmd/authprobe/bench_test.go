@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +70,12 @@ type wholePath struct {
 
 func newWholePath(tb testing.TB, kind string) *wholePath {
 	tb.Helper()
+	return newWholePathTo(tb, kind, io.Discard)
+}
+
+// newWholePathTo is newWholePath writing its JSON lines (stdout) to out.
+func newWholePathTo(tb testing.TB, kind string, out io.Writer) *wholePath {
+	tb.Helper()
 	clock, err := bpf.NewKernelClock()
 	if err != nil {
 		tb.Fatal(err)
@@ -80,7 +89,7 @@ func newWholePath(tb testing.TB, kind string) *wholePath {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ecfg := export.Config{Kind: kind, Stdout: io.Discard, HostName: "bench"}
+	ecfg := export.Config{Kind: kind, Stdout: out, HostName: "bench"}
 	if kind == config.ExporterOTLP {
 		ecfg.Endpoint = benchOTLPSink(tb)
 		ecfg.Insecure = true
@@ -180,6 +189,71 @@ func TestWholePathSpans(t *testing.T) {
 	}
 	if w.spans != 100 {
 		t.Fatalf("100 logins gave %d spans", w.spans)
+	}
+}
+
+// TestWholePathLines: every failed login of the benchmark's workload is
+// exported as the same line, and so is every successful one, once the
+// ids and times that differ are set aside. The memory of each exchange
+// and span is reused for the next; a string still read from it after its
+// reuse would make a line differ.
+func TestWholePathLines(t *testing.T) {
+	var out bytes.Buffer
+	w := newWholePathTo(t, config.ExporterStdout, &out)
+	const logins = 300
+	for i := range logins {
+		w.login(t, i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.exp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	varying := regexp.MustCompile(`"(trace_id|span_id|start_time_unix_nano|end_time_unix_nano)":("[^"]*"|[0-9]+)`)
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != logins {
+		t.Fatalf("%d lines for %d logins", len(lines), logins)
+	}
+	for i, l := range lines {
+		if got, want := varying.ReplaceAllString(l, `"$1":""`), varying.ReplaceAllString(lines[i%2], `"$1":""`); got != want {
+			t.Fatalf("login %d exported\n %s\nwhere login %d exported\n %s", i, got, i%2, want)
+		}
+	}
+	for _, want := range []string{`"auth.result":"failure"`, `"auth.username":"hmac:`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("the failed login's line has no %s: %s", want, lines[0])
+		}
+	}
+}
+
+// maxWholePathAllocs bounds the heap allocations of one login on the
+// whole path once its pools are warm: every exchange, span and request
+// record is recycled once its span was exported (pipeline.deliver).
+const maxWholePathAllocs = 2
+
+// TestWholePathAllocs keeps the whole path's allocations per login at
+// maxWholePathAllocs or fewer, so that one more cannot slip in unseen.
+func TestWholePathAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	for _, kind := range []string{config.ExporterStdout, config.ExporterOTLP} {
+		t.Run(kind, func(t *testing.T) {
+			w := newWholePath(t, kind)
+			i := 0
+			login := func() { w.login(t, i); i++ }
+			for range 1000 { // warm the pools, maps and batches
+				login()
+			}
+			n := testing.AllocsPerRun(2000, login)
+			t.Logf("%.2f allocations per login", n)
+			if n > maxWholePathAllocs {
+				t.Errorf("%.2f allocations per login, want at most %d", n, maxWholePathAllocs)
+			}
+			if w.spans != i {
+				t.Fatalf("%d logins gave %d spans", i, w.spans)
+			}
+		})
 	}
 }
 

@@ -355,6 +355,15 @@ func (p *pipeline) updateWatched() {
 // The chain first learns of the request heads the decoder queued (ids
 // are chosen there), then of the exchanges, then of the untracked
 // requests that ended.
+//
+// Ownership: a span's strings point into its exchange's memory and its
+// own, both reused for the exchanges and spans that come next. The sinks
+// run here, one after the other, and none keeps the span past its call
+// (the exporters encode it into their batch before Emit returns; the
+// detector copies what it counts), so once the last sink returned the
+// span is given back (Builder.Release) and, once every exchange of the
+// call was, the exchanges (Decoder.Release). Nothing else holds them: the
+// chain keeps ids and times, not strings of the request.
 func (p *pipeline) deliver(exs []decoder.Exchange) {
 	opened := p.dec.Opened()
 	for i := range opened {
@@ -376,10 +385,11 @@ func (p *pipeline) deliver(exs []decoder.Exchange) {
 			Meta:        proc.Meta,
 			Gateway:     proc.Gateway,
 		}, p.spans[:0])
-		for _, span := range p.spans {
+		for i := range p.spans {
 			for _, emit := range p.sinks {
-				emit(span)
+				emit(p.spans[i])
 			}
+			p.builder.Release(&p.spans[i])
 		}
 	}
 	clear(p.spans)
@@ -387,6 +397,7 @@ func (p *pipeline) deliver(exs []decoder.Exchange) {
 	for i := range closed {
 		p.chain.Closed(&closed[i])
 	}
+	p.dec.Release()
 }
 
 // tick runs on the reading goroutine between events: timeouts, the

@@ -38,6 +38,10 @@ type Sink struct {
 	Closed []Closed
 	bytes  int // held by every pending request of every queue
 	lastID uint64
+	// done are the Pendings of the exchanges in Out that no parser holds
+	// any more (TakeDone hands them to the caller), free the ones handed
+	// back (Recycle) for Request to reuse.
+	done, free []*Pending
 }
 
 // Opened is a request head as it was queued.
@@ -79,6 +83,10 @@ const (
 	inlineResponseFields = 12
 	// pendingSize counts a Pending against the byte bounds.
 	pendingSize = int(unsafe.Sizeof(Pending{}))
+	// maxFree Pendings wait for reuse, each keeping head buffers of at
+	// most maxKeptBuf bytes: what a burst grew beyond that is collected.
+	maxFree    = 64
+	maxKeptBuf = 8 << 10
 )
 
 type pendingState uint8
@@ -89,9 +97,10 @@ const (
 	emitted                       // handed to the caller; parsers must let go of it
 )
 
-// Pending is an exchange under construction. The request, the response
-// and the header fields of typical messages live in it, so that an
-// exchange costs this one allocation plus one per message for its bytes.
+// Pending is an exchange under construction. The request, the response,
+// the header fields of typical messages and the copies of both heads
+// (with room for their bodies) live in it, so that an exchange costs this
+// one allocation, and none once Pendings are recycled (Sink.Recycle).
 type Pending struct {
 	Ex   Exchange
 	Req  Request
@@ -99,11 +108,14 @@ type Pending struct {
 
 	reqFields  [inlineRequestFields]HeaderField
 	respFields [inlineResponseFields]HeaderField
-	sink       *Sink
-	cost       int
-	kind       Kind
-	state      pendingState
-	reqDone    bool // the request's body ended
+	// reqBuf and respBuf hold the heads the strings of Req and Resp are
+	// cut from, and their bodies while they fit; kept across reuse.
+	reqBuf, respBuf []byte
+	sink            *Sink
+	cost            int
+	kind            Kind
+	state           pendingState
+	reqDone         bool // the request's body ended
 }
 
 // Kind is what framing the response to this request needs.
@@ -133,6 +145,33 @@ func (p *Pending) ResponseFields(n int) Header {
 		return p.respFields[:0]
 	}
 	return make(Header, 0, n)
+}
+
+// RequestHead copies a request head into the Pending, with room for room
+// body bytes after it where the request's Body then points, and returns
+// the copy: the request's strings are cut from it.
+func (p *Pending) RequestHead(head []byte, room int) []byte {
+	p.reqBuf = arena(p.reqBuf, head, room)
+	p.Req.Body = p.reqBuf[len(head):len(head):len(p.reqBuf)]
+	return p.reqBuf[:len(head)]
+}
+
+// ResponseHead is RequestHead for the response.
+func (p *Pending) ResponseHead(head []byte, room int) []byte {
+	p.respBuf = arena(p.respBuf, head, room)
+	p.Resp.Body = p.respBuf[len(head):len(head):len(p.respBuf)]
+	return p.respBuf[:len(head)]
+}
+
+// arena returns buf (or a larger one) holding head and room bytes after it.
+func arena(buf, head []byte, room int) []byte {
+	n := len(head) + room
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	copy(buf, head)
+	return buf
 }
 
 // KeepRequestBody appends captured body bytes up to MaxRequestBody and
@@ -290,7 +329,8 @@ func (q *Queue) Request(r RequestInfo) *Pending {
 		q.placeholder(r.Kind, r.End, r.PID, r.Task)
 		return nil
 	}
-	p := &Pending{sink: s, cost: cost, kind: r.Kind}
+	p := s.newPending()
+	p.sink, p.cost, p.kind = s, cost, r.Kind
 	s.lastID++
 	p.Ex = Exchange{Conn: *q.info, ID: s.lastID, PID: r.PID, TID: r.TID, Task: r.Task, Busy: r.Busy,
 		Request: &p.Req, RequestStart: r.Start, RequestEnd: r.End}
@@ -491,11 +531,13 @@ func (q *Queue) pairByTime(start uint64) bool {
 }
 
 // Done ends the exchange whose response was under way (p, from Response).
+// The caller lets go of p: no parser may touch it after Done, so that it
+// can be recycled once its exchange was handed back.
 func (q *Queue) Done(p *Pending) {
 	if p.state != answering {
 		return
 	}
-	q.deliver(p, EndResponse)
+	q.deliverLetGo(p, EndResponse, true)
 	if !q.Empty() && q.entries[q.head].p == p {
 		q.pop()
 		return
@@ -553,12 +595,22 @@ func (q *Queue) End(reason EndReason, t uint64) {
 }
 
 // deliver hands p's exchange to the sink; the caller removes its entry.
-func (q *Queue) deliver(p *Pending, end EndReason) {
+func (q *Queue) deliver(p *Pending, end EndReason) { q.deliverLetGo(p, end, false) }
+
+// deliverLetGo is deliver; letGo says the response's parser let go of p
+// (Done). Once the request's parser let go too (it does before
+// RequestDone), and the response's never had it (still waiting) or let go,
+// nothing but the exchange points at p: it goes on the done list, to be
+// recycled when the caller hands the exchange back.
+func (q *Queue) deliverLetGo(p *Pending, end EndReason, letGo bool) {
 	s := q.sink
-	switch p.state {
-	case emitted:
+	if p.state == emitted {
 		return
-	case answering:
+	}
+	if p.reqDone && (p.state == waiting || letGo) {
+		s.done = append(s.done, p)
+	}
+	if p.state == answering {
 		if end != EndResponse {
 			p.Resp.BodyTruncated = true
 		}
@@ -586,6 +638,52 @@ func (q *Queue) deliver(p *Pending, end EndReason) {
 		s.Stats.TruncatedBodies++
 	}
 	s.Out = append(s.Out, p.Ex)
+}
+
+// newPending is a recycled Pending, or a new one.
+func (s *Sink) newPending() *Pending {
+	if n := len(s.free); n > 0 {
+		p := s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		return p
+	}
+	return &Pending{}
+}
+
+// TakeDone returns the Pendings of the exchanges handed out since the last
+// call that no parser holds any more, in spare's place; the caller owns
+// them from now on, and gives them back with Recycle once nothing reads
+// their exchanges. Pendings it never gives back are simply collected.
+func (s *Sink) TakeDone(spare []*Pending) []*Pending {
+	out := s.done
+	s.done = spare[:0]
+	return out
+}
+
+// Recycle takes back Pendings from TakeDone for Request to reuse. The
+// caller must be done with their exchanges: the Request and Response, their
+// headers and bodies, and every string cut from them, which Recycle wipes
+// (they may hold credentials) and the next request overwrites.
+func (s *Sink) Recycle(ps []*Pending) {
+	for _, p := range ps {
+		clear(p.reqBuf)
+		clear(p.respBuf)
+		clear(p.Req.Body) // grown out of reqBuf, or a part of it
+		clear(p.Resp.Body)
+		if len(s.free) >= maxFree {
+			continue
+		}
+		reqBuf, respBuf := p.reqBuf[:0], p.respBuf[:0]
+		if cap(reqBuf) > maxKeptBuf {
+			reqBuf = nil
+		}
+		if cap(respBuf) > maxKeptBuf {
+			respBuf = nil
+		}
+		*p = Pending{reqBuf: reqBuf, respBuf: respBuf}
+		s.free = append(s.free, p)
+	}
 }
 
 func olderThan(now, t, age uint64) bool { return now > t && now-t > age }

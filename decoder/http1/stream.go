@@ -498,10 +498,7 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 		if mode == bodyLength {
 			room = int(min(n, int64(p.MaxRequestBody())))
 		}
-		arena := make([]byte, len(head), len(head)+room)
-		copy(arena, head)
-		fillRequest(&p.Req, arena, truncated, &h, p.RequestFields(len(h.fields)))
-		p.Req.Body = arena[len(head):len(head):cap(arena)]
+		fillRequest(&p.Req, p.RequestHead(head, room), truncated, &h, p.RequestFields(len(h.fields)))
 	}
 	s.p = p
 	if truncated {
@@ -562,10 +559,7 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 		if mode, n := f.responseBody(sl.code, kind); mode == bodyLength {
 			room = int(min(n, int64(p.MaxResponseBody())))
 		}
-		arena := make([]byte, len(head), len(head)+room)
-		copy(arena, head)
-		fillResponse(&p.Resp, arena, truncated, fields, p.ResponseFields(len(fields)))
-		p.Resp.Body = arena[len(head):len(head):cap(arena)]
+		fillResponse(&p.Resp, p.ResponseHead(head, room), truncated, fields, p.ResponseFields(len(fields)))
 		p.ResponseBytes(m.T)
 	}
 	s.p, s.kind = p, kind

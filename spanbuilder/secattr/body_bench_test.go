@@ -19,7 +19,7 @@ func BenchmarkStageBodyParse(b *testing.B) {
 			pool := newScratchPool()
 			b.ReportAllocs()
 			for b.Loop() {
-				sc := pool.get()
+				sc := pool.get(nil)
 				f, _ := parseBody(sc, h, body)
 				if f.len() == 0 {
 					b.Fatal("no fields")

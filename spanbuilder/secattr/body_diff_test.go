@@ -13,7 +13,7 @@ import (
 // parseBodyMap parses a body with a fresh scratch and gives its fields as
 // a map, the shape the reference parser (body_ref_test.go) returns.
 func parseBodyMap(h decoder.Header, body []byte) (map[string]field, bodyNotes) {
-	f, notes := parseBody(newScratchPool().get(), h, body)
+	f, notes := parseBody(newScratchPool().get(nil), h, body)
 	return fieldsMap(f), notes
 }
 
@@ -34,7 +34,7 @@ func FuzzBodyDifferential(f *testing.F) {
 		f.Add(s.ct, []byte(s.body))
 	}
 	pool := newScratchPool()
-	sc := pool.get()
+	sc := pool.get(nil)
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
 		h := hdr("Content-Type", ct)
 		want, wantNotes := refParseBody(h, body)
@@ -124,7 +124,7 @@ var diffSeeds = []struct{ ct, body string }{
 // TestBodyDifferentialSeeds runs the seeds without -fuzz as a table, with
 // one scratch reused across them (the pool's life).
 func TestBodyDifferentialSeeds(t *testing.T) {
-	sc := newScratchPool().get()
+	sc := newScratchPool().get(nil)
 	for _, s := range diffSeeds {
 		h := hdr("Content-Type", s.ct)
 		want, wantNotes := refParseBody(h, []byte(s.body))

@@ -116,7 +116,7 @@ func (e *Extractor) RandomKeyInUse() bool { return e.randomKey }
 // what it cannot parse it leaves out (or marks, like a malformed token).
 func (e *Extractor) Extract(in Input) Output {
 	var out Output
-	attrs := make([]attribute.KeyValue, 0, 16)
+	attrs := in.Memory.attributes()
 
 	var (
 		reqBody, query fields
@@ -125,11 +125,11 @@ func (e *Extractor) Extract(in Input) Output {
 	)
 	// One scratch holds the request body's fields, then the response
 	// body's; a query that may name a username has its own.
-	sc := e.scratches.get()
+	sc := e.scratches.get(in.Memory)
 	defer e.scratches.put(sc)
 	if in.Request != nil {
 		reqBody, notes = parseBody(sc, in.Request.Header, in.Request.Body)
-		if qsc := e.queryFields(in.Request.Target, &query); qsc != nil {
+		if qsc := e.queryFields(in.Request.Target, &query, in.Memory); qsc != nil {
 			defer e.scratches.put(qsc)
 		}
 	}
@@ -157,7 +157,7 @@ func (e *Extractor) Extract(in Input) Output {
 		amb |= ambUsername
 	case u != "":
 		out.UserKey = e.userKey(u)
-		if v := e.usernameValue(u); v != "" {
+		if v := e.usernameValue(u, in.Memory); v != "" {
 			attrs = append(attrs, attribute.String("auth.username", v))
 		}
 	}
@@ -194,14 +194,15 @@ func (e *Extractor) Extract(in Input) Output {
 		attrs = append(attrs, attribute.Bool("auth.session.issued", true))
 	}
 	out.Attributes = attrs
+	in.Memory.keepAttributes(attrs)
 	return out
 }
 
-// queryFields parses the query string of a request-target into *f when it
-// may name a username field, and returns the scratch that holds the
-// fields for the caller to give back; nil otherwise, the usual case, at
-// no cost.
-func (e *Extractor) queryFields(target string, f *fields) *scratch {
+// queryFields parses the query string of a request-target into *f (its
+// text in out) when it may name a username field, and returns the scratch
+// that holds the fields for the caller to give back; nil otherwise, the
+// usual case, at no cost.
+func (e *Extractor) queryFields(target string, f *fields, out *Memory) *scratch {
 	_, q, ok := strings.Cut(target, "?")
 	if !ok {
 		return nil
@@ -213,7 +214,7 @@ func (e *Extractor) queryFields(target string, f *fields) *scratch {
 	if !mayName(q, e.bodyFields) {
 		return nil
 	}
-	sc := e.scratches.get()
+	sc := e.scratches.get(out)
 	*f = parseForm(sc, q)
 	return sc
 }

@@ -23,8 +23,9 @@ type field struct {
 // fields are the form field names, multipart part names and dotted JSON
 // paths ("user.email", "roles.0") of one body with their values, in the
 // order first seen. Names and values are slices of one string, made once
-// per body; the entries live in a scratch that the Extract call that
-// parsed the body owns. The zero value has no fields.
+// per body (in the Extract's Memory when it has one); the entries live in
+// a scratch that the Extract call that parsed the body owns. The zero
+// value has no fields.
 type fields struct {
 	text string
 	ents []entry
@@ -93,6 +94,8 @@ type scratch struct {
 	frames []jsonFrame
 	keys   []span
 	states []jsonState
+	// out keeps the text of the fields made (nil: a string of their own).
+	out *Memory
 }
 
 // span is a byte range of scratch.buf.
@@ -165,7 +168,7 @@ func (s *scratch) fields() fields {
 	if len(s.ents) == 0 {
 		return fields{}
 	}
-	return fields{text: string(s.buf), ents: s.ents}
+	return fields{text: s.out.string(s.buf), ents: s.ents}
 }
 
 // scratchPool hands out scratches; an Extractor has one.
@@ -180,15 +183,18 @@ func newScratchPool() *scratchPool {
 	return p
 }
 
-func (p *scratchPool) get() *scratch {
+// get returns a reset scratch whose fields keep their text in out.
+func (p *scratchPool) get(out *Memory) *scratch {
 	s := p.pool.Get().(*scratch)
 	s.reset()
+	s.out = out
 	return s
 }
 
 // put returns s; one that grew past what ordinary bodies need is left to
 // the collector, so a hostile body does not pin its memory.
 func (p *scratchPool) put(s *scratch) {
+	s.out = nil
 	if cap(s.buf) > 2*maxBodyScan || cap(s.ents) > maxFields || cap(s.keys) > maxFields {
 		return
 	}

@@ -24,6 +24,9 @@ type Input struct {
 	// Result is the result inferred from the status code (success,
 	// failure, error, unknown) before body matchers.
 	Result string
+	// Memory, when set, holds what the Output is made of (see Memory);
+	// without it the Output's memory is its own.
+	Memory *Memory
 }
 
 // Output is what Extract derived.

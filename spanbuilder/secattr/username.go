@@ -102,7 +102,7 @@ func (e *Extractor) username(in Input, a authInfo, body, query fields) (u string
 		var c candidates
 		for _, f := range in.Request.Header {
 			if strings.EqualFold(f.Name, e.userHeader) {
-				c.add(e.normaliseUsername(f.Value), false)
+				c.add(e.normaliseUsername(f.Value, in.Memory), false)
 			}
 		}
 		if c.ambiguous || c.value != "" {
@@ -111,20 +111,21 @@ func (e *Extractor) username(in Input, a authInfo, body, query fields) (u string
 	}
 	var c candidates
 	if a.basicUser != "" || a.basicConflict {
-		c.add(e.normaliseUsername(a.basicUser), a.basicConflict)
+		c.add(e.normaliseUsername(a.basicUser, in.Memory), a.basicConflict)
 	}
-	e.bodyUsername(&c, body)
-	e.bodyUsername(&c, query)
+	e.bodyUsername(&c, body, in.Memory)
+	e.bodyUsername(&c, query, in.Memory)
 	if a.grantUser != "" {
-		c.add(e.normaliseUsername(a.grantUser), false)
+		c.add(e.normaliseUsername(a.grantUser, in.Memory), false)
 	}
 	return c.result()
 }
 
 // bodyUsername adds the first configured field a body has with a value
 // that is not blank, in any case of its name. Spellings that disagree,
-// blank or not, make the request ambiguous.
-func (e *Extractor) bodyUsername(c *candidates, body fields) {
+// blank or not, make the request ambiguous. A lowercased username is
+// kept in mem.
+func (e *Extractor) bodyUsername(c *candidates, body fields, mem *Memory) {
 	if body.len() == 0 {
 		return
 	}
@@ -142,7 +143,7 @@ func (e *Extractor) bodyUsername(c *candidates, body fields) {
 			if !v.scalar {
 				continue
 			}
-			switch n := e.normaliseUsername(v.val); {
+			switch n := e.normaliseUsername(v.val, mem); {
 			case n == "":
 				blank = true
 			case !seen:
@@ -190,14 +191,15 @@ func (c *candidates) result() (string, bool) {
 
 // normaliseUsername trims and, when configured, lowercases email-looking
 // usernames (the domain part is case-insensitive and users mix case). Other
-// usernames keep their case: systems differ on whether it matters.
-func (e *Extractor) normaliseUsername(s string) string {
+// usernames keep their case: systems differ on whether it matters. A
+// lowercased copy is kept in mem.
+func (e *Extractor) normaliseUsername(s string, mem *Memory) string {
 	s = strings.TrimSpace(s)
 	if s == "" || len(s) > maxUsername {
 		return ""
 	}
 	if e.lowercase && looksLikeEmail(s) {
-		s = strings.ToLower(s)
+		s = mem.lower(s)
 	}
 	return s
 }
@@ -208,7 +210,7 @@ func looksLikeEmail(s string) bool {
 }
 
 // usernameValue is the exported auth.username for privacy hash or plain.
-func (e *Extractor) usernameValue(u string) string {
+func (e *Extractor) usernameValue(u string, mem *Memory) string {
 	switch e.privacy {
 	case config.PrivacyPlain:
 		return clean(u, MaxValueLen)
@@ -218,7 +220,7 @@ func (e *Extractor) usernameValue(u string) string {
 		var out [len(HashPrefix) + 32]byte
 		copy(out[:], HashPrefix)
 		hex.Encode(out[len(HashPrefix):], sum[:16])
-		return string(out[:])
+		return mem.string(out[:])
 	}
 	return ""
 }

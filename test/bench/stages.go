@@ -25,8 +25,8 @@ import (
 //	export/   span → JSON line, span → OTLP bytes, export queue → wire
 //	cmd/authprobe/  the whole path, ring-buffer sample bytes → exported bytes
 //
-// Today export/, spanbuilder/secattr/ (body parsing) and cmd/authprobe/
-// (the whole path) have them.
+// Today decoder/, spanbuilder/ (and secattr/'s body parsing), export/ and
+// cmd/authprobe/ (the whole path) have them.
 
 // stageResult is one benchmark line.
 type stageResult struct {

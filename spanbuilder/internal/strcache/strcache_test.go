@@ -1,9 +1,13 @@
 package strcache
 
 import (
+	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestString(t *testing.T) {
@@ -31,5 +35,28 @@ func TestString(t *testing.T) {
 	ints := New(strconv.Itoa)
 	if ints.String(7) != "7" || ints.String(263) != "263" {
 		t.Error("ints")
+	}
+}
+
+// TestOwning: a value whose bytes are reused after the call is kept as
+// its copy, so that a later value with those bytes, in the same slot, is
+// not answered with the first value's string.
+func TestOwning(t *testing.T) {
+	c := NewOwning(func(s string) string { return "msg: " + s }, strings.Clone)
+	const first = "invalid_grant"
+	slot := func(s string) uint64 { return maphash.Comparable(c.seed, s) % slots }
+	other := ""
+	for i := 0; other == ""; i++ {
+		if s := fmt.Sprintf("code_%08d", i); slot(s) == slot(first) {
+			other = s
+		}
+	}
+	buf := []byte(first)
+	if got := c.String(unsafe.String(&buf[0], len(buf))); got != "msg: "+first {
+		t.Fatalf("got %q", got)
+	}
+	copy(buf, other) // the buffer is reused
+	if got := c.String(other); got != "msg: "+other {
+		t.Errorf("after the buffer was reused: %q", got)
 	}
 }

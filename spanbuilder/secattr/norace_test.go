@@ -1,0 +1,5 @@
+//go:build !race
+
+package secattr
+
+const raceEnabled = false
