@@ -86,7 +86,7 @@ test-unit:
 # about 20 minutes on 2 busy cores; the timeout is the kernels' boot
 # timeouts (15 + 18 + 10 minutes) plus cold builds and downloads.
 test-kernels:
-	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 60m -run '^TestMatrix$$' ./test/kernels/
+	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 80m -run '^TestMatrix$$' ./test/kernels/
 
 bench: build
 	$(GO) run ./test/bench -agent ./$(BIN)

@@ -207,8 +207,8 @@ func mustStartServerEnv(tb testing.TB, lang string, env []string) *Server {
 	case srv.Port = <-port:
 	case <-exited:
 		tb.Fatalf("%s server exited before listening: %v\n%s", lang, cmd.ProcessState, srv.Stderr())
-	case <-time.After(serverStartTimeout):
-		tb.Fatalf("%s server did not print \"listening\" within %v\n%s", lang, serverStartTimeout, srv.Stderr())
+	case <-time.After(testutil.Patience(serverStartTimeout)):
+		tb.Fatalf("%s server did not print \"listening\" within %v\n%s", lang, testutil.Patience(serverStartTimeout), srv.Stderr())
 	}
 	srv.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.Port))
 	return srv

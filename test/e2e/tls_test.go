@@ -169,7 +169,9 @@ func TestTLSNginx(t *testing.T) {
 // waitTLSAttached waits until the agent says it attached TLS probes.
 func (a *Agent) waitTLSAttached(tb testing.TB) {
 	tb.Helper()
-	waitFor(tb, spanWait, "TLS probes attached", func() bool {
+	// Attaching means reading the binary or library and, for Go,
+	// disassembling its functions: slow under emulation.
+	waitFor(tb, testutil.Patience(spanWait), "TLS probes attached", func() bool {
 		return strings.Contains(a.Stderr(), "TLS probes attached")
 	})
 }

@@ -151,13 +151,13 @@ func DefaultMatrix() []Kernel {
 		// syscalls backend's takes 10 minutes more here under emulation;
 		// it runs on the host, and is forced on 6.12).
 		{Name: "6.1", Arch: "amd64", Meta: "linux-image-amd64", Root: "host", Suites: amd64Suites("fentry", "fentry"),
-			CPUs: 2, MemoryMB: 2048, Timeout: 15 * time.Minute},
+			CPUs: 2, MemoryMB: 2048, Timeout: 25 * time.Minute},
 		// The socket tracepoints' kernel: the bpf suite on them alone
 		// (the syscalls backend's is 6.1's), then the logins again with
 		// the syscalls backend forced.
 		{Name: "6.12", Arch: "amd64", Meta: "linux-image-6.12-amd64", Root: "host",
 			Suites: append(amd64Suites("sock", "sock"), forcedSuites("syscalls")...),
-			CPUs:   2, MemoryMB: 2048, Timeout: 18 * time.Minute,
+			CPUs:   2, MemoryMB: 2048, Timeout: 30 * time.Minute,
 			// Forcing the syscalls backend turns the syscall tracepoints'
 			// static keys on while the guest runs; with a host thread per
 			// vCPU, emulated 6.12 twice ran into a half-patched
