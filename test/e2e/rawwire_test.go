@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // The raw-socket client of the evasion and burst tests: exact bytes, one
@@ -19,7 +21,8 @@ import (
 const (
 	// evReadWait bounds the wait for each response; the servers answer in
 	// milliseconds, so only a request a server is still waiting on (for
-	// body bytes it thinks are missing) runs into it.
+	// body bytes it thinks are missing) runs into it. Stretched in the
+	// emulated guests, where a cold JVM takes seconds per request.
 	evReadWait = 2 * time.Second
 	// evInterimWait is how long a client that sent Expect: 100-continue
 	// waits for the interim response before it sends the body anyway (as
@@ -151,7 +154,7 @@ func runEvConn(addr, src string, c evConn) (evRun, error) {
 	}
 	readUntil := func(answered int) {
 		for next < answered && next < len(run.answers) {
-			if !read(evReadWait, false) {
+			if !read(testutil.Patience(evReadWait), false) {
 				return
 			}
 		}
