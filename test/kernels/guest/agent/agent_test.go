@@ -8,17 +8,10 @@ package agent
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // binaries are the prebuilt agent and Go server, from
@@ -138,7 +133,7 @@ func TestLoginSpans(t *testing.T) {
 // over HTTP/2 (ALPN) from 127.0.0.6 and .7.
 func TestTLSLoginSpans(t *testing.T) {
 	agentBin, serverBin := binaries(t)
-	cert, key := selfSignedCert(t)
+	cert, key := testutil.SelfSignedCert(t)
 	pid, addr := mustStartServer(t, serverBin, "TLS_CERT="+cert, "TLS_KEY="+key)
 	stdout, stderr := mustStartAgent(t, agentBin, pid)
 	waitLog(t, stderr, "TLS probes attached", 90*time.Second)
@@ -246,42 +241,6 @@ func checkSpans(tb testing.TB, spans []span, cases []loginCase, extra map[string
 			}
 		}
 	}
-}
-
-// selfSignedCert writes a fresh ECDSA certificate for 127.0.0.1 and its
-// key as PEM files and returns their paths.
-func selfSignedCert(tb testing.TB) (certFile, keyFile string) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "authprobe guest test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // waitLog waits until the agent's stderr has line.
