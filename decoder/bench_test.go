@@ -3,9 +3,9 @@ package decoder
 import (
 	"net/netip"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // A browser-like form login and its response, one syscall each.
@@ -156,7 +156,7 @@ func BenchmarkStageDecoder(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req) + len(resp)))
-	cpu0 := processCPU(b)
+	cpu0 := testutil.ProcessCPU(b)
 	for b.Loop() {
 		t += 1000
 		feed(Chunk{Conn: info, Dir: Ingress, Seq: seq, Offset: in, Time: t, Len: uint32(len(req)), Data: req})
@@ -168,15 +168,5 @@ func BenchmarkStageDecoder(b *testing.B) {
 		in += uint64(len(req))
 		out += uint64(len(resp))
 	}
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is the process's user and system time so far.
-func processCPU(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(testutil.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }

@@ -3,11 +3,11 @@ package detect_test
 import (
 	"fmt"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/authprobe/authprobe/detect"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Bytes per tracked source that docs/detection-metrics.md states.
@@ -69,22 +69,12 @@ func TestMemoryPerSource(t *testing.T) {
 			// A window move recomputes every source once; log its CPU cost
 			// (wall time means little on a shared machine).
 			clock.Add(150 * time.Second)
-			cpu := cpuTime(t)
+			cpu := testutil.ProcessCPU(t)
 			mustGather(t, d)
-			t.Logf("%s: window move and collect over %d sources: %v CPU", tt.name, sources, cpuTime(t)-cpu)
+			t.Logf("%s: window move and collect over %d sources: %v CPU", tt.name, sources, testutil.ProcessCPU(t)-cpu)
 			runtime.KeepAlive(d)
 		})
 	}
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func heapInUse() int64 {

@@ -3,7 +3,6 @@ package export
 import (
 	"context"
 	"io"
-	"syscall"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authprobe/authprobe/test/otlpsink"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // Stage benchmarks: `go test -run '^$' -bench '^BenchmarkStage' -benchmem`
@@ -27,20 +27,12 @@ type cpuMeter struct{ start time.Duration }
 
 func startCPU(b *testing.B) *cpuMeter {
 	b.Helper()
-	return &cpuMeter{start: processCPU(b)}
+	return &cpuMeter{start: testutil.ProcessCPU(b)}
 }
 
 func (m *cpuMeter) report(b *testing.B) {
 	b.Helper()
-	b.ReportMetric(float64(processCPU(b)-m.start)/float64(b.N), "cpu-ns/op")
-}
-
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(testutil.ProcessCPU(b)-m.start)/float64(b.N), "cpu-ns/op")
 }
 
 // benchParent is a caller's span context with tracestate, as a traced

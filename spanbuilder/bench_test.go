@@ -1,12 +1,11 @@
 package spanbuilder
 
 import (
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/authprobe/authprobe/config"
 	"github.com/authprobe/authprobe/decoder"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // BenchmarkStageSpan is the span stage of the agent's path (`make
@@ -40,7 +39,7 @@ func BenchmarkStageSpan(b *testing.B) {
 			o := decoder.Opened{Conn: ex.Conn, PID: ex.PID, Task: ex.Task, Request: ex.Request}
 			spans := make([]Span, 0, 1)
 			b.ReportAllocs()
-			cpu0 := processCPU(b)
+			cpu0 := testutil.ProcessCPU(b)
 			for b.Loop() {
 				o.ID++
 				o.Start += 10_000
@@ -53,17 +52,7 @@ func BenchmarkStageSpan(b *testing.B) {
 				}
 				bl.Release(&spans[0])
 			}
-			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testutil.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
-}
-
-// processCPU is the process's user and system time so far.
-func processCPU(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

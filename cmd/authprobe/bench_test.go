@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/authprobe/authprobe/export"
 	"github.com/authprobe/authprobe/spanbuilder"
 	"github.com/authprobe/authprobe/test/otlpsink"
+	"github.com/authprobe/authprobe/test/testutil"
 )
 
 // The whole-path stage benchmark (`make bench-stages`): ring buffer
@@ -166,13 +166,13 @@ func BenchmarkStageWholePath(b *testing.B) {
 			}
 			w.spans = 0
 			b.ReportAllocs()
-			cpu0 := benchCPU(b)
+			cpu0 := testutil.ProcessCPU(b)
 			i := 0
 			for b.Loop() {
 				w.login(b, i)
 				i++
 			}
-			b.ReportMetric(float64(benchCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(testutil.ProcessCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			if w.spans != i {
 				b.Fatalf("%d logins gave %d spans", i, w.spans)
 			}
@@ -260,13 +260,4 @@ func TestWholePathAllocs(t *testing.T) {
 func benchOTLPSink(tb testing.TB) string {
 	tb.Helper()
 	return otlpsink.StartRaw(tb)
-}
-
-func benchCPU(b *testing.B) time.Duration {
-	b.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
