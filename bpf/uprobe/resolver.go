@@ -84,13 +84,19 @@ func (r *Resolver) Process(pid int) ([]Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	exePath := r.exePath(pid)
 	files := mappedFiles(r.cfg.ProcRoot, pid, maps)
 	var out []Target
 	for _, f := range files {
 		if !f.Exec {
 			continue
 		}
-		res := r.file(f, f.ID == exe, cryptoBeside(files, f))
+		// The maps' device and inode need not be what /proc/PID/exe
+		// stats as: in the kernel-matrix guests (an overlay over 9p) they
+		// differ, and Go TLS was silently never probed there. The path
+		// says it is the executable all the same.
+		isExe := f.ID == exe || (exePath != "" && f.Path == exePath)
+		res := r.file(f, isExe, cryptoBeside(files, f))
 		switch {
 		case res.openssl != nil:
 			out = append(out, Target{File: f, OpenSSL: res.openssl, Err: res.err})
@@ -110,6 +116,16 @@ func (r *Resolver) exeID(pid int) (FileID, error) {
 		return FileID{}, fmt.Errorf("stat executable of %d: %w", pid, err)
 	}
 	return FileID{Dev: st.Dev, Inode: st.Ino}, nil
+}
+
+// exePath is the executable's path as the process's maps name it, or ""
+// when the link cannot be read.
+func (r *Resolver) exePath(pid int) string {
+	p, err := os.Readlink(filepath.Join(r.cfg.ProcRoot, strconv.Itoa(pid), "exe"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(p, " (deleted)")
 }
 
 // cryptoBeside finds the libcrypto a libssl's version text is in: the
