@@ -37,17 +37,22 @@ var (
 		"\r\n")
 )
 
+// benchConn is the benchmarks' keep-alive connection, socket sock.
+func benchConn(sock uint64) ConnInfo {
+	return ConnInfo{
+		Key:   ConnKey{Sock: sock, Gen: 1},
+		Peer:  netip.MustParseAddrPort("10.0.0.1:40000"),
+		Local: netip.MustParseAddrPort("10.0.0.2:8080"),
+	}
+}
+
 // BenchmarkFeedLoginExchange feeds a browser-like form login and its
 // response, one syscall each, on a keep-alive connection; allocs/op are
 // per exchange. The exchanges are not released: a caller that keeps them.
 func BenchmarkFeedLoginExchange(b *testing.B) {
 	req, resp := benchLoginRequest, benchLoginResponse
 	d := New(Config{})
-	info := ConnInfo{
-		Key:   ConnKey{Sock: 0xffff8881234, Gen: 1},
-		Peer:  netip.MustParseAddrPort("10.0.0.1:40000"),
-		Local: netip.MustParseAddrPort("10.0.0.2:8080"),
-	}
+	info := benchConn(0xffff8881234)
 	var (
 		seq     uint32
 		in, out uint64
@@ -136,11 +141,7 @@ func BenchmarkFeedPipelinedLogins(b *testing.B) {
 func BenchmarkStageDecoder(b *testing.B) {
 	req, resp := benchLoginRequest, benchLoginResponse
 	d := New(Config{})
-	info := ConnInfo{
-		Key:   ConnKey{Sock: 0xffff8881236, Gen: 1},
-		Peer:  netip.MustParseAddrPort("10.0.0.1:40000"),
-		Local: netip.MustParseAddrPort("10.0.0.2:8080"),
-	}
+	info := benchConn(0xffff8881236)
 	var (
 		seq     uint32
 		in, out uint64
