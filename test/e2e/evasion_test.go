@@ -596,7 +596,9 @@ func statusText(a evAnswer) string {
 // reports them rather than failing on a timeout.
 func waitSpansQuiet(tb testing.TB, ag *Agent, want int) []Span {
 	tb.Helper()
-	deadline := time.Now().Add(evSpanCap)
+	// Under emulation (a kernel-matrix guest) the agent may fall seconds
+	// behind a burst; stretch both waits there.
+	quiet, deadline := testutil.Patience(evQuiet), time.Now().Add(testutil.Patience(evSpanCap))
 	last, lastChange := -1, time.Now()
 	for {
 		spans := ag.Spans(tb)
@@ -607,7 +609,7 @@ func waitSpansQuiet(tb testing.TB, ag *Agent, want int) []Span {
 		if len(spans) != last {
 			last, lastChange = len(spans), time.Now()
 		}
-		if time.Since(lastChange) > evQuiet || time.Now().After(deadline) {
+		if time.Since(lastChange) > quiet || time.Now().After(deadline) {
 			return spans
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/stretchr/testify/require"
 
 	"github.com/authprobe/authprobe/test/kernels/guest"
 )
@@ -196,4 +197,21 @@ func TestMatrixBackends(t *testing.T) {
 	if got := unmatched([]string{`^capture backend: sock \(`}, "capture backend: syscalls (x)\n"); len(got) != 1 {
 		t.Errorf("unmatched: %v", got)
 	}
+}
+
+func TestFailureDigest(t *testing.T) {
+	out := "=== RUN   TestEvasionMatrix/java\n" +
+		"    evasion_test.go:497: java: server up in 3s, 31 spans (32 expected)\n" +
+		"    evasion_test.go:560: java, variant \"pipelined\": answered 401, but no span\r\n" +
+		"    --- FAIL: TestEvasionMatrix/java (63.64s)\n" +
+		"--- FAIL: TestEvasionMatrix (0.04s)\n" +
+		"FAIL\n"
+	got := failureDigest("6.1/e2e-evasion", out, 3)
+	require.Equal(t, []string{
+		"6.1/e2e-evasion: --- FAIL: TestEvasionMatrix/java (63.64s)",
+		"6.1/e2e-evasion: --- FAIL: TestEvasionMatrix (0.04s)",
+		"6.1/e2e-evasion: evasion_test.go:497: java: server up in 3s, 31 spans (32 expected)",
+		"6.1/e2e-evasion: (more in the suite's output above)",
+	}, got)
+	require.Equal(t, []string{"6.12/bpf: no FAIL line in its output; its tail is above"}, failureDigest("6.12/bpf", "ok\n", 3))
 }

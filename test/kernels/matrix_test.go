@@ -49,6 +49,14 @@ func TestMatrix(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(buildDir) })
 	builds := map[string]*archBuild{}
+	// A failed suite's key lines are repeated once more at the very end,
+	// where a CI log excerpt (its last lines) still shows them.
+	var digest []string
+	t.Cleanup(func() {
+		if len(digest) > 0 {
+			t.Logf("why the failed suites failed:\n%s", strings.Join(digest, "\n"))
+		}
+	})
 	for _, k := range ks {
 		t.Run(k.Name, func(t *testing.T) {
 			b, ok := builds[k.Arch]
@@ -58,7 +66,7 @@ func TestMatrix(t *testing.T) {
 				builds[k.Arch] = b
 				t.Logf("built %s binaries in %.1fs", k.Arch, time.Since(start).Seconds())
 			}
-			runKernel(t, dirs, k, b)
+			digest = append(digest, runKernel(t, dirs, k, b)...)
 		})
 	}
 }
@@ -153,8 +161,9 @@ func firstLine(s string) string {
 	return line
 }
 
-// runKernel boots k once and reports each suite as a subtest.
-func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
+// runKernel boots k once and reports each suite as a subtest. It returns
+// the key lines of the suites that failed (failureDigest).
+func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) (digest []string) {
 	m, err := MachineFor(k.Arch)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +234,11 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 				t.Fatalf("suite did not run (boot: %v)", res.Err())
 			}
 			t.Logf("%s: exit %d in %.1fs%s", s.Name, st.Exit, st.Seconds, testVerdicts(st.Output))
+			defer func() {
+				if t.Failed() {
+					digest = append(digest, failureDigest(k.Name+"/"+s.Name, st.Output, 16)...)
+				}
+			}()
 			if !st.OK() {
 				failed = true
 				t.Errorf("%s: exit %d %s; output:\n%s", s.Name, st.Exit, st.Error, tail(st.Output, 6000))
@@ -238,7 +252,9 @@ func runKernel(t *testing.T, dirs Dirs, k Kernel, b *archBuild) {
 	if err := res.Err(); err != nil {
 		failed = true
 		t.Errorf("kernel %s: %v", k.Name, err)
+		digest = append(digest, fmt.Sprintf("%s: %v", k.Name, err))
 	}
+	return digest
 }
 
 // buildJob turns k's suites into guest steps, and the payload an
@@ -453,6 +469,36 @@ func testVerdicts(out string) string {
 		}
 	}
 	return b.String()
+}
+
+// failureDigest picks from a failed suite's output the lines that say
+// why: first the verdicts (FAIL lines, panics, timeouts), then the
+// tests' own messages, at most max in all, each cut to 240 bytes and
+// prefixed with where.
+func failureDigest(where, out string, max int) []string {
+	verdict := regexp.MustCompile(`--- FAIL|^panic:|timed out|signal: `)
+	message := regexp.MustCompile(`_test\.go:\d+: `)
+	var verdicts, messages []string
+	for _, line := range strings.Split(strings.ReplaceAll(out, "\r", ""), "\n") {
+		line = strings.TrimSpace(line)
+		if len(line) > 240 {
+			line = line[:240] + "..."
+		}
+		switch {
+		case verdict.MatchString(line):
+			verdicts = append(verdicts, where+": "+line)
+		case message.MatchString(line):
+			messages = append(messages, where+": "+line)
+		}
+	}
+	lines := append(verdicts, messages...)
+	if len(lines) == 0 {
+		return []string{where + ": no FAIL line in its output; its tail is above"}
+	}
+	if len(lines) > max {
+		lines = append(lines[:max], where+": (more in the suite's output above)")
+	}
+	return lines
 }
 
 func tail(s string, n int) string {
