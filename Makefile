@@ -83,8 +83,9 @@ test-unit:
 # emulation) and runs the capture subset in it; KERNELS=6.1,arm64-6.12
 # picks some. Consoles of failed boots are kept in test/kernels/artifacts
 # (or $$AUTHPROBE_ARTIFACTS). Setup: test/kernels/README.md. Warm caches:
-# about 20 minutes on 2 busy cores; the timeout is the kernels' boot
-# timeouts (15 + 18 + 10 minutes) plus cold builds and downloads.
+# 20 to 30 minutes on 2 cores (CI's last run: 1,782 s); the timeout is the
+# kernels' boot timeouts (25 + 30 + 10 minutes) plus cold builds and
+# downloads. The key lines of failed suites are repeated at the end.
 test-kernels:
 	AUTHPROBE_KERNELS=$(KERNELS) $(GOTEST) -count=1 -v -timeout 80m -run '^TestMatrix$$' ./test/kernels/
 
