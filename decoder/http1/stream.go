@@ -55,6 +55,10 @@ type stream struct {
 	state state
 	head  []byte // partial head carried across chunks; nil otherwise
 	start uint64 // time of the first chunk of the current message
+	// headMeta is who read (or wrote) the first chunk of the current
+	// message: a head cut short by a close or a loss is theirs, not the
+	// close's (which names no process).
+	headMeta exchange.Meta
 	pos   uint64 // stream offset of the next byte
 	body  framer
 	// p receives the current message; nil discards it (a placeholder, an
@@ -324,7 +328,7 @@ func (c *Conn) idle(s *stream, dir exchange.Direction, b []byte, m exchange.Meta
 	if i == len(b) {
 		return i
 	}
-	s.start = m.T
+	s.start, s.headMeta = m.T, m
 	if dir == exchange.Egress && !plausibleResponse(b[i:]) {
 		if k, ok := c.q.Next(); ok && k == exchange.KindSimple {
 			// An HTTP/0.9 answer has no head (Python's): bytes up to the
@@ -722,7 +726,9 @@ func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool
 		// start line is there; otherwise it is dropped.
 		h := s.head
 		s.head = nil
-		ok := len(h) > 0 && c.onHead(s, dir, h, m, true)
+		hm := s.headMeta
+		hm.T = m.T
+		ok := len(h) > 0 && c.onHead(s, dir, h, hm, true)
 		clear(h)
 		if !ok {
 			s.state = stIdle

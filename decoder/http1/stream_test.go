@@ -52,3 +52,19 @@ func TestOwnCopyOfHead(t *testing.T) {
 		t.Fatalf("got %+v", r)
 	}
 }
+
+// TestCutHeadKeepsItsReader: a request head cut short by the close (the
+// rest of it never came) still belongs to the process that read its
+// first bytes, not to the close, which names no process.
+func TestCutHeadKeepsItsReader(t *testing.T) {
+	c, sink := mustConn(t)
+	c.Data(exchange.Ingress, 0, []byte("POST /login HTTP/1"), exchange.Meta{T: 1, PID: 248, TID: 250})
+	c.Close(exchange.Meta{T: 9})
+	if len(sink.Out) != 1 {
+		t.Fatalf("got %d exchanges, want the cut request", len(sink.Out))
+	}
+	ex := sink.Out[0]
+	if ex.PID != 248 || ex.TID != 250 || ex.End != exchange.EndClosed || ex.Request.Target != "/login" {
+		t.Fatalf("got PID %d TID %d end %v target %q", ex.PID, ex.TID, ex.End, ex.Request.Target)
+	}
+}

@@ -282,6 +282,8 @@ type Agent struct {
 	exited  chan struct{}
 	waitErr error
 	stopped bool
+	// lastCounters are the non-zero metric lines scraped just before Stop.
+	lastCounters string
 }
 
 // freePort asks the kernel for a port on 127.0.0.1 that is free now.
@@ -362,6 +364,9 @@ func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 		if tb.Failed() {
 			tb.Logf("agent config:\n%s", data)
 			tb.Logf("agent stderr:\n%s", testutil.Tail(a.Stderr(), 8000))
+			if a.lastCounters != "" {
+				tb.Logf("agent counters at Stop (non-zero):\n%s", a.lastCounters)
+			}
 		}
 	})
 
@@ -423,12 +428,40 @@ func (a *Agent) Stop(tb testing.TB) {
 		tb.Fatalf("agent had exited before Stop: %v; stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))
 	default:
 	}
+	a.lastCounters = a.nonZeroCounters()
 	if !a.terminate() {
 		tb.Fatalf("agent did not exit within %v of SIGTERM; stderr:\n%s", testutil.Patience(agentStopTimeout), testutil.Tail(a.Stderr(), 8000))
 	}
 	if a.waitErr != nil {
 		tb.Fatalf("agent exit after SIGTERM: %v; stderr:\n%s", a.waitErr, testutil.Tail(a.Stderr(), 8000))
 	}
+}
+
+// nonZeroCounters are the agent's metric lines with a value other than 0
+// (no histogram buckets), best effort: what a failed test's log shows of
+// the agent's drops and decoder counts.
+func (a *Agent) nonZeroCounters() string {
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + a.MetricsAddr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "authprobe_") || strings.Contains(line, "_bucket{") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) >= 2 && f[len(f)-1] != "0" {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Stdout and Stderr are what the agent wrote so far.

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,18 @@ func TestMatrix(t *testing.T) {
 	ks, err := Select(DefaultMatrix(), sel)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// AUTHPROBE_SUITES (a regexp of suite names) runs only some suites,
+	// and AUTHPROBE_SUITE_COUNT runs each test that many times: for
+	// chasing one suite's failure without booting through the others.
+	if only := os.Getenv("AUTHPROBE_SUITES"); only != "" {
+		re, err := regexp.Compile(only)
+		if err != nil {
+			t.Fatalf("AUTHPROBE_SUITES: %v", err)
+		}
+		for i := range ks {
+			ks[i].Suites = slices.DeleteFunc(slices.Clone(ks[i].Suites), func(s Suite) bool { return !re.MatchString(s.Name) })
+		}
 	}
 	root := ModuleRoot()
 	dirs, err := DirsFromEnv(root)
@@ -339,7 +352,7 @@ func buildJob(k Kernel, b *archBuild, img *Image) (job guest.Job, payload []Payl
 				pre[s.Name] = fmt.Errorf("test binary does not build for %s: %w", k.Arch, err)
 				continue
 			}
-			st.Argv = []string{path(name), "-test.v", "-test.count=1"}
+			st.Argv = []string{path(name), "-test.v", "-test.count=" + suiteCount()}
 			if s.Timeout > 0 {
 				st.Argv = append(st.Argv, "-test.timeout="+s.Timeout.String())
 			}
@@ -469,6 +482,14 @@ func testVerdicts(out string) string {
 		}
 	}
 	return b.String()
+}
+
+// suiteCount is each guest test's -test.count ($AUTHPROBE_SUITE_COUNT, 1).
+func suiteCount() string {
+	if n, err := strconv.Atoi(os.Getenv("AUTHPROBE_SUITE_COUNT")); err == nil && n > 1 {
+		return strconv.Itoa(n)
+	}
+	return "1"
 }
 
 // failureDigest picks from a failed suite's output the lines that say
