@@ -449,7 +449,7 @@ func evMatrix(variants []evVariant, cols [][]evCell, took time.Duration) string 
 // checks the spans; it returns the server's column of the matrix.
 func runEvasion(t *testing.T, si int, lang string, variants []evVariant) []evCell {
 	t0 := time.Now()
-	srv := mustStartServer(t, lang)
+	srv := mustStartServerBeforeAgent(t, lang)
 	mustWarmUp(t, srv)
 	t1 := time.Now()
 	ag := mustStartAgent(t, AgentOptions{PIDs: []int{srv.PID}})

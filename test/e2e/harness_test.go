@@ -138,7 +138,9 @@ func serverCommand(tb testing.TB, lang string) *exec.Cmd {
 	case "java":
 		// Single-file source launch: one JVM process, whose PID is the
 		// server's.
-		cmd = exec.Command(need("java"), "LoginServer.java", "0")
+		// A crash report goes where it can be written (the guests of the
+		// kernel matrix see the repository read-only).
+		cmd = exec.Command(need("java"), "-XX:ErrorFile="+filepath.Join(os.TempDir(), "hs_err_pid%p.log"), "LoginServer.java", "0")
 		cmd.Dir = filepath.Join(dir, "java")
 	default:
 		tb.Fatalf("unknown server language %q", lang)
@@ -206,12 +208,50 @@ func mustStartServerEnv(tb testing.TB, lang string, env []string) *Server {
 	select {
 	case srv.Port = <-port:
 	case <-exited:
-		tb.Fatalf("%s server exited before listening: %v\n%s", lang, cmd.ProcessState, srv.Stderr())
+		if startRetry, ok := tb.(*serverStartRetry); ok {
+			startRetry.exited = fmt.Sprintf("%v%s", cmd.ProcessState, crashReport(lang, srv.PID))
+			return nil
+		}
+		tb.Fatalf("%s server exited before listening: %v\n%s%s", lang, cmd.ProcessState, srv.Stderr(), crashReport(lang, srv.PID))
 	case <-time.After(testutil.Patience(serverStartTimeout)):
 		tb.Fatalf("%s server did not print \"listening\" within %v\n%s", lang, testutil.Patience(serverStartTimeout), srv.Stderr())
 	}
 	srv.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.Port))
 	return srv
+}
+
+// serverStartRetry is the testing.TB mustStartServerBeforeAgent starts
+// a server with: an exit before listening is recorded instead of failing.
+type serverStartRetry struct {
+	testing.TB
+	exited string
+}
+
+// mustStartServerBeforeAgent is mustStartServer for a server started
+// before any agent runs: if it dies before listening, which no probe can
+// have caused (under emulation a JVM has aborted so, once in a few
+// starts), that is logged and it is started once more.
+func mustStartServerBeforeAgent(tb testing.TB, lang string) *Server {
+	tb.Helper()
+	r := &serverStartRetry{TB: tb}
+	if srv := mustStartServerEnv(r, lang, nil); srv != nil {
+		return srv
+	}
+	tb.Logf("%s server exited before listening (no agent running yet): %s; starting it once more", lang, r.exited)
+	return mustStartServer(tb, lang)
+}
+
+// crashReport is the start of a JVM's crash report for pid, if it wrote
+// one.
+func crashReport(lang string, pid int) string {
+	if lang != "java" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(os.TempDir(), fmt.Sprintf("hs_err_pid%d.log", pid)))
+	if err != nil {
+		return ""
+	}
+	return "\nJVM crash report (head):\n" + testutil.Tail(string(b[:min(len(b), 3000)]), 3000)
 }
 
 // ---- agent ----
