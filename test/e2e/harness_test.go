@@ -399,13 +399,16 @@ func mustStartAgent(tb testing.TB, opts AgentOptions) *Agent {
 	}()
 	tb.Cleanup(func() {
 		if !a.stopped {
+			if tb.Failed() {
+				a.lastCounters = a.nonZeroCounters()
+			}
 			a.terminate()
 		}
 		if tb.Failed() {
 			tb.Logf("agent config:\n%s", data)
 			tb.Logf("agent stderr:\n%s", testutil.Tail(a.Stderr(), 8000))
 			if a.lastCounters != "" {
-				tb.Logf("agent counters at Stop (non-zero):\n%s", a.lastCounters)
+				tb.Logf("agent counters at its stop (non-zero):\n%s", a.lastCounters)
 			}
 		}
 	})
