@@ -59,8 +59,8 @@ type stream struct {
 	// message: a head cut short by a close or a loss is theirs, not the
 	// close's (which names no process).
 	headMeta exchange.Meta
-	pos   uint64 // stream offset of the next byte
-	body  framer
+	pos      uint64 // stream offset of the next byte
+	body     framer
 	// p receives the current message; nil discards it (a placeholder, an
 	// orphan response, a request beyond the bounds).
 	p    *exchange.Pending
