@@ -54,13 +54,12 @@ const minRequest = 16
 type stream struct {
 	state state
 	head  []byte // partial head carried across chunks; nil otherwise
-	start uint64 // time of the first chunk of the current message
-	// headMeta is who read (or wrote) the first chunk of the current
-	// message: a head cut short by a close or a loss is theirs, not the
-	// close's (which names no process).
-	headMeta exchange.Meta
-	pos      uint64 // stream offset of the next byte
-	body     framer
+	// first is the first chunk of the current message: its time starts
+	// the message, and a head cut short by a close or a loss belongs to
+	// who read (or wrote) it, not to the close (which names no process).
+	first exchange.Meta
+	pos   uint64 // stream offset of the next byte
+	body  framer
 	// p receives the current message; nil discards it (a placeholder, an
 	// orphan response, a request beyond the bounds).
 	p    *exchange.Pending
@@ -328,7 +327,7 @@ func (c *Conn) idle(s *stream, dir exchange.Direction, b []byte, m exchange.Meta
 	if i == len(b) {
 		return i
 	}
-	s.start, s.headMeta = m.T, m
+	s.first = m
 	if dir == exchange.Egress && !plausibleResponse(b[i:]) {
 		if k, ok := c.q.Next(); ok && k == exchange.KindSimple {
 			// An HTTP/0.9 answer has no head (Python's): bytes up to the
@@ -457,7 +456,7 @@ func (c *Conn) badHead(s *stream, dir exchange.Direction, b []byte) {
 		if !s.ambiguous {
 			c.stats.Lost(exchange.LossParseError, 1)
 		}
-		c.q.IngressHole(s.start)
+		c.q.IngressHole(s.first.T)
 	} else {
 		c.q.EgressHole()
 	}
@@ -493,7 +492,7 @@ func (c *Conn) onRequestHead(s *stream, head []byte, m exchange.Meta, truncated 
 	p := c.q.Request(exchange.RequestInfo{
 		// Valid only during the call: they alias the chunk or the buffer.
 		Method: str(h.line.method), Target: str(h.line.target),
-		Kind: h.kind(), Start: s.start, End: m.T, PID: m.PID, TID: m.TID, Task: m.Task, Busy: m.Busy,
+		Kind: h.kind(), Start: s.first.T, End: m.T, PID: m.PID, TID: m.TID, Task: m.Task, Busy: m.Busy,
 		HeadBytes: len(head), BodyBytes: body,
 	})
 	if p != nil {
@@ -557,7 +556,7 @@ func (c *Conn) onResponseHead(s *stream, head []byte, m exchange.Meta, truncated
 		s.state = stIdle
 		return true
 	}
-	p, kind, _ := c.q.Response(s.start)
+	p, kind, _ := c.q.Response(s.first.T)
 	if p != nil {
 		room := 0
 		if mode, n := f.responseBody(sl.code, kind); mode == bodyLength {
@@ -726,9 +725,9 @@ func (c *Conn) cut(s *stream, dir exchange.Direction, m exchange.Meta, lost bool
 		// start line is there; otherwise it is dropped.
 		h := s.head
 		s.head = nil
-		hm := s.headMeta
-		hm.T = m.T
-		ok := len(h) > 0 && c.onHead(s, dir, h, hm, true)
+		reader := s.first
+		reader.T = m.T
+		ok := len(h) > 0 && c.onHead(s, dir, h, reader, true)
 		clear(h)
 		if !ok {
 			s.state = stIdle
