@@ -160,6 +160,31 @@ func mustStartServer(tb testing.TB, lang string) *Server {
 // (TLS_CERT and TLS_KEY make a server serve HTTPS).
 func mustStartServerEnv(tb testing.TB, lang string, env []string) *Server {
 	tb.Helper()
+	srv, err := startServerEnv(tb, lang, env)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return srv
+}
+
+// mustStartServerBeforeAgent is mustStartServer for a server started
+// before any agent runs: if it dies before listening, which no probe can
+// have caused (under emulation a JVM has aborted so, once in a few
+// starts), that is logged and it is started once more.
+func mustStartServerBeforeAgent(tb testing.TB, lang string) *Server {
+	tb.Helper()
+	srv, err := startServerEnv(tb, lang, nil)
+	if err == nil {
+		return srv
+	}
+	tb.Logf("%v (no agent running yet); starting it once more", err)
+	return mustStartServer(tb, lang)
+}
+
+// startServerEnv starts the server; the error is its exit before it
+// listened. Anything else that goes wrong fails tb.
+func startServerEnv(tb testing.TB, lang string, env []string) (*Server, error) {
+	tb.Helper()
 	cmd := serverCommand(tb, lang)
 	if env != nil {
 		cmd.Env = append(append(os.Environ(), cmd.Env...), env...)
@@ -208,40 +233,15 @@ func mustStartServerEnv(tb testing.TB, lang string, env []string) *Server {
 	select {
 	case srv.Port = <-port:
 	case <-exited:
-		if startRetry, ok := tb.(*serverStartRetry); ok {
-			startRetry.exited = fmt.Sprintf("%v%s", cmd.ProcessState, crashReport(lang, srv.PID))
-			return nil
-		}
-		tb.Fatalf("%s server exited before listening: %v\n%s%s", lang, cmd.ProcessState, srv.Stderr(), crashReport(lang, srv.PID))
+		return nil, fmt.Errorf("%s server exited before listening: %v\n%s%s", lang, cmd.ProcessState, srv.Stderr(), crashReport(lang, srv.PID))
 	case <-time.After(testutil.Patience(serverStartTimeout)):
 		tb.Fatalf("%s server did not print \"listening\" within %v\n%s", lang, testutil.Patience(serverStartTimeout), srv.Stderr())
 	}
 	srv.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.Port))
-	return srv
+	return srv, nil
 }
 
-// serverStartRetry is the testing.TB mustStartServerBeforeAgent starts
-// a server with: an exit before listening is recorded instead of failing.
-type serverStartRetry struct {
-	testing.TB
-	exited string
-}
-
-// mustStartServerBeforeAgent is mustStartServer for a server started
-// before any agent runs: if it dies before listening, which no probe can
-// have caused (under emulation a JVM has aborted so, once in a few
-// starts), that is logged and it is started once more.
-func mustStartServerBeforeAgent(tb testing.TB, lang string) *Server {
-	tb.Helper()
-	r := &serverStartRetry{TB: tb}
-	if srv := mustStartServerEnv(r, lang, nil); srv != nil {
-		return srv
-	}
-	tb.Logf("%s server exited before listening (no agent running yet): %s; starting it once more", lang, r.exited)
-	return mustStartServer(tb, lang)
-}
-
-// crashReport is the start of a JVM's crash report for pid, if it wrote
+// crashReport is the head of a JVM's crash report for pid, if it wrote
 // one.
 func crashReport(lang string, pid int) string {
 	if lang != "java" {
@@ -251,7 +251,7 @@ func crashReport(lang string, pid int) string {
 	if err != nil {
 		return ""
 	}
-	return "\nJVM crash report (head):\n" + testutil.Tail(string(b[:min(len(b), 3000)]), 3000)
+	return "\nJVM crash report (head):\n" + string(b[:min(len(b), 3000)])
 }
 
 // ---- agent ----
@@ -484,19 +484,12 @@ func (a *Agent) Stop(tb testing.TB) {
 // (no histogram buckets), best effort: what a failed test's log shows of
 // the agent's drops and decoder counts.
 func (a *Agent) nonZeroCounters() string {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	defer client.CloseIdleConnections()
-	resp, err := client.Get("http://" + a.MetricsAddr + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := a.scrape()
 	if err != nil {
 		return ""
 	}
 	var out []string
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(body, "\n") {
 		if !strings.HasPrefix(line, "authprobe_") || strings.Contains(line, "_bucket{") {
 			continue
 		}
@@ -514,21 +507,30 @@ func (a *Agent) Stderr() string { return a.stderr.String() }
 // Metrics scrapes /metrics (the agent must be running).
 func (a *Agent) Metrics(tb testing.TB) string {
 	tb.Helper()
+	body, err := a.scrape()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return body
+}
+
+// scrape reads /metrics once.
+func (a *Agent) scrape() (string, error) {
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
 	defer client.CloseIdleConnections()
 	resp, err := client.Get("http://" + a.MetricsAddr + "/metrics")
 	if err != nil {
-		tb.Fatalf("scrape metrics: %v", err)
+		return "", fmt.Errorf("scrape metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("read metrics: %v", err)
+		return "", fmt.Errorf("read metrics: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("metrics: status %d: %s", resp.StatusCode, testutil.Tail(string(body), 2000))
+		return "", fmt.Errorf("metrics: status %d: %s", resp.StatusCode, testutil.Tail(string(body), 2000))
 	}
-	return string(body)
+	return string(body), nil
 }
 
 // Spans parses the complete lines the agent printed so far. Every stdout
