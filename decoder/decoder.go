@@ -66,7 +66,9 @@ type conn struct {
 	// resumed: a VerdictResume was sent for these offsets.
 	resumed               bool
 	resumedIn, resumedOut uint64
-	prev, next            *conn
+	// episodeIn: the ingress offset the current capture episode began at.
+	episodeIn  uint64
+	prev, next *conn
 }
 
 // New returns a Decoder; zero Config fields take the Default values.
@@ -148,6 +150,9 @@ func (d *Decoder) Feed(ch Chunk) []Exchange {
 	if ch.Dir == Ingress && ch.Offset == 0 && !c.dirs[0].started && c.parser == streamParser(&c.h1) &&
 		c.info.Role != RoleClient && http2.Detect(ch.Data) == http2.IsHTTP2 {
 		c.parser = newH2Parser(&d.sink, &c.info, d.cfg)
+	}
+	if ch.Dir == Ingress && ch.Flags&Episode != 0 {
+		c.episodeIn = ch.Offset
 	}
 	d.sequence(c, &c.dirs[ch.Dir-1], &ch)
 	d.decide(c)
@@ -344,6 +349,11 @@ func (d *Decoder) decide(c *conn) {
 	}
 	if c.resumed && c.resumedIn == in.off && c.resumedOut == outOff {
 		return
+	}
+	if c.parser == streamParser(&c.h1) && !c.queue.LastUninteresting() &&
+		in.off >= c.episodeIn && in.off-c.episodeIn < d.cfg.HoldBytes {
+		st.ResumesHeld++
+		return // held: more auth requests are likely to follow
 	}
 	c.resumed, c.resumedIn, c.resumedOut = true, in.off, outOff
 	st.VerdictsResume++

@@ -283,6 +283,8 @@ func mustParseConfig(tb testing.TB, path string, attrs []string) (Config, bool) 
 			cfg.MaxPendingBytes = int(n)
 		case "reorder_window":
 			cfg.ReorderWindow = int(n)
+		case "hold_bytes":
+			cfg.HoldBytes = uint64(n)
 		default:
 			tb.Fatalf("%s: unknown config %q", path, k)
 		}

@@ -181,6 +181,15 @@ type Config struct {
 	// place for pairing: no body kept, no exchange, their bodies skipped
 	// in the kernel. method and target are valid only during the call.
 	Interesting func(method, target string) bool
+	// HoldBytes: a capture episode whose last request was interesting is
+	// not resumed (the kernel keeps sending the connection) until HoldBytes
+	// of ingress went by since the episode began. A connection that
+	// carried an auth request likely carries more (a stuffing run, an API
+	// client): each resume is a syscall, and the next such request would
+	// start an episode again. The first uninteresting request resumes as
+	// before. Keep it below the kernel's per-episode copy budget
+	// (burst_bytes); 0 never holds.
+	HoldBytes uint64
 }
 
 // Defaults applied by New for zero Config fields.

@@ -254,11 +254,18 @@ type Queue struct {
 	// uncertain: responses were lost, so the next response may answer any
 	// waiting request; it is paired by time.
 	uncertain bool
+	// boring: the last request queued was not interesting.
+	boring bool
 }
 
 // NewQueue returns the queue of one connection, whose exchanges carry
 // *info.
 func NewQueue(s *Sink, info *ConnInfo) Queue { return Queue{sink: s, info: info} }
+
+// LastUninteresting reports whether the last request queued was one
+// Limits.Interesting turned down (false before any request: a request lost
+// to the bounds counts as interesting).
+func (q *Queue) LastUninteresting() bool { return q.boring }
 
 // Empty reports whether no request, placeholder or gap is waiting.
 func (q *Queue) Empty() bool { return q.head == len(q.entries) }
@@ -311,7 +318,8 @@ type RequestInfo struct {
 func (q *Queue) Request(r RequestInfo) *Pending {
 	s := q.sink
 	lim := &s.Limits
-	if lim.Interesting != nil && q.info.Role != RoleClient && !lim.Interesting(r.Method, r.Target) {
+	q.boring = lim.Interesting != nil && q.info.Role != RoleClient && !lim.Interesting(r.Method, r.Target)
+	if q.boring {
 		s.Stats.Uninteresting++
 		q.opened(r, 0, nil)
 		q.placeholder(r.Kind, r.End, r.PID, r.Task)

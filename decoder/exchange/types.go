@@ -320,6 +320,9 @@ type Stats struct {
 	TruncatedBodies uint64
 	// Verdicts queued for the kernel, by kind.
 	VerdictsResume, VerdictsSkip, VerdictsOff uint64
+	// ResumesHeld: times a connection was quiescent after an interesting
+	// request and its resume was held back (Config.HoldBytes).
+	ResumesHeld uint64
 }
 
 // Lost counts n lost request attempts for reason.

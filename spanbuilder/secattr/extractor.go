@@ -156,8 +156,9 @@ func (e *Extractor) Extract(in Input) Output {
 		// may be the decoy.
 		amb |= ambUsername
 	case u != "":
-		out.UserKey = e.userKey(u)
-		if v := e.usernameValue(u, in.Memory); v != "" {
+		var v string
+		v, out.UserKey = e.usernameValue(u, in.Memory)
+		if v != "" {
 			attrs = append(attrs, attribute.String("auth.username", v))
 		}
 	}

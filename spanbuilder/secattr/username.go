@@ -26,9 +26,6 @@ const HashPrefix = "hmac:"
 const (
 	maxKeyFile  = 4 << 10
 	maxUsername = 1 << 10 // longer values are not usernames
-	// userKeyContext separates the in-agent UserKey from the exported hash,
-	// so the two never share bits.
-	userKeyContext = "authprobe/userkey/v1\x00"
 )
 
 // loadKey resolves the HMAC key. Privacy=hash needs a configured source
@@ -209,25 +206,32 @@ func looksLikeEmail(s string) bool {
 	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t")
 }
 
-// usernameValue is the exported auth.username for privacy hash or plain.
-func (e *Extractor) usernameValue(u string, mem *Memory) string {
+// usernameValue is the exported auth.username for privacy hash or plain,
+// and the username's in-agent aggregation key (never 0). One HMAC gives
+// both, in every mode: the exported hash is its first 16 bytes, the key
+// the next 8, which never leave the agent.
+func (e *Extractor) usernameValue(u string, mem *Memory) (string, uint64) {
+	var sum [sha256.Size]byte
+	e.mac(&sum, u)
+	key := binary.BigEndian.Uint64(sum[16:24])
+	if key == 0 {
+		key = 1
+	}
 	switch e.privacy {
 	case config.PrivacyPlain:
-		return clean(u, MaxValueLen)
+		return clean(u, MaxValueLen), key
 	case config.PrivacyHash:
-		var sum [sha256.Size]byte
-		e.mac(&sum, "", u)
 		var out [len(HashPrefix) + 32]byte
 		copy(out[:], HashPrefix)
 		hex.Encode(out[len(HashPrefix):], sum[:16])
-		return mem.string(out[:])
+		return mem.string(out[:]), key
 	}
-	return ""
+	return "", key
 }
 
-// mac computes HMAC-SHA256(key, prefix+u) into sum with a pooled keyed
-// hash: building one costs two SHA-256 blocks, per login otherwise.
-func (e *Extractor) mac(sum *[sha256.Size]byte, prefix, u string) {
+// mac computes HMAC-SHA256(key, u) into sum with a pooled keyed hash:
+// building one costs two SHA-256 blocks, per login otherwise.
+func (e *Extractor) mac(sum *[sha256.Size]byte, u string) {
 	m, _ := e.macs.Get().(*keyedMAC)
 	if m == nil {
 		m = &keyedMAC{h: hmac.New(sha256.New, e.key)}
@@ -235,7 +239,7 @@ func (e *Extractor) mac(sum *[sha256.Size]byte, prefix, u string) {
 	m.h.Reset()
 	// Through a reused buffer: io.WriteString would copy each string to
 	// the heap, the hash being an interface.
-	m.buf = append(append(m.buf[:0], prefix...), u...)
+	m.buf = append(m.buf[:0], u...)
 	m.h.Write(m.buf)
 	// Into the pooled array: a caller's array handed to the interface
 	// method would escape to the heap.
@@ -251,15 +255,4 @@ type keyedMAC struct {
 	h   hash.Hash
 	buf []byte
 	sum [sha256.Size]byte
-}
-
-// userKey is the in-agent aggregation key of a username (never 0).
-func (e *Extractor) userKey(u string) uint64 {
-	var sum [sha256.Size]byte
-	e.mac(&sum, userKeyContext, u)
-	k := binary.BigEndian.Uint64(sum[:8])
-	if k == 0 {
-		k = 1
-	}
-	return k
 }

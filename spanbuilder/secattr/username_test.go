@@ -158,7 +158,7 @@ func TestNew(t *testing.T) {
 
 	// The key file's contents are trimmed: same hash as the env key.
 	e := mustExtractor(t, config.Security{Username: config.UsernameConfig{KeyFile: longFile}})
-	if got := e.usernameValue("x", nil); got != wantHash("x") {
+	if got, _ := e.usernameValue("x", nil); got != wantHash("x") {
 		t.Errorf("key file hash %q, want %q", got, wantHash("x"))
 	}
 
