@@ -45,6 +45,8 @@ type Decoder struct {
 	verdicts, spareVerdicts []Verdict
 	spareOpened             []Opened
 	spareClosed             []Closed
+	// now: the latest time the decoder was told of (chunks, Expire).
+	now uint64
 }
 
 // conn is the state of one connection.
@@ -101,6 +103,9 @@ func New(cfg Config) *Decoder {
 	if cfg.ResponseTimeout == 0 {
 		cfg.ResponseTimeout = DefaultResponseTimeout
 	}
+	if cfg.HoldIdle == 0 {
+		cfg.HoldIdle = DefaultHoldIdle
+	}
 	d := &Decoder{cfg: cfg, conns: make(map[uint64]*conn)}
 	d.sink.Limits = exchange.Limits{
 		MaxRequestBody:       cfg.MaxRequestBody,
@@ -138,6 +143,7 @@ func (d *Decoder) Feed(ch Chunk) []Exchange {
 		return d.take()
 	}
 	c.last = max(c.last, ch.Time)
+	d.now = max(d.now, ch.Time)
 	if c.off {
 		st.OffChunks++
 		return d.take()
@@ -184,6 +190,7 @@ func (d *Decoder) Close(key ConnKey, t uint64) []Exchange {
 // ResponseTimeout. now is on the chunks' clock.
 func (d *Decoder) Expire(now uint64) []Exchange {
 	timeout := d.cfg.ResponseTimeout
+	d.now = max(d.now, now)
 	for c := d.lru.prev; c != &d.lru; {
 		prev := c.prev
 		if now > c.last && now-c.last > 2*timeout {
@@ -351,7 +358,8 @@ func (d *Decoder) decide(c *conn) {
 		return
 	}
 	if c.parser == streamParser(&c.h1) && !c.queue.LastUninteresting() &&
-		in.off >= c.episodeIn && in.off-c.episodeIn < d.cfg.HoldBytes {
+		in.off >= c.episodeIn && in.off-c.episodeIn < d.cfg.HoldBytes &&
+		(d.now < c.last || d.now-c.last < d.cfg.HoldIdle) {
 		st.ResumesHeld++
 		return // held: more auth requests are likely to follow
 	}

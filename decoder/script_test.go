@@ -285,6 +285,8 @@ func mustParseConfig(tb testing.TB, path string, attrs []string) (Config, bool) 
 			cfg.ReorderWindow = int(n)
 		case "hold_bytes":
 			cfg.HoldBytes = uint64(n)
+		case "hold_idle":
+			cfg.HoldIdle = uint64(n)
 		default:
 			tb.Fatalf("%s: unknown config %q", path, k)
 		}

@@ -188,8 +188,13 @@ type Config struct {
 	// client): each resume is a syscall, and the next such request would
 	// start an episode again. The first uninteresting request resumes as
 	// before. Keep it below the kernel's per-episode copy budget
-	// (burst_bytes); 0 never holds.
+	// (burst_bytes); 0 never holds. A held connection idle for HoldIdle
+	// ns (0: DefaultHoldIdle) is resumed by Expire: the decoder may
+	// forget an idle connection, and a connection it forgot must come
+	// back to the kernel's filter, whose next episode starts at a
+	// boundary.
 	HoldBytes uint64
+	HoldIdle  uint64
 }
 
 // Defaults applied by New for zero Config fields.
@@ -204,4 +209,5 @@ const (
 	DefaultMaxTotalPendingBytes = 32 << 20
 	DefaultReorderWindow        = 8
 	DefaultReorderBytes         = 64 << 10
+	DefaultHoldIdle             = 1_000_000_000 // 1 s in ns
 )
