@@ -20,6 +20,8 @@ func fuzzConfig() Config {
 		MaxTotalPendingBytes: 40 << 10,
 		ReorderWindow:        2,
 		ReorderBytes:         600,
+		HoldBytes:            300,
+		HoldIdle:             500,
 		// Targets under /x are not interesting: placeholders only.
 		Interesting: func(method, target string) bool { return !strings.HasPrefix(target, "/x") },
 	}
