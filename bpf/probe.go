@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -116,7 +117,12 @@ type Probe struct {
 	spawns *goSpawns
 	colls  []*ebpf.Collection
 	links  []link.Link
-	reader *ringbuf.Reader
+	// reader maps the ring buffer into this process: opened by Run, not
+	// Load, so the 2x ring size it adds to the resident set comes after
+	// whatever start-up gave back (memtrim). closed is set by Close.
+	readerMu sync.Mutex
+	reader   *ringbuf.Reader
+	closed   bool
 	// uprobes are the loaded programs of uprobe sections, by name:
 	// attached per file, not at load.
 	uprobes map[string]*ebpf.Program
@@ -211,10 +217,6 @@ func (p *Probe) load(cfg Config, keys []lifecycleRouteKey, candidates []backend)
 		if err := p.maps["routes"].Put(&k, uint32(i)); err != nil {
 			return fmt.Errorf("add route prefix %q: %w", string(k.Data[:k.Prefixlen/8]), err)
 		}
-	}
-	p.reader, err = ringbuf.NewReader(p.maps["events"])
-	if err != nil {
-		return fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	p.log.Debug("attached", "backend", p.backend.Name, "hooks", len(p.links), "route_prefixes", len(keys))
 	return nil
@@ -434,20 +436,24 @@ func (p *Probe) SetVerdict(sock, gen uint64, v Verdict) error {
 // goroutine does all the work, so the stages behind h need no locks. Data
 // slices are only valid during the call.
 func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tick func()) error {
+	rd, err := p.openReader()
+	if err != nil || rd == nil {
+		return err
+	}
 	// The kernel side wakes the reader only every WakeupBytes; the
 	// deadline drains quieter streams each tick. On cancel, Flush makes
 	// the reader hand over what is left before Run returns.
 	var stopping atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
 		stopping.Store(true)
-		_ = p.reader.Flush()
+		_ = rd.Flush()
 	})
 	defer stop()
 	var rec ringbuf.Record
 	next := time.Now().Add(tickEvery)
 	for {
-		p.reader.SetDeadline(next)
-		err := p.reader.ReadInto(&rec)
+		rd.SetDeadline(next)
+		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 			if err := dispatch(rec.RawSample, h); err != nil {
@@ -470,16 +476,37 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 	}
 }
 
+// openReader maps the ring buffer on the first Run; after Close it gives
+// no reader and no error.
+func (p *Probe) openReader() (*ringbuf.Reader, error) {
+	p.readerMu.Lock()
+	defer p.readerMu.Unlock()
+	if p.closed {
+		return nil, nil
+	}
+	if p.reader == nil {
+		rd, err := ringbuf.NewReader(p.maps["events"])
+		if err != nil {
+			return nil, fmt.Errorf("open ring buffer reader: %w", err)
+		}
+		p.reader = rd
+	}
+	return p.reader, nil
+}
+
 // Close detaches every hook and releases the programs and maps, in
 // reverse order.
 func (p *Probe) Close() error {
 	var errs []error
+	p.readerMu.Lock()
+	p.closed = true
 	if p.reader != nil {
 		if err := p.reader.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
 		}
 		p.reader = nil
 	}
+	p.readerMu.Unlock()
 	p.spawns.close()
 	for i := len(p.links) - 1; i >= 0; i-- {
 		if err := p.links[i].Close(); err != nil {

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -172,4 +173,28 @@ func TestGoServerKeepAlive(t *testing.T) {
 			require.True(t, strings.HasPrefix(string(out[0].Data), "HTTP/1.1 401"), string(out[0].Data))
 		}
 	})
+}
+
+// The ring buffer is mapped into the agent by Run, after start-up gave
+// its memory back: a login captured before Run starts waits in the
+// kernel's ring and is read in full once it does. A probe closed before
+// Run gives a Run that returns at once.
+func TestRunMapsTheRingLate(t *testing.T) {
+	backend := naturalBackend(t)
+	p := mustLoad(t, backend, Config{})
+	pid, addr := mustStartServer(t)
+	watch(t, p, pid)
+	resp, err := http.Post("http://"+addr+"/login", "application/x-www-form-urlencoded",
+		strings.NewReader("user=alice&password=wrong"))
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	rec := mustRun(t, p)
+	in := rec.waitEvents(t, 1, func(ev ConnEvent) bool { return ev.PID == uint32(pid) && ev.Dir == Ingress })
+	require.True(t, strings.HasPrefix(joined(in), "POST /login HTTP/1.1\r\n"), joined(in))
+
+	closed := mustLoad(t, backend, Config{})
+	require.NoError(t, closed.Close())
+	require.NoError(t, closed.Run(context.Background(), &recorder{}, time.Millisecond, func() {}))
 }

@@ -196,16 +196,22 @@ func resolveGo(ef *elfFile) (*GoTarget, error) {
 		}
 	}
 
-	offs, err := dwarfOffsets(ef)
-	switch {
-	case err == nil:
-		offs.Source = "dwarf"
-	case errors.Is(err, errNoDWARF):
-		if offs, err = tableOffsets(version); err != nil {
+	// The table of a release authprobe knows (checked against DWARF by
+	// the tests) first: reading DWARF means holding the binary's whole
+	// decompressed .debug_info, tens of MiB for a large service, in an
+	// agent whose steady heap is a few. DWARF is for other releases.
+	offs, err := tableOffsets(version)
+	if err != nil {
+		dw, derr := dwarfOffsets(ef)
+		switch {
+		case derr == nil:
+			offs = dw
+			offs.Source = "dwarf"
+		case errors.Is(derr, errNoDWARF):
 			return nil, err
+		default:
+			return nil, derr
 		}
-	default:
-		return nil, err
 	}
 	offs.TCPConnItab = itab
 	t.Offsets = offs

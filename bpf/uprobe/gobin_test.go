@@ -56,13 +56,15 @@ func TestResolveGo(t *testing.T) {
 					}
 					mustBeRets(t, full, arch, p.full)
 				}
-				if g.Offsets.Source != "dwarf" || s.Offsets.Source != "table "+wantRelease {
-					t.Errorf("offset sources %q / %q", g.Offsets.Source, s.Offsets.Source)
+				if g.Offsets.Source != "table "+wantRelease || s.Offsets.Source != "table "+wantRelease {
+					t.Errorf("offset sources %q / %q, want the table of %s for both", g.Offsets.Source, s.Offsets.Source, wantRelease)
 				}
-				gs, ss := g.Offsets, s.Offsets
-				gs.Source, ss.Source = "", ""
-				if gs != ss {
-					t.Errorf("DWARF offsets %+v differ from the table's %+v", gs, ss)
+				// The table is what the release's DWARF says.
+				dw := mustDWARFOffsets(t, full)
+				ss := s.Offsets
+				ss.Source, ss.TCPConnItab = "", 0
+				if dw != ss {
+					t.Errorf("DWARF offsets %+v differ from the table's %+v", dw, ss)
 				}
 				if g.Offsets.TCPConnItab == 0 {
 					t.Error("no TCPConn itab")
@@ -73,6 +75,21 @@ func TestResolveGo(t *testing.T) {
 			})
 		}
 	}
+}
+
+// mustDWARFOffsets reads the struct offsets from path's DWARF.
+func mustDWARFOffsets(t *testing.T, path string) GoOffsets {
+	t.Helper()
+	ef, err := openELF(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	o, err := dwarfOffsets(ef)
+	if err != nil {
+		t.Fatalf("dwarf of %s: %v", path, err)
+	}
+	return o
 }
 
 // mustBeRets decodes the instruction at each return offset, and at the
@@ -187,7 +204,26 @@ func TestUnsupportedGoVersion(t *testing.T) {
 		t.Fatalf("resolve go1.99: err = %v, want ErrUnsupportedGo", err)
 	}
 	t.Logf("refused: %v", err)
-	// The same binary with DWARF would have been fine: DWARF wins.
+
+	// The same release built with DWARF is probed from its DWARF.
+	full := mustGoBinary(t, goBuild{Toolchain: "local", Arch: "amd64"})
+	fb, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(t.TempDir(), "relabelled-full")
+	if err := os.WriteFile(pf, bytes.ReplaceAll(fb, old, relabelled), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gf, err := ResolveGo(pf)
+	if err != nil {
+		t.Fatalf("resolve go1.99 with DWARF: %v", err)
+	}
+	want := g.Offsets
+	want.Source, want.TCPConnItab = "dwarf", gf.Offsets.TCPConnItab
+	if gf.Offsets != want || gf.Offsets.TCPConnItab == 0 {
+		t.Errorf("go1.99 with DWARF: offsets %+v, want %+v and an itab", gf.Offsets, want)
+	}
 	if _, err := tableOffsets("go1.25.4"); !errors.Is(err, ErrUnsupportedGo) {
 		t.Errorf("go1.25 table: %v", err)
 	}

@@ -19,6 +19,11 @@ type Config struct {
 	ProcRoot string
 	// MaxFiles bounds the per-file cache (default 4096).
 	MaxFiles int
+	// Parse, when set, runs each analysis of a file not in the cache:
+	// the one time a Resolver allocates much (a Go executable's DWARF
+	// is read whole, several times its compressed size). The agent runs
+	// it under a tight heap target and gives the memory back after.
+	Parse func(analyse func())
 }
 
 // Target is a file of a process that has TLS functions to probe.
@@ -161,7 +166,11 @@ func (r *Resolver) file(f MappedFile, isExe bool, cryptoPath string) *fileResult
 	if ok {
 		return res
 	}
-	res = analyse(fh, st.Size, isExe, cryptoPath)
+	if r.cfg.Parse != nil {
+		r.cfg.Parse(func() { res = analyse(fh, st.Size, isExe, cryptoPath) })
+	} else {
+		res = analyse(fh, st.Size, isExe, cryptoPath)
+	}
 	r.mu.Lock()
 	if len(r.cache) >= r.cfg.MaxFiles {
 		for k := range r.cache { // evict one; re-parsing is only slower

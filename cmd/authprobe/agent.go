@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -46,7 +45,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if src.defaultTargets {
 		log.Info("no targets configured: watching the built-in default targets (common interpreters and ports; `authprobe defaults` lists them)")
 	}
-	settleGC := tuneGC(log, cfg)
+	mem := tuneMemory(log, cfg)
 	required, optional, err := missingCapabilities()
 	if err != nil {
 		return err
@@ -155,7 +154,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	if flags.tls && probe.TLSErr() == nil {
-		stop, err := startTLSProbes(ctx, probe, base)
+		stop, err := startTLSProbes(ctx, probe, mem, base)
 		if err != nil {
 			return err
 		}
@@ -200,7 +199,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer srv.Close()
 	}
 	pipe.ready.Store(true)
-	settleGC()
+	mem.settle()
 	log.Info("authprobe running", "routes", len(cfg.Routes), "watched", pipe.stats().Watched,
 		"exporter", cfg.Exporter.Kind, "metrics", cfg.Metrics.Addr)
 
@@ -315,34 +314,6 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// tuneGC sets the collector from measurement (README, "Memory and GC").
-// The steady path allocates nothing per span, so the heap is what start-up
-// left: loading the programs parses the kernel's BTF (tens of MiB of
-// short-lived objects), which set the agent's peak RSS at GOGC=200 (73 MiB
-// against 55 at GOGC=50). Start-up runs at GOGC=25; the returned settle,
-// called once the agent runs, collects, returns the freed pages to the OS
-// and sets the steady GOGC=100, which
-// costs no measurable CPU per span now that spans do not allocate. The
-// soft memory limit is the steady Go heap with room, plus the export
-// buffer, which fills during a collector outage. GOGC and GOMEMLIMIT in
-// the environment win.
-func tuneGC(log *slog.Logger, cfg *config.Config) (settle func()) {
-	userGOGC := os.Getenv("GOGC") != ""
-	if !userGOGC {
-		debug.SetGCPercent(25)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(48<<20 + int64(cfg.Exporter.BufferSize))
-	}
-	log.Debug("gc tuned", "memory_limit", debug.SetMemoryLimit(-1)) // a negative limit only reads it
-	return func() {
-		if !userGOGC {
-			debug.SetGCPercent(100)
-		}
-		debug.FreeOSMemory() // collects first
-	}
-}
-
 // tlsSyncEvery is how often the TLS probes are matched to the watched
 // processes: a new process, or a library loaded later (dlopen), gets its
 // probes within it.
@@ -350,9 +321,9 @@ const tlsSyncEvery = 500 * time.Millisecond
 
 // startTLSProbes keeps the TLS library probes on the files the watched
 // processes map until the returned stop is called.
-func startTLSProbes(ctx context.Context, probe *bpf.Probe, log *slog.Logger) (stop func(), err error) {
+func startTLSProbes(ctx context.Context, probe *bpf.Probe, mem *memory, log *slog.Logger) (stop func(), err error) {
 	mgr, err := tlsprobe.New(tlsprobe.Config{
-		Resolver: uprobe.NewResolver(uprobe.Config{}),
+		Resolver: uprobe.NewResolver(uprobe.Config{Parse: mem.parse}),
 		AttachOpenSSL: func(path string, funcs map[string]uint64) (io.Closer, error) {
 			return probe.AttachOpenSSL(path, funcs)
 		},
@@ -377,6 +348,7 @@ func startTLSProbes(ctx context.Context, probe *bpf.Probe, log *slog.Logger) (st
 					pids[i] = p.PID
 				}
 				mgr.Sync(pids)
+				mem.afterParse()
 			}
 			select {
 			case <-ctx.Done():
