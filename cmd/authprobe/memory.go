@@ -6,6 +6,8 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/authprobe/authprobe/cmd/authprobe/internal/memtrim"
 	"github.com/authprobe/authprobe/config"
 )
@@ -90,4 +92,31 @@ func (m *memory) giveBack(after string) {
 		return
 	}
 	m.log.Debug("memory given back", "after", after, "executable_bytes", dropped)
+}
+
+// residentMetric is authprobe_resident_bytes{part}: what the resident set
+// (process_resident_memory_bytes) is made of, read from /proc/self/smaps
+// at each scrape.
+type residentMetric struct{ desc *prometheus.Desc }
+
+func newResidentMetric() residentMetric {
+	return residentMetric{desc: prometheus.NewDesc("authprobe_resident_bytes",
+		"Resident memory by part: executable (the binary's pages), bpf_maps (BPF maps mapped in; the ring buffer's pages count twice, being mapped twice), other (heap, stacks).",
+		[]string{"part"}, nil)}
+}
+
+func (r residentMetric) Describe(ch chan<- *prometheus.Desc) { ch <- r.desc }
+
+func (r residentMetric) Collect(ch chan<- prometheus.Metric) {
+	p, err := memtrim.Resident()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(r.desc, err)
+		return
+	}
+	for _, v := range []struct {
+		part  string
+		bytes uint64
+	}{{"executable", p.Executable}, {"bpf_maps", p.BPFMaps}, {"other", p.Other}} {
+		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, float64(v.bytes), v.part)
+	}
 }

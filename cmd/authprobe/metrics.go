@@ -80,7 +80,7 @@ func newMetrics(k counterSource, p *pipeline, e *export.Exporter, d *detect.Dete
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m, d, loss, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m, d, loss, newResidentMetric(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg, nil
 }
 

@@ -191,6 +191,9 @@ type agentSample struct {
 	drops     labelCounts
 	spanDrops labelCounts
 	backend   string // authprobe_capture_backend_info's backend
+	// resident is authprobe_resident_bytes by part: what the resident
+	// set is made of when sampled.
+	resident labelCounts
 }
 
 func (a *agent) sample() (agentSample, error) {
@@ -213,6 +216,7 @@ func (a *agent) sample() (agentSample, error) {
 	}
 	s.drops = m.byLabel("authprobe_drops_total", "reason")
 	s.spanDrops = m.byLabel("authprobe_spans_dropped_total", "reason")
+	s.resident = m.byLabel("authprobe_resident_bytes", "part")
 	for b := range m.byLabel("authprobe_capture_backend_info", "backend") {
 		s.backend = b
 	}

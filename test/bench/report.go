@@ -21,8 +21,11 @@ type runResult struct {
 	Stages          stageCounts `json:"stages"`
 	AgentCPUSeconds float64     `json:"agent_cpu_seconds,omitempty"`
 	PeakRSS         uint64      `json:"agent_peak_rss_bytes,omitempty"`
-	Drops           labelCounts `json:"drops,omitempty"`
-	SpanDrops       labelCounts `json:"span_drops,omitempty"`
+	// ResidentAtEnd is the agent's resident set at the end of the run by
+	// part (executable, bpf_maps, other), from its own metric.
+	ResidentAtEnd labelCounts `json:"agent_resident_at_end_bytes,omitempty"`
+	Drops         labelCounts `json:"drops,omitempty"`
+	SpanDrops     labelCounts `json:"span_drops,omitempty"`
 	// Programs: the agent's eBPF programs' runs and run time during wrk
 	// (bpf_stats), by name.
 	Programs map[string]progStat `json:"programs,omitempty"`
@@ -37,6 +40,7 @@ func (r *runResult) fillAgent(before, after agentSample, spans uint64) {
 	r.Drops = after.drops.sub(before.drops)
 	r.SpanDrops = after.spanDrops.sub(before.spanDrops)
 	r.Backend = after.backend
+	r.ResidentAtEnd = after.resident
 }
 
 func (r runResult) progressLine(name string) string {
@@ -45,6 +49,10 @@ func (r runResult) progressLine(name string) string {
 	if r.Mode == "agent" {
 		s += fmt.Sprintf("  spans %d  agent cpu %.2fs (%s/span)  peak rss %s  drops %s", r.Spans, r.AgentCPUSeconds,
 			fmtMicros(perSpanMicros(r.AgentCPUSeconds, r.Spans)), fmtMiB(r.PeakRSS), r.Drops)
+		if len(r.ResidentAtEnd) > 0 {
+			s += fmt.Sprintf("  rss at end: executable %s, bpf maps %s, other %s", fmtMiB(r.ResidentAtEnd["executable"]),
+				fmtMiB(r.ResidentAtEnd["bpf_maps"]), fmtMiB(r.ResidentAtEnd["other"]))
+		}
 	}
 	return s
 }

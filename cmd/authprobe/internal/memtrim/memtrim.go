@@ -1,6 +1,7 @@
-// Package memtrim gives back resident memory that only start-up needed.
-// It takes a process's memory map (/proc/self/smaps) and gives the bytes
-// of its own executable it unmapped from the page tables.
+// Package memtrim gives back resident memory that only start-up needed,
+// and says what the resident set is made of. It takes a process's memory
+// map (/proc/self/smaps) and gives the bytes of its own executable it
+// unmapped from the page tables, or the resident bytes by part.
 //
 // Start-up runs code and reads tables the steady agent never touches
 // again: package initialisation (the Kubernetes client's registers
@@ -45,18 +46,9 @@ func (m Mapping) droppable(exe string) bool {
 // Executable drops the read-only mappings of the running executable from
 // the page tables and reports the resident bytes they held.
 func Executable() (uint64, error) {
-	exe, err := os.Readlink("/proc/self/exe")
+	maps, exe, err := self()
 	if err != nil {
-		return 0, fmt.Errorf("read own executable: %w", err)
-	}
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		return 0, fmt.Errorf("read own memory map: %w", err)
-	}
-	maps, err := ParseSmaps(f)
-	f.Close()
-	if err != nil {
-		return 0, fmt.Errorf("read own memory map: %w", err)
+		return 0, err
 	}
 	var dropped uint64
 	for _, m := range maps {
@@ -71,6 +63,63 @@ func Executable() (uint64, error) {
 		dropped += m.Rss
 	}
 	return dropped, nil
+}
+
+// Parts is a resident set by what its pages are.
+type Parts struct {
+	// Executable: pages of the executable file (code, read-only data,
+	// its data segment).
+	Executable uint64
+	// BPFMaps: BPF maps mapped into the process. The ring buffer's data
+	// pages are mapped twice (a record may wrap), so they count twice
+	// here although they exist once.
+	BPFMaps uint64
+	// Other: heap, stacks, everything else.
+	Other uint64
+}
+
+// Resident reads this process's resident set by part.
+func Resident() (Parts, error) {
+	maps, exe, err := self()
+	if err != nil {
+		return Parts{}, err
+	}
+	return Split(maps, exe), nil
+}
+
+// Split sums the resident bytes of maps by part; exe is the executable's
+// path as the maps name it.
+func Split(maps []Mapping, exe string) Parts {
+	var p Parts
+	for _, m := range maps {
+		switch {
+		case m.Path == exe:
+			p.Executable += m.Rss
+		case m.Path == "anon_inode:bpf-map":
+			p.BPFMaps += m.Rss
+		default:
+			p.Other += m.Rss
+		}
+	}
+	return p
+}
+
+// self reads this process's memory map and its executable's path.
+func self() ([]Mapping, string, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, "", fmt.Errorf("read own executable: %w", err)
+	}
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return nil, "", fmt.Errorf("read own memory map: %w", err)
+	}
+	defer f.Close()
+	maps, err := ParseSmaps(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("read own memory map: %w", err)
+	}
+	return maps, exe, nil
 }
 
 // ParseSmaps reads the regions of a /proc/PID/smaps file. A region's

@@ -32,6 +32,12 @@ func TestParseSmaps(t *testing.T) {
 	// Text and read-only data; never the data segment (written pages
 	// exist nowhere else), another file, or the ring buffer.
 	require.Equal(t, []int{0, 1}, drop)
+
+	require.Equal(t, Parts{
+		Executable: (10616 + 11608 + 1220) << 10,
+		BPFMaps:    16388 << 10,
+		Other:      (128 + 4 + 16) << 10,
+	}, Split(maps, exe))
 }
 
 func TestParseSmapsRejects(t *testing.T) {
@@ -70,6 +76,11 @@ func TestExecutable(t *testing.T) {
 	require.NoError(t, err)
 	require.NotZero(t, again)
 	require.NotPanics(t, func() { TestParseSmaps(t) })
+
+	p, err := Resident()
+	require.NoError(t, err)
+	require.NotZero(t, p.Executable)
+	require.NotZero(t, p.Other)
 }
 
 // exeRss is the resident bytes of exe's read-only mappings.
