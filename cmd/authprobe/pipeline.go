@@ -233,7 +233,11 @@ func (p *pipeline) Fork(ev bpf.ProcEvent) {
 // we. Its connections end with their sockets' closes.
 func (p *pipeline) Exit(ev bpf.ProcEvent) {
 	proc, ok := p.procs[ev.PID]
-	if !ok || (ev.Start != 0 && proc.Start != 0 && ev.Start != proc.Start) {
+	if !ok {
+		return
+	}
+	if ev.Start != 0 && proc.Start != 0 && ev.Start != proc.Start {
+		p.log.Debug("exit of an earlier process with this pid ignored", "pid", ev.PID, "start", ev.Start, "watched_start", proc.Start)
 		return
 	}
 	delete(p.procs, ev.PID)

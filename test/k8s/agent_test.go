@@ -237,6 +237,12 @@ func (a *agent) watchedAt(pid int) (time.Time, bool) {
 	return at, err == nil
 }
 
+// linesOf is every line of the agent's log that names pid.
+func (a *agent) linesOf(pid int) string {
+	re := regexp.MustCompile(`(?m)^.*\bpid=` + strconv.Itoa(pid) + `\b.*$`)
+	return strings.Join(re.FindAllString(a.errOut.String(), -1), "\n")
+}
+
 // span is one exported span, the parts these tests read.
 type span struct {
 	Name       string         `json:"name"`
@@ -483,6 +489,13 @@ func TestAgentOnKubernetes(t *testing.T) {
 	})
 
 	t.Run("pod deleted and its process gone", func(t *testing.T) {
+		// On failure, everything the agent said of the process: the tail
+		// of its log may no longer hold it.
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("agent log lines of pid %d:\n%s", idpSrv.pid(), a.linesOf(idpSrv.pid()))
+			}
+		})
 		before := a.metric(t, `authprobe_k8s_pods{state="live"}`)
 		n := len(a.spans(t, idpSrv.pid()))
 		idpSrv.login(t, "ivan")
