@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,14 @@ type memory struct {
 	// parsed is set by a file analysis and cleared by the give-back
 	// after it.
 	parsed atomic.Bool
+
+	mu sync.Mutex
+	// target is the heap target outside file analyses (start-up's, then
+	// the steady one); parsing counts the analyses running, which hold
+	// theirs until the last one ends, so start-up ending during one
+	// does not leave the agent at the wrong target.
+	target  int
+	parsing int
 }
 
 // Heap targets (GOGC). Start-up at 25 left a peak of 55 MiB against 73
@@ -45,9 +54,7 @@ const (
 // Call settle once the agent runs.
 func tuneMemory(log *slog.Logger, cfg *config.Config) *memory {
 	m := &memory{log: log, userGOGC: os.Getenv("GOGC") != ""}
-	if !m.userGOGC {
-		debug.SetGCPercent(gogcStartup)
-	}
+	m.setTarget(gogcStartup)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(48<<20 + int64(cfg.Exporter.BufferSize))
 	}
@@ -58,10 +65,22 @@ func tuneMemory(log *slog.Logger, cfg *config.Config) *memory {
 // settle ends start-up: the steady heap target, and the memory start-up
 // used given back.
 func (m *memory) settle() {
-	if !m.userGOGC {
-		debug.SetGCPercent(gogcSteady)
-	}
+	m.setTarget(gogcSteady)
 	m.giveBack("start-up")
+}
+
+// setTarget sets the heap target outside file analyses; one running
+// keeps its own until it ends.
+func (m *memory) setTarget(gogc int) {
+	if m.userGOGC {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.target = gogc
+	if m.parsing == 0 {
+		debug.SetGCPercent(gogc)
+	}
 }
 
 // parse runs one file analysis (uprobe.Config.Parse) under the parse
@@ -69,8 +88,17 @@ func (m *memory) settle() {
 // allocate, so the brief process-wide target costs it nothing.
 func (m *memory) parse(analyse func()) {
 	if !m.userGOGC {
-		prev := debug.SetGCPercent(gogcParse)
-		defer debug.SetGCPercent(prev)
+		m.mu.Lock()
+		m.parsing++
+		debug.SetGCPercent(gogcParse)
+		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.parsing--; m.parsing == 0 {
+				debug.SetGCPercent(m.target)
+			}
+		}()
 	}
 	analyse()
 	m.parsed.Store(true)

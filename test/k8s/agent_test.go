@@ -243,6 +243,11 @@ func (a *agent) linesOf(pid int) string {
 	return strings.Join(re.FindAllString(a.errOut.String(), -1), "\n")
 }
 
+// linesMatching is the lines of s that match the regular expression re.
+func linesMatching(s, re string) string {
+	return strings.Join(regexp.MustCompile(`(?m)`+re+`.*$`).FindAllString(s, -1), "\n")
+}
+
 // span is one exported span, the parts these tests read.
 type span struct {
 	Name       string         `json:"name"`
@@ -494,6 +499,8 @@ func TestAgentOnKubernetes(t *testing.T) {
 		t.Cleanup(func() {
 			if t.Failed() {
 				t.Logf("agent log lines of pid %d:\n%s", idpSrv.pid(), a.linesOf(idpSrv.pid()))
+				_, body := a.get("/metrics")
+				t.Logf("agent loss and kernel counters:\n%s", linesMatching(body, `^authprobe_(drops_total|kernel_total|events_total|auth_attempts_lost_total)`))
 			}
 		})
 		before := a.metric(t, `authprobe_k8s_pods{state="live"}`)
