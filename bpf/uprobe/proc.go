@@ -40,7 +40,7 @@ func ParseMaps(r io.Reader) ([]Mapping, error) {
 		if n >= maxMapsLines {
 			return nil, fmt.Errorf("maps: more than %d lines", maxMapsLines)
 		}
-		m, err := parseMapsLine(sc.Text())
+		m, err := ParseMapsLine(sc.Text())
 		if err != nil {
 			return nil, fmt.Errorf("maps line %d: %w", n+1, err)
 		}
@@ -54,9 +54,11 @@ func ParseMaps(r io.Reader) ([]Mapping, error) {
 
 var errMapsLine = errors.New("malformed maps line")
 
-// parseMapsLine parses "start-end perms offset major:minor inode   path".
-// The path is everything after the inode's padding and may hold spaces.
-func parseMapsLine(line string) (Mapping, error) {
+// ParseMapsLine parses "start-end perms offset major:minor inode   path",
+// a line of /proc/PID/maps and the header of each region in
+// /proc/PID/smaps. The path is everything after the inode's padding and
+// may hold spaces.
+func ParseMapsLine(line string) (Mapping, error) {
 	var m Mapping
 	fields := make([]string, 0, 5)
 	rest := line

@@ -23,24 +23,23 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/authprobe/authprobe/bpf/uprobe"
 )
 
 // Mapping is one region of a memory map with what Executable needs to
 // decide whether dropping it is safe.
 type Mapping struct {
-	Start, End uint64
-	Perms      string
-	Path       string
-	Rss        uint64 // bytes
-	Anonymous  uint64 // bytes: copy-on-write pages that exist nowhere else
+	uprobe.Mapping
+	Rss       uint64 // bytes
+	Anonymous uint64 // bytes: copy-on-write pages that exist nowhere else
 }
 
 // droppable reports whether m's pages are clean file pages of exe: read
 // only, never written (no anonymous copies, which MADV_DONTNEED would
 // discard), and resident.
 func (m Mapping) droppable(exe string) bool {
-	return m.Path == exe && len(m.Perms) >= 2 && m.Perms[1] == '-' &&
-		m.Anonymous == 0 && m.Rss > 0
+	return m.Path == exe && m.Perms[1] == '-' && m.Anonymous == 0 && m.Rss > 0
 }
 
 // Executable drops the read-only mappings of the running executable from
@@ -110,6 +109,8 @@ func self() ([]Mapping, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("read own executable: %w", err)
 	}
+	// The maps name an unlinked file without the suffix (Deleted).
+	exe = strings.TrimSuffix(exe, " (deleted)")
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return nil, "", fmt.Errorf("read own memory map: %w", err)
@@ -123,8 +124,8 @@ func self() ([]Mapping, string, error) {
 }
 
 // ParseSmaps reads the regions of a /proc/PID/smaps file. A region's
-// header is "start-end perms offset dev inode [path]"; its fields follow
-// as "Name: value kB" lines.
+// header is a /proc/PID/maps line; its fields follow as "Name: value kB"
+// lines.
 func ParseSmaps(r io.Reader) ([]Mapping, error) {
 	var (
 		out []Mapping
@@ -147,11 +148,11 @@ func ParseSmaps(r io.Reader) ([]Mapping, error) {
 			}
 			continue
 		}
-		m, err := header(string(line))
+		m, err := uprobe.ParseMapsLine(string(line))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("smaps region %q: %w", line, err)
 		}
-		out = append(out, m)
+		out = append(out, Mapping{Mapping: m})
 		cur = &out[len(out)-1]
 	}
 	if err := sc.Err(); err != nil {
@@ -178,27 +179,4 @@ func field(line []byte) (name string, value uint64, ok bool) {
 		return name, 0, true
 	}
 	return name, n << 10, true
-}
-
-func header(line string) (Mapping, error) {
-	f := strings.Fields(line)
-	if len(f) < 5 {
-		return Mapping{}, fmt.Errorf("smaps: bad region line %q", line)
-	}
-	lo, hi, ok := strings.Cut(f[0], "-")
-	if !ok {
-		return Mapping{}, fmt.Errorf("smaps: bad range %q", f[0])
-	}
-	start, err1 := strconv.ParseUint(lo, 16, 64)
-	end, err2 := strconv.ParseUint(hi, 16, 64)
-	if err1 != nil || err2 != nil || end < start {
-		return Mapping{}, fmt.Errorf("smaps: bad range %q", f[0])
-	}
-	m := Mapping{Start: start, End: end, Perms: f[1]}
-	if len(f) >= 6 {
-		// A path may hold spaces ("... (deleted)" too): the rest of
-		// the line after the inode.
-		m.Path = strings.Join(f[5:], " ")
-	}
-	return m, nil
 }

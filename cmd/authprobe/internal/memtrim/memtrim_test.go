@@ -6,6 +6,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/authprobe/authprobe/bpf/uprobe"
 )
 
 func TestParseSmaps(t *testing.T) {
@@ -17,10 +20,12 @@ func TestParseSmaps(t *testing.T) {
 	require.Len(t, maps, 7)
 
 	exe := "/usr/local/bin/authprobe"
-	require.Equal(t, Mapping{Start: 0x400000, End: 0x11f0000, Perms: "r-xp", Path: exe, Rss: 10616 << 10}, maps[0])
+	require.Equal(t, Mapping{Mapping: uprobe.Mapping{Start: 0x400000, End: 0x11f0000, Perms: "r-xp",
+		Dev: unix.Mkdev(0, 0x2a), Inode: 1312, Path: exe}, Rss: 10616 << 10}, maps[0])
 	require.Equal(t, uint64(400<<10), maps[2].Anonymous)
 	require.Equal(t, "", maps[3].Path)
-	require.Equal(t, "/opt/my app/lib (deleted)", maps[4].Path)
+	require.Equal(t, "/opt/my app/lib", maps[4].Path)
+	require.True(t, maps[4].Deleted)
 	require.Equal(t, "anon_inode:bpf-map", maps[5].Path)
 
 	var drop []int
