@@ -240,10 +240,19 @@ func (p *pipeline) Exit(ev bpf.ProcEvent) {
 		p.log.Debug("exit of an earlier process with this pid ignored", "pid", ev.PID, "start", ev.Start, "watched_start", proc.Start)
 		return
 	}
-	delete(p.procs, ev.PID)
-	_ = p.watcher.Unwatch(ev.PID) // the kernel forgot it; this drops what user space attached for it
+	p.forget(ev.PID, "exit event")
+}
+
+// forget drops a process that is gone, and what user space attached for
+// it (the kernel forgot it at its exit). seen says how it was found gone:
+// its exit event, or a scan of /proc that no longer lists it, when the
+// exit event was lost or still waits in the ring behind the scan (the
+// event then finds nothing to forget).
+func (p *pipeline) forget(pid uint32, seen string) {
+	delete(p.procs, pid)
+	_ = p.watcher.Unwatch(pid)
 	p.updateWatched()
-	p.log.Debug("process exited", "pid", ev.PID)
+	p.log.Debug("process exited", "pid", pid, "seen", seen)
 }
 
 // Listen: a process started listening; port targets are decided here, not
@@ -431,7 +440,7 @@ func (p *pipeline) tick() {
 }
 
 // scan walks /proc for targets not yet watched, and forgets watched
-// processes that are gone (their exit event was lost).
+// processes that are gone (their exit event lost, or not read yet).
 func (p *pipeline) scan(ports bool) {
 	pids, err := p.matcher.PIDs()
 	if err != nil {
@@ -444,10 +453,9 @@ func (p *pipeline) scan(ports bool) {
 	}
 	for pid := range p.procs {
 		if !alive[pid] {
-			delete(p.procs, pid)
+			p.forget(pid, "gone from /proc")
 		}
 	}
-	p.updateWatched()
 	var listening map[uint32]map[uint16]bool
 	if ports {
 		listening = p.matcher.ListeningPorts(pids)
