@@ -23,8 +23,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/authprobe/authprobe/bpf/ring"
 )
 
 // MaxCapture is the most bytes one event carries; a larger read or write
@@ -121,7 +122,7 @@ type Probe struct {
 	// Load, so the 2x ring size it adds to the resident set comes after
 	// whatever start-up gave back (memtrim). closed is set by Close.
 	readerMu sync.Mutex
-	reader   *ringbuf.Reader
+	reader   *ring.Reader
 	closed   bool
 	// uprobes are the loaded programs of uprobe sections, by name:
 	// attached per file, not at load.
@@ -441,33 +442,33 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 		return err
 	}
 	// The kernel side wakes the reader only every WakeupBytes; the
-	// deadline drains quieter streams each tick. On cancel, Flush makes
+	// deadline drains quieter streams each tick. On cancel, Wake makes
 	// the reader hand over what is left before Run returns.
 	var stopping atomic.Bool
 	stop := context.AfterFunc(ctx, func() {
 		stopping.Store(true)
-		_ = rd.Flush()
+		rd.Wake()
 	})
 	defer stop()
-	var rec ringbuf.Record
+	handle := func(rec []byte) {
+		if err := dispatch(rec, h); err != nil {
+			p.log.Warn("bad event", "error", err)
+		}
+	}
 	next := time.Now().Add(tickEvery)
 	for {
-		rd.SetDeadline(next)
-		err := rd.ReadInto(&rec)
+		_, err := rd.Read(next, readBatch, handle)
 		switch {
 		case err == nil:
-			if err := dispatch(rec.RawSample, h); err != nil {
-				p.log.Warn("bad event", "error", err)
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
+		case errors.Is(err, os.ErrDeadlineExceeded):
 			if stopping.Load() {
 				tick()
 				return nil
 			}
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+		case errors.Is(err, ring.ErrClosed):
 			return nil
 		default:
-			return fmt.Errorf("read ring buffer: %w", err)
+			return err
 		}
 		if now := time.Now(); !now.Before(next) {
 			tick()
@@ -476,18 +477,22 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 	}
 }
 
+// readBatch is how many events Run handles between looks at the clock,
+// so a steady stream still leaves room for ticks.
+const readBatch = 256
+
 // openReader maps the ring buffer on the first Run; after Close it gives
 // no reader and no error.
-func (p *Probe) openReader() (*ringbuf.Reader, error) {
+func (p *Probe) openReader() (*ring.Reader, error) {
 	p.readerMu.Lock()
 	defer p.readerMu.Unlock()
 	if p.closed {
 		return nil, nil
 	}
 	if p.reader == nil {
-		rd, err := ringbuf.NewReader(p.maps["events"])
+		rd, err := ring.Open(p.maps["events"])
 		if err != nil {
-			return nil, fmt.Errorf("open ring buffer reader: %w", err)
+			return nil, err
 		}
 		p.reader = rd
 	}
@@ -501,8 +506,8 @@ func (p *Probe) Close() error {
 	p.readerMu.Lock()
 	p.closed = true
 	if p.reader != nil {
-		if err := p.reader.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
-			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
+		if err := p.reader.Close(); err != nil {
+			errs = append(errs, err)
 		}
 		p.reader = nil
 	}
