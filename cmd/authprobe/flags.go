@@ -52,8 +52,8 @@ type runFlags struct {
 	// process creates two uprobe traps (README, "Client capture").
 	goSpawns bool
 	// ringBufferMiB sizes the kernel's event ring buffer (0: the
-	// probe's default). Its data pages are mapped twice into the agent,
-	// so they count twice in its resident memory.
+	// probe's default). Its pages are mapped into the agent and count
+	// in its resident memory.
 	ringBufferMiB uint
 }
 

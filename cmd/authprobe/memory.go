@@ -129,7 +129,7 @@ type residentMetric struct{ desc *prometheus.Desc }
 
 func newResidentMetric() residentMetric {
 	return residentMetric{desc: prometheus.NewDesc("authprobe_resident_bytes",
-		"Resident memory by part: executable (the binary's pages), bpf_maps (BPF maps mapped in; the ring buffer's pages count twice, being mapped twice), other (heap, stacks).",
+		"Resident memory by part: executable (the binary's pages), bpf_maps (BPF maps mapped in: the ring buffer), other (heap, stacks).",
 		[]string{"part"}, nil)}
 }
 

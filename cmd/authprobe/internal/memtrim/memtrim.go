@@ -69,9 +69,8 @@ type Parts struct {
 	// Executable: pages of the executable file (code, read-only data,
 	// its data segment).
 	Executable uint64
-	// BPFMaps: BPF maps mapped into the process. The ring buffer's data
-	// pages are mapped twice (a record may wrap), so they count twice
-	// here although they exist once.
+	// BPFMaps: BPF maps mapped into the process: the ring buffer's
+	// data pages (mapped once, bpf/ring) and its two position pages.
 	BPFMaps uint64
 	// Other: heap, stacks, everything else.
 	Other uint64
