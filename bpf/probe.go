@@ -472,6 +472,11 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 		}
 		if now := time.Now(); !now.Before(next) {
 			tick()
+			if stopping.Load() {
+				// A stream that never lets the ring run empty gets one
+				// tick's worth of draining after the cancel.
+				return nil
+			}
 			next = now.Add(tickEvery)
 		}
 	}

@@ -72,7 +72,9 @@ type Reader struct {
 	closed   atomic.Bool
 	// mu is held by Read, and by Close before it unmaps: closing the file
 	// ends a waiting Read, and Close then waits for it to let go.
-	mu sync.Mutex
+	mu   sync.Mutex
+	call waitCall
+	wait func(uintptr) bool // r.drainWaiting
 }
 
 // Open maps m, a BPF_MAP_TYPE_RINGBUF, for reading. m stays the caller's:
@@ -91,6 +93,7 @@ func Open(m *ebpf.Map) (*Reader, error) {
 		return nil, fmt.Errorf("open ring buffer reader: duplicate the map's fd: %w", err)
 	}
 	r := &Reader{}
+	r.wait = r.drainWaiting
 	if err := r.mapRing(fd, page, size); err != nil {
 		_ = unix.Close(fd)
 		r.unmap()
@@ -177,18 +180,28 @@ func (r *Reader) Read(deadline time.Time, max int, h func(record []byte)) (int, 
 	if r.woken.Load() {
 		r.expire()
 	}
-	var (
-		n    int
-		bad  error
-		wait = func(uintptr) bool {
-			n, bad = r.drain(max, h)
-			return n > 0 || bad != nil
-		}
-	)
-	if err := r.conn.Read(wait); err != nil {
+	r.call = waitCall{max: max, h: h}
+	err := r.conn.Read(r.wait)
+	c := r.call
+	r.call = waitCall{}
+	if err != nil {
 		return 0, r.fail(err)
 	}
-	return n, bad
+	return c.n, c.err
+}
+
+// waitCall is what the netpoller's callback of one Read drains with and
+// found; r.wait, made once, reads and writes it (no closure per wait).
+type waitCall struct {
+	max int
+	h   func([]byte)
+	n   int
+	err error
+}
+
+func (r *Reader) drainWaiting(uintptr) bool {
+	r.call.n, r.call.err = r.drain(r.call.max, r.call.h)
+	return r.call.n > 0 || r.call.err != nil
 }
 
 func (r *Reader) fail(err error) error {

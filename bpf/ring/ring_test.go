@@ -345,3 +345,24 @@ func benchProducer(b *testing.B, m *ebpf.Map, size int) *ebpf.Program {
 	require.NoError(b, err)
 	return prog
 }
+
+// TestReadAllocatesNothing: neither a Read that hands over a record nor
+// one that waits in the netpoller until its deadline allocates (the
+// callback it waits with is made once, in Open).
+func TestReadAllocatesNothing(t *testing.T) {
+	p, r := newRing(t, 4096)
+	for i := range 101 { // AllocsPerRun's warm-up and 100 runs
+		p.send(uint64(i), 8, noWakeup)
+	}
+	h := func([]byte) {}
+	require.Zero(t, testing.AllocsPerRun(100, func() {
+		if n, err := r.Read(time.Now().Add(time.Second), 1, h); n != 1 || err != nil {
+			t.Fatal(n, err)
+		}
+	}), "a Read that hands over a record")
+	require.Zero(t, testing.AllocsPerRun(20, func() {
+		if _, err := r.Read(time.Now().Add(time.Millisecond), 10, h); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal(err)
+		}
+	}), "a Read that waits until its deadline")
+}
