@@ -119,7 +119,7 @@ type Probe struct {
 	colls  []*ebpf.Collection
 	links  []link.Link
 	// reader maps the ring buffer into this process: opened by Run, not
-	// Load, so the 2x ring size it adds to the resident set comes after
+	// Load, so the ring size it adds to the resident set comes after
 	// whatever start-up gave back (memtrim). closed is set by Close.
 	readerMu sync.Mutex
 	reader   *ring.Reader

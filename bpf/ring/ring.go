@@ -94,31 +94,36 @@ func Open(m *ebpf.Map) (*Reader, error) {
 	}
 	r := &Reader{}
 	r.wait = r.drainWaiting
-	if err := r.mapRing(fd, page, size); err != nil {
-		_ = unix.Close(fd)
+	opened := false
+	defer func() {
+		if opened {
+			return
+		}
+		if r.file != nil {
+			_ = r.file.Close()
+		} else {
+			_ = unix.Close(fd)
+		}
 		r.unmap()
+	}()
+	if err := r.mapRing(fd, page, size); err != nil {
 		return nil, err
 	}
 	// A non-blocking fd makes os.NewFile hand it to the netpoller (the
 	// ring's fd is pollable: readable while records wait). The flag is
 	// on the open file the map's fd shares; map operations ignore it.
 	if err := unix.SetNonblock(fd, true); err != nil {
-		_ = unix.Close(fd)
-		r.unmap()
 		return nil, fmt.Errorf("open ring buffer reader: make the fd non-blocking: %w", err)
 	}
 	r.file = os.NewFile(uintptr(fd), "ringbuf:"+m.String())
 	if r.conn, err = r.file.SyscallConn(); err != nil {
-		_ = r.file.Close()
-		r.unmap()
 		return nil, fmt.Errorf("open ring buffer reader: %w", err)
 	}
 	// Deadlines work only on a file the netpoller took.
 	if err := r.file.SetReadDeadline(time.Time{}); err != nil {
-		_ = r.file.Close()
-		r.unmap()
 		return nil, fmt.Errorf("open ring buffer reader: the ring's fd cannot be polled: %w", err)
 	}
+	opened = true
 	return r, nil
 }
 

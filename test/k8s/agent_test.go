@@ -239,8 +239,7 @@ func (a *agent) watchedAt(pid int) (time.Time, bool) {
 
 // linesOf is every line of the agent's log that names pid.
 func (a *agent) linesOf(pid int) string {
-	re := regexp.MustCompile(`(?m)^.*\bpid=` + strconv.Itoa(pid) + `\b.*$`)
-	return strings.Join(re.FindAllString(a.errOut.String(), -1), "\n")
+	return linesMatching(a.errOut.String(), `^.*\bpid=`+strconv.Itoa(pid)+`\b`)
 }
 
 // linesMatching is the lines of s that match the regular expression re.
