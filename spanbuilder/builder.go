@@ -402,19 +402,17 @@ func hasKey(kvs []attribute.KeyValue, k attribute.Key) bool {
 }
 
 // cleanAttr passes the extractor's string values through wireString too:
-// they are derived from the wire.
+// they are derived from the wire. Its string slices (roles, audiences,
+// ambiguity kinds) are left as they are: each element is made by
+// secattr's clean (its fuzzers' checkClean holds every output to that),
+// which leaves nothing wireString would change (no control character, no
+// invalid UTF-8, at most maxAttrBytes), and reading one out of a Value
+// copies it.
 func cleanAttr(kv attribute.KeyValue) attribute.KeyValue {
-	switch kv.Value.Type() {
-	case attribute.STRING:
+	if kv.Value.Type() == attribute.STRING {
 		if v := kv.Value.AsString(); !isPlainASCII(v) {
 			return attribute.String(string(kv.Key), wireString(v))
 		}
-	case attribute.STRINGSLICE:
-		vals := kv.Value.AsStringSlice()
-		for i, v := range vals {
-			vals[i] = wireString(v)
-		}
-		return attribute.StringSlice(string(kv.Key), vals)
 	}
 	return kv
 }

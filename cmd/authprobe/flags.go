@@ -77,7 +77,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.BoolVar(&f.goSpawns, "go-spawns", false,
 		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
-		"kernel event ring buffer in MiB, a power of two (default 8); it counts twice in the agent's resident memory")
+		"kernel event ring buffer in MiB, a power of two (default 8); it counts once in the agent's resident memory")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}

@@ -1,6 +1,7 @@
 package secattr
 
 import (
+	"bytes"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,6 +19,13 @@ const maxCleanScan = 64 << 10
 // MaxValueLen) on a rune boundary. The result is always a fresh string, so
 // nothing derived from it keeps the captured request alive.
 func clean(s string, max int) string {
+	var buf [MaxValueLen]byte
+	return string(bytes.TrimSpace(appendClean(buf[:0], s, max)))
+}
+
+// appendClean appends what clean makes of s to dst, but for the spaces
+// trimmed at its end.
+func appendClean(dst []byte, s string, max int) []byte {
 	if max <= 0 || max > MaxValueLen {
 		max = MaxValueLen
 	}
@@ -25,20 +33,20 @@ func clean(s string, max int) string {
 	if len(s) > maxCleanScan {
 		s = s[:maxCleanScan]
 	}
-	var b strings.Builder
-	b.Grow(min(len(s), max))
+	n := 0
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		i += size
 		if (r == utf8.RuneError && size <= 1) || unwantedRune(r) {
 			continue
 		}
-		if b.Len()+utf8.RuneLen(r) > max {
+		if n+utf8.RuneLen(r) > max {
 			break
 		}
-		b.WriteRune(r)
+		dst = utf8.AppendRune(dst, r)
+		n += utf8.RuneLen(r)
 	}
-	return strings.TrimSpace(b.String())
+	return dst
 }
 
 // unwantedRune reports control and invisible formatting runes.

@@ -35,6 +35,7 @@ type Extractor struct {
 	key            []byte
 	macs           sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 	scratches      *scratchPool
+	lists          *listCache
 	subnets        *strcache.Cache[netip.Prefix]
 	bodyFields     []string
 	userHeader     string
@@ -77,6 +78,7 @@ func NewWithOptions(cfg config.Security, opt Options) (*Extractor, error) {
 		rolesClaim:     strings.TrimSpace(cfg.JWT.RolesClaim),
 		leeway:         time.Duration(cfg.JWT.Leeway),
 		scratches:      newScratchPool(),
+		lists:          newListCache(),
 		subnets:        strcache.New(netip.Prefix.String),
 	}
 	switch e.privacy {
@@ -166,7 +168,7 @@ func (e *Extractor) Extract(in Input) Output {
 		attrs = append(attrs, attribute.StringSlice(AttrAmbiguous, out.Ambiguous))
 	}
 	if a.method == MethodBearer {
-		attrs = e.tokenAttrs(attrs, a.bearer, in.RequestTime)
+		attrs = e.tokenAttrs(attrs, a.bearer, in.RequestTime, in.Memory)
 	}
 
 	out.ClientAddr = e.clientAddr(in.Peer, in.Request)

@@ -94,6 +94,12 @@ type scratch struct {
 	frames []jsonFrame
 	keys   []span
 	states []jsonState
+	// a token's decoded segment, its document's nodes and open
+	// containers, and the key of a claim list (jsondoc.go, lists.go)
+	raw   []byte
+	nodes []docNode
+	open  []int32
+	key   []byte
 	// out keeps the text of the fields made (nil: a string of their own).
 	out *Memory
 }
@@ -111,6 +117,14 @@ func (s *scratch) reset() {
 	s.frames = s.frames[:0]
 	s.keys = s.keys[:0]
 	s.states = s.states[:0]
+	s.nodes = s.nodes[:0]
+	s.open = s.open[:0]
+}
+
+// wipe clears the bytes s decoded (a token's claims, a body's fields).
+func (s *scratch) wipe() {
+	clear(s.buf)
+	clear(s.raw)
 }
 
 // find returns the entry named by buf[k0:k1] and the index slot that
@@ -195,7 +209,8 @@ func (p *scratchPool) get(out *Memory) *scratch {
 // the collector, so a hostile body does not pin its memory.
 func (p *scratchPool) put(s *scratch) {
 	s.out = nil
-	if cap(s.buf) > 2*maxBodyScan || cap(s.ents) > maxFields || cap(s.keys) > maxFields {
+	if cap(s.buf) > 2*maxBodyScan || cap(s.ents) > maxFields || cap(s.keys) > maxFields ||
+		cap(s.raw) > 2*maxBodyScan || cap(s.nodes) > 4*maxFields || cap(s.key) > 2*maxBodyScan {
 		return
 	}
 	p.pool.Put(s)

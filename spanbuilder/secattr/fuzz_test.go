@@ -19,7 +19,9 @@ func FuzzJWT(f *testing.F) {
 	f.Add("opaque-token")
 	e := mustExtractor(f, config.Security{JWT: config.JWTConfig{RolesClaim: "realm_access.roles"}})
 	f.Fuzz(func(t *testing.T, tok string) {
-		tk := decodeToken(tok)
+		sc := e.scratches.get(nil)
+		tk := decodeToken(tok, sc, nil)
+		e.scratches.put(sc)
 		switch tk.kind {
 		case TokenJWT, TokenJWE, TokenOpaque, TokenMalformed:
 		default:

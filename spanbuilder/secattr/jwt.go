@@ -3,10 +3,10 @@ package secattr
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"math"
+	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
 )
@@ -33,35 +33,33 @@ const (
 	maxAlgLen       = 32
 )
 
-// jwtHeader is the part of a JOSE header we read.
-type jwtHeader struct {
-	Alg *string `json:"alg"`
-	Enc string  `json:"enc"`
-}
-
-// token is what a bearer token revealed. It holds no part of the token.
+// token is what a bearer token revealed. It holds no part of the token
+// but its algorithm; its claims are a document in the scratch it was
+// decoded in.
 type token struct {
 	kind     string
-	alg      string
+	alg      string // cleaned, in the Memory given to decodeToken
 	unsigned bool
-	claims   map[string]any
+	claims   []byte // the decoded claims (numbers are read from them); nil when none
 }
 
 // decodeToken classifies a bearer token and, for a JWS, decodes (without
-// verifying) its header and claims. Nothing here fails: a token that looks
-// like a JWT (three segments) but does not decode is "malformed".
-func decodeToken(tok string) token {
+// verifying) its header and claims, leaving the claims parsed in sc (its
+// nodes, from 0). Nothing here fails: a token that looks like a JWT (three
+// segments) but does not decode is "malformed". It reads the segments as
+// encoding/json's Unmarshal would (FuzzJWTDifferential holds it to that)
+// and allocates nothing once sc and m have grown.
+func decodeToken(tok string, sc *scratch, m *Memory) token {
 	switch strings.Count(tok, ".") {
 	case 2:
-		return decodeJWS(tok)
+		return decodeJWS(tok, sc, m)
 	case 4:
 		// JWE compact: only the header is readable.
 		h, _, _ := strings.Cut(tok, ".")
-		var hdr jwtHeader
-		if decodeJSONSegment(h, maxJWTHeader, maxHeaderDepth, &hdr) && hdr.Enc != "" {
+		if alg, enc, ok := decodeHeader(h, sc); ok && enc != "" {
 			t := token{kind: TokenJWE}
-			if hdr.Alg != nil {
-				t.alg = clean(*hdr.Alg, maxAlgLen)
+			if alg >= 0 {
+				t.alg = m.clean(sc.str(alg), maxAlgLen)
 			}
 			return t
 		}
@@ -69,45 +67,82 @@ func decodeToken(tok string) token {
 	return token{kind: TokenOpaque}
 }
 
-func decodeJWS(tok string) token {
+func decodeJWS(tok string, sc *scratch, m *Memory) token {
 	bad := token{kind: TokenMalformed}
 	h, rest, _ := strings.Cut(tok, ".")
 	p, sig, _ := strings.Cut(rest, ".")
 	if base64.RawURLEncoding.DecodedLen(len(sig)) > maxJWTSignature || !isBase64URL(sig) {
 		return bad
 	}
-	var hdr jwtHeader
-	if !decodeJSONSegment(h, maxJWTHeader, maxHeaderDepth, &hdr) || hdr.Alg == nil {
+	alg, _, ok := decodeHeader(h, sc)
+	if !ok || alg < 0 {
 		return bad
 	}
-	var claims map[string]any
-	if !decodeJSONSegment(p, maxJWTClaims, maxClaimsDepth, &claims) || claims == nil {
-		return bad
-	}
-	alg := clean(*hdr.Alg, maxAlgLen)
-	return token{
+	t := token{
 		kind:     TokenJWT,
-		alg:      alg,
-		unsigned: strings.EqualFold(strings.TrimSpace(*hdr.Alg), "none") || sig == "",
-		claims:   claims,
+		alg:      m.clean(sc.str(alg), maxAlgLen),
+		unsigned: strings.EqualFold(strings.TrimSpace(sc.str(alg)), "none") || sig == "",
 	}
+	sc.reset()
+	if t.claims = decodeSegment(p, maxJWTClaims, maxClaimsDepth, sc, true); t.claims == nil {
+		return bad
+	}
+	return t
 }
 
-// decodeJSONSegment base64url-decodes one segment of at most max decoded
-// bytes, checks its nesting before any JSON decoding, and unmarshals it.
-func decodeJSONSegment(seg string, max, depth int, v any) bool {
+// decodeHeader decodes a JOSE header into sc and finds what Unmarshal
+// into struct{Alg *string; Enc string} would set: alg is the node of the
+// last "alg" member (any case) or -1 (absent, or null last), enc the last
+// "enc" string. A number, boolean, object or array in either is an error,
+// as Unmarshal's type error is.
+func decodeHeader(seg string, sc *scratch) (alg int32, enc string, ok bool) {
+	sc.reset()
+	if decodeSegment(seg, maxJWTHeader, maxHeaderDepth, sc, false) == nil {
+		return -1, "", false
+	}
+	alg = -1
+	for i := int32(1); i < sc.nodes[0].end; i = sc.nextSibling(i) {
+		isAlg, isEnc := sc.keyFolds(i, "alg"), sc.keyFolds(i, "enc")
+		if !isAlg && !isEnc {
+			continue
+		}
+		switch sc.nodes[i].tok {
+		case jsonString:
+			if isAlg {
+				alg = i
+			} else {
+				enc = sc.str(i)
+			}
+		case jsonNull:
+			if isAlg {
+				alg = -1 // null sets the pointer to nil; a string ignores it
+			}
+		default:
+			return -1, "", false
+		}
+	}
+	return alg, enc, true
+}
+
+// decodeSegment base64url-decodes one segment of at most max decoded
+// bytes into sc, checks its nesting before parsing, and parses it as an
+// object; it returns the decoded bytes (in sc), or nil.
+func decodeSegment(seg string, max, depth int, sc *scratch, floats bool) []byte {
 	if seg == "" || base64.RawURLEncoding.DecodedLen(len(seg)) > max+2 {
-		return false
+		return nil
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
-	if err != nil || len(raw) > max {
-		return false
+	src := strings.TrimRight(seg, "=")
+	sc.raw = slices.Grow(sc.raw[:0], base64.RawURLEncoding.DecodedLen(len(src)))
+	sc.raw = sc.raw[:base64.RawURLEncoding.DecodedLen(len(src))]
+	n, err := base64.RawURLEncoding.Decode(sc.raw, unsafe.Slice(unsafe.StringData(src), len(src)))
+	if err != nil || n > max {
+		return nil
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' || !jsonDepthWithin(raw, depth) {
-		return false
+	raw := bytes.TrimSpace(sc.raw[:n])
+	if len(raw) == 0 || raw[0] != '{' || !jsonDepthWithin(raw, depth) || !parseDoc(sc, raw, floats) {
+		return nil
 	}
-	return json.Unmarshal(raw, v) == nil
+	return raw
 }
 
 func isBase64URL(s string) bool {
@@ -152,9 +187,13 @@ func jsonDepthWithin(data []byte, max int) bool {
 	return true
 }
 
-// tokenAttrs adds the attributes of a bearer token.
-func (e *Extractor) tokenAttrs(attrs []attribute.KeyValue, raw string, now time.Time) []attribute.KeyValue {
-	t := decodeToken(raw)
+// tokenAttrs adds the attributes of a bearer token; their strings are in
+// m (valid until its Reset).
+func (e *Extractor) tokenAttrs(attrs []attribute.KeyValue, raw string, now time.Time, m *Memory) []attribute.KeyValue {
+	sc := e.scratches.get(m)
+	defer e.scratches.put(sc)
+	defer sc.wipe()
+	t := decodeToken(raw, sc, m)
 	attrs = append(attrs, attribute.String("auth.token_type", t.kind))
 	if t.alg != "" {
 		attrs = append(attrs, attribute.String("auth.token.alg", t.alg))
@@ -168,24 +207,28 @@ func (e *Extractor) tokenAttrs(attrs []attribute.KeyValue, raw string, now time.
 	if e.jwks != nil {
 		attrs = append(attrs, attribute.Bool("auth.token.verified", !t.unsigned && e.verify(raw)))
 	}
-	if sub, ok := t.claims["sub"].(string); ok {
-		if s := clean(sub, MaxValueLen); s != "" {
+	if n := sc.member(0, "sub"); n >= 0 && sc.nodes[n].tok == jsonString {
+		if s := m.clean(sc.str(n), MaxValueLen); s != "" {
 			attrs = append(attrs, attribute.String("auth.subject", s), attribute.String("enduser.id", s))
 		}
 	}
-	if iss, ok := t.claims["iss"].(string); ok {
-		if s := clean(iss, MaxValueLen); s != "" {
+	if n := sc.member(0, "iss"); n >= 0 && sc.nodes[n].tok == jsonString {
+		if s := m.clean(sc.str(n), MaxValueLen); s != "" {
 			attrs = append(attrs, attribute.String("auth.token.issuer", s))
 		}
 	}
-	if aud := stringsOf(t.claims["aud"], false); len(aud) > 0 {
-		attrs = append(attrs, attribute.StringSlice("auth.token.audience", cleanList(aud, MaxValueLen, maxAudiences)))
+	if n := sc.member(0, "aud"); n >= 0 {
+		if v, found, _ := e.lists.of(sc, n, false, MaxValueLen, maxAudiences); found > 0 {
+			attrs = append(attrs, attribute.KeyValue{Key: "auth.token.audience", Value: v})
+		}
 	}
-	if exp, ok := t.claims["exp"].(float64); ok && !now.IsZero() && !math.IsNaN(exp) {
-		attrs = append(attrs, attribute.Bool("auth.token.expired", expired(exp, now, e.leeway)))
+	if n := sc.member(0, "exp"); n >= 0 && sc.nodes[n].tok == jsonNumber && !now.IsZero() {
+		attrs = append(attrs, attribute.Bool("auth.token.expired", expired(sc.float(n, t.claims), now, e.leeway)))
 	}
-	if roles := cleanList(stringsOf(claimAt(t.claims, e.rolesClaim), true), maxRoleLen, maxRoles); len(roles) > 0 {
-		attrs = append(attrs, attribute.StringSlice("auth.roles", roles))
+	if n := claimAt(sc, e.rolesClaim); n >= 0 {
+		if v, _, kept := e.lists.of(sc, n, true, maxRoleLen, maxRoles); kept > 0 {
+			attrs = append(attrs, attribute.KeyValue{Key: "auth.roles", Value: v})
+		}
 	}
 	return attrs
 }
@@ -198,44 +241,19 @@ func expired(exp float64, now time.Time, leeway time.Duration) bool {
 
 // claimAt finds a claim by its full name first (namespaced claims such as
 // "https://example.com/roles" contain dots), then by dotted path
-// ("realm_access.roles").
-func claimAt(claims map[string]any, path string) any {
+// ("realm_access.roles"); -1 when there is none.
+func claimAt(sc *scratch, path string) int32 {
 	if path == "" {
-		return nil
+		return -1
 	}
-	if v, ok := claims[path]; ok {
-		return v
+	if n := sc.member(0, path); n >= 0 {
+		return n
 	}
-	var cur any = claims
+	cur := int32(0)
 	for seg := range strings.SplitSeq(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		if cur, ok = m[seg]; !ok {
-			return nil
+		if cur = sc.member(cur, seg); cur < 0 {
+			return -1
 		}
 	}
 	return cur
-}
-
-// stringsOf reads a string or an array of strings (non-strings skipped); a
-// string is split on spaces when split is set (OAuth2 "scope").
-func stringsOf(v any, split bool) []string {
-	switch x := v.(type) {
-	case string:
-		if split {
-			return strings.Fields(x)
-		}
-		return []string{x}
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, el := range x {
-			if s, ok := el.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package secattr
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -63,6 +64,16 @@ func (m *Memory) string(b []byte) string {
 	out := m.take(len(b))
 	copy(out, b)
 	return unsafe.String(&out[0], len(out))
+}
+
+// clean is clean(s, max) made in m (valid until Reset), or without m a
+// string of its own.
+func (m *Memory) clean(s string, max int) string {
+	if m == nil {
+		return clean(s, max)
+	}
+	var buf [MaxValueLen]byte
+	return m.string(bytes.TrimSpace(appendClean(buf[:0], s, max)))
 }
 
 // lower is strings.ToLower(s); an ASCII one that changes is made in m
