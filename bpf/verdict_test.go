@@ -94,6 +94,42 @@ func TestVerdictResumeStale(t *testing.T) {
 	})
 }
 
+// A stale resume still says how far user space has read: the episode's
+// budget counts again from there, so a connection whose requests come
+// faster than verdicts go back keeps its bytes.
+func TestVerdictResumeStaleRenewsBudget(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		l := len(loginReq)
+		p := mustLoad(t, backend, Config{BurstBytes: uint32(2 * l)})
+		rec := mustRun(t, p)
+		h, lfd, port := serve(t, p)
+		delta := counterDelta(t, p)
+		c := dial(t, port)
+		fd := h.int("accept", lfd)
+		for range 2 {
+			mustWrite(t, c, []byte(loginReq))
+			h.read(fd)
+		}
+		evs := rec.waitEvents(t, 2, fromClient(c))
+		// User space has read the first request when the second is in:
+		// stale, and it renews the budget to what is ahead of it.
+		require.NoError(t, p.SetVerdict(evs[0].Sock, evs[0].Gen, Verdict{Kind: VerdictResume, InOff: uint64(l)}))
+		mustWrite(t, c, []byte(loginReq))
+		h.read(fd)
+		evs = rec.waitEvents(t, 3, fromClient(c))
+		require.Equal(t, loginReq, string(evs[2].Data), "copied within the renewed budget")
+		require.Zero(t, evs[2].Flags&FlagBudget)
+		require.Equal(t, uint64(1), delta("verdicts_stale"))
+		require.Zero(t, delta("truncated_budget"))
+		// Without a verdict the budget runs out as before.
+		mustWrite(t, c, []byte(loginReq))
+		h.read(fd)
+		evs = rec.waitEvents(t, 4, fromClient(c))
+		require.Equal(t, FlagBudget, evs[3].Flags)
+		require.Empty(t, evs[3].Data)
+	})
+}
+
 // A skip verdict stops the copy of a body; a read that straddles its end
 // sends only what follows it.
 func TestVerdictSkip(t *testing.T) {

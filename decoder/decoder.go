@@ -357,8 +357,15 @@ func (d *Decoder) decide(c *conn) {
 	if c.resumed && c.resumedIn == in.off && c.resumedOut == outOff {
 		return
 	}
+	// Held from the episode's start, or from the last resume sent in it:
+	// a stale resume renews the kernel's budget for the episode, so a
+	// held connection sends one every HoldBytes, not at every request.
+	held := c.episodeIn
+	if c.resumed && c.resumedIn > held {
+		held = c.resumedIn
+	}
 	if c.parser == streamParser(&c.h1) && !c.queue.LastUninteresting() &&
-		in.off >= c.episodeIn && in.off-c.episodeIn < d.cfg.HoldBytes &&
+		in.off >= held && in.off-held < d.cfg.HoldBytes &&
 		(d.now < c.last || d.now-c.last < d.cfg.HoldIdle) {
 		st.ResumesHeld++
 		return // held: more auth requests are likely to follow

@@ -183,7 +183,9 @@ type Config struct {
 	Interesting func(method, target string) bool
 	// HoldBytes: a capture episode whose last request was interesting is
 	// not resumed (the kernel keeps sending the connection) until HoldBytes
-	// of ingress went by since the episode began. A connection that
+	// of ingress went by since the episode began, or since the last
+	// resume sent in it (a stale one renews the kernel's budget: a held
+	// stream of auth requests gets one every HoldBytes). A connection that
 	// carried an auth request likely carries more (a stuffing run, an API
 	// client): each resume is a syscall, and the next such request would
 	// start an episode again. The first uninteresting request resumes as

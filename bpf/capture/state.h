@@ -53,6 +53,13 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 	/* Only if nothing moved since user space looked: then both streams
 	 * are at a message boundary and every request is answered. */
 	if (st->in_off != v.in_off || st->out_off != v.out_off) {
+		/* Stale, but user space has read the ingress up to v.in_off: the
+		 * episode's budget counts again from there, so it bounds what is
+		 * copied ahead of user space (a window), not what one episode
+		 * may ever copy. A connection that streams requests faster than
+		 * verdicts come back keeps being captured. */
+		if (v.in_off <= st->in_off && st->in_off - v.in_off < st->in_used)
+			st->in_used = st->in_off - v.in_off;
 		count(CNT_VERDICTS_STALE);
 		return;
 	}
