@@ -142,10 +142,38 @@ func appendAttribute(b []byte, num protowire.Number, keyField []byte, v attribut
 		b = append(b, keyField...)
 		b = append(b, kvValue<<3|2, byte(av), avInt<<3|0)
 		return protowire.AppendVarint(b, i)
+	case attribute.STRINGSLICE:
+		// Read out of the Value once: each read copies it.
+		return appendStringSlice(b, keyField, v.AsStringSlice())
 	}
 	b = protowire.AppendVarint(b, uint64(sizeKeyValue(len(keyField), v)))
 	b = append(b, keyField...)
 	return appendAnyValueField(b, kvValue, v)
+}
+
+// appendStringSlice appends the length and body of a KeyValue whose
+// key field is keyField and whose value is an ArrayValue of vals.
+func appendStringSlice(b, keyField []byte, vals []string) []byte {
+	arr := 0
+	for _, s := range vals {
+		arr += 1 + sizeBytes(1+sizeBytes(len(validUTF8(s))))
+	}
+	av := 1 + sizeBytes(arr)
+	b = protowire.AppendVarint(b, uint64(len(keyField)+1+sizeBytes(av)))
+	b = append(b, keyField...)
+	b = append(b, kvValue<<3|2)
+	b = protowire.AppendVarint(b, uint64(av))
+	b = append(b, avArray<<3|2)
+	b = protowire.AppendVarint(b, uint64(arr))
+	for _, s := range vals {
+		s = validUTF8(s)
+		b = append(b, listValues<<3|2)
+		b = protowire.AppendVarint(b, uint64(1+sizeBytes(len(s))))
+		b = append(b, avString<<3|2)
+		b = protowire.AppendVarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return b
 }
 
 func unixNano(ns int64) uint64 { return uint64(max(0, ns)) }
