@@ -62,17 +62,3 @@ func unwantedRune(r rune) bool {
 	}
 	return false
 }
-
-// cleanList cleans each value, drops empty ones and keeps at most n.
-func cleanList(vals []string, max, n int) []string {
-	out := make([]string, 0, min(len(vals), n))
-	for _, v := range vals {
-		if len(out) == n {
-			break
-		}
-		if c := clean(v, max); c != "" {
-			out = append(out, c)
-		}
-	}
-	return out
-}
