@@ -102,6 +102,32 @@ func TestOutageInMemory(t *testing.T) {
 	}
 }
 
+// TestWaitingBatchesCompact: a batch that joins a backlog is held at its
+// size, not at the capacity of a full one, so the memory the waiting
+// spans take is what BufferBytes counts.
+func TestWaitingBatchesCompact(t *testing.T) {
+	sink := mustSinkAt(t, "")
+	addr := sink.Addr()
+	sink.Close() // the collector is away: batches wait
+	e := mustExporter(t, fastRetry(Config{Endpoint: addr, MaxExportBatchSize: 100}))
+	emitN(e, 1000)
+	waitFor(t, func() bool { return e.q.len() == 10 })
+	e.q.mu.Lock()
+	var held, size int
+	for i, r := range e.q.recs {
+		if i > 1 && cap(r.data) > len(r.data)+len(r.data)/4 {
+			t.Errorf("batch %d: %d bytes held in %d", i, len(r.data), cap(r.data))
+		}
+		held += cap(r.data)
+		size += len(r.data)
+	}
+	e.q.mu.Unlock()
+	t.Logf("%d batches: %d bytes of spans held in %d", len(e.q.recs), size, held)
+	second := mustSinkAt(t, addr)
+	second.WaitForSpans(t, 1000, 20*time.Second)
+	mustShutdown(t, e)
+}
+
 func batchFiles(tb testing.TB, dir string) []string {
 	tb.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*"+spillSuffix))

@@ -376,6 +376,14 @@ func (e *Exporter) sealLocked() {
 	e.timer.Stop()
 	n := e.open.n
 	data := e.open.seal(e.buffer())
+	if e.q.len() > 1 && cap(data)-len(data) > len(data)/4 {
+		// A backlog (one batch sent, another waiting already): this one
+		// is held at its size, not at the capacity of a full batch (a
+		// batch of 512 login spans fills a third of it), so BufferBytes
+		// bounds what memory holds. The usual one-behind-another of a
+		// steady stream keeps its buffers.
+		data = e.compact(data)
+	}
 	e.q.push(data, n)
 	if e.spill != nil && e.q.memBytes.Load() > e.spillThreshold() {
 		signal(e.q.wakeSpiller)
@@ -395,8 +403,16 @@ func (e *Exporter) buffer() []byte {
 	}
 }
 
+// compact copies b to a buffer of its size and recycles b.
+func (e *Exporter) compact(b []byte) []byte {
+	out := make([]byte, len(b))
+	copy(out, b)
+	e.recycle(b)
+	return out
+}
+
 func (e *Exporter) recycle(b []byte) {
-	if b == nil || cap(b) > maxRetainedBuffer {
+	if b == nil || cap(b) > maxRetainedBuffer || cap(b) < e.batchBytes() {
 		return
 	}
 	select {

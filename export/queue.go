@@ -58,6 +58,13 @@ func (q *queue) push(data []byte, spans int) *record {
 	return r
 }
 
+// len is how many batches wait (one being sent among them).
+func (q *queue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.recs)
+}
+
 // pushSpilled adds a batch an earlier run left on disk.
 func (q *queue) pushSpilled(b spilled) {
 	q.mu.Lock()
