@@ -50,6 +50,21 @@ const (
 	benchToken = `{"token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3OTYxOTQ3MjgsImlhdCI6MTc5NjE5MTEyOCwicm9sZSI6InVzZXIiLCJyb2xlcyI6WyJ1c2VyIl0sInN1YiI6ImFsaWNlIn0.wk0ICMCdUEsIZeUm7ECi-8vSRWJp3UGzydnGADBPL9M"}`
 )
 
+// The bearer workload: an API call on an authorize route with a JWT
+// whose claims carry a subject, an issuer, an audience list and roles,
+// answered 200 and, alternately, 403.
+const benchJWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." +
+	"eyJzdWIiOiJhbGljZSIsImlzcyI6Imh0dHBzOi8vaWRwLmV4YW1wbGUiLCJhdWQiOlsiYXBpIiwid2ViIl0sInJvbGVzIjpbInVzZXIiLCJhdWRpdG9yIl0sImV4cCI6MTc5NjE5NDcyOH0." +
+	"c2lnbmF0dXJl"
+
+var (
+	benchAPI   = "GET /api/orders/7 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer " + benchJWT + "\r\nAccept: application/json\r\n\r\n"
+	benchAPIOK = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: application/json\r\n" +
+		"Date: Wed, 02 Dec 2026 05:58:48 GMT\r\n\r\n{\"orders\":[]}"
+	benchAPIDenied = "HTTP/1.1 403 Forbidden\r\nContent-Length: 21\r\nContent-Type: application/json\r\n" +
+		"Date: Wed, 02 Dec 2026 05:58:48 GMT\r\n\r\n{\"error\":\"forbidden\"}"
+)
+
 var benchOK = "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(benchToken)) + "\r\nContent-Type: application/json\r\n" +
 	"Set-Cookie: session=90279a9dd418ef0274e8771cefb13dcd; Path=/; HttpOnly\r\nX-Login-Handler: 1\r\n" +
 	"Date: Wed, 02 Dec 2026 05:58:48 GMT\r\n\r\n" + benchToken
@@ -76,11 +91,25 @@ func newWholePath(tb testing.TB, kind string) *wholePath {
 // newWholePathTo is newWholePath writing its JSON lines (stdout) to out.
 func newWholePathTo(tb testing.TB, kind string, out io.Writer) *wholePath {
 	tb.Helper()
+	return newWholePathOf(tb, kind, out, false)
+}
+
+// newWholePathBearer is the whole path of the bearer workload.
+func newWholePathBearer(tb testing.TB, kind string) *wholePath {
+	tb.Helper()
+	return newWholePathOf(tb, kind, io.Discard, true)
+}
+
+func newWholePathOf(tb testing.TB, kind string, out io.Writer, bearer bool) *wholePath {
+	tb.Helper()
 	clock, err := bpf.NewKernelClock()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	routes := []config.Route{{Name: "auth.login", Kind: config.KindLogin, Method: "POST", Path: "/login"}}
+	routes := []config.Route{
+		{Name: "auth.login", Kind: config.KindLogin, Method: "POST", Path: "/login"},
+		{Name: "api.authorize", Kind: config.KindAuthorize, Path: "/api/**"},
+	}
 	builder, err := spanbuilder.New(spanbuilder.Config{
 		Routes:   routes,
 		Security: config.Security{Username: config.UsernameConfig{Privacy: config.PrivacyHash, RandomKey: true}},
@@ -121,6 +150,9 @@ func newWholePathTo(tb testing.TB, kind string, out io.Writer) *wholePath {
 	}
 	w.raw = make([]byte, 0, 4096)
 	w.exchanges = [2][2][]byte{{[]byte(benchBad), []byte(benchDenied)}, {[]byte(benchGood), []byte(benchOK)}}
+	if bearer {
+		w.exchanges = [2][2][]byte{{[]byte(benchAPI), []byte(benchAPIDenied)}, {[]byte(benchAPI), []byte(benchAPIOK)}}
+	}
 	return w
 }
 
@@ -158,9 +190,10 @@ func (w *wholePath) login(tb testing.TB, i int) {
 }
 
 func BenchmarkStageWholePath(b *testing.B) {
-	for _, kind := range []string{config.ExporterStdout, config.ExporterOTLP} {
-		b.Run(kind, func(b *testing.B) {
-			w := newWholePath(b, kind)
+	for _, name := range []string{config.ExporterStdout, config.ExporterOTLP, "stdout-bearer", "otlp-bearer"} {
+		b.Run(name, func(b *testing.B) {
+			kind, bearer := strings.CutSuffix(name, "-bearer")
+			w := newWholePathOf(b, kind, io.Discard, bearer)
 			for i := range 1000 { // warm the pools, maps and batches
 				w.login(b, i)
 			}
@@ -237,9 +270,10 @@ func TestWholePathAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
 	}
-	for _, kind := range []string{config.ExporterStdout, config.ExporterOTLP} {
-		t.Run(kind, func(t *testing.T) {
-			w := newWholePath(t, kind)
+	for _, name := range []string{config.ExporterStdout, config.ExporterOTLP, "stdout-bearer", "otlp-bearer"} {
+		t.Run(name, func(t *testing.T) {
+			kind, bearer := strings.CutSuffix(name, "-bearer")
+			w := newWholePathOf(t, kind, io.Discard, bearer)
 			i := 0
 			login := func() { w.login(t, i); i++ }
 			for range 1000 { // warm the pools, maps and batches
