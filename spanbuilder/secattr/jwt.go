@@ -33,9 +33,9 @@ const (
 	maxAlgLen       = 32
 )
 
-// token is what a bearer token revealed. It holds no part of the token
-// but its algorithm; its claims are a document in the scratch it was
-// decoded in.
+// token is what a bearer token revealed: its kind and algorithm, and
+// its decoded claims, which live in the scratch it was decoded in (parsed
+// there as a document) and are wiped with it.
 type token struct {
 	kind     string
 	alg      string // cleaned, in the Memory given to decodeToken
