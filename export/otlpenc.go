@@ -154,10 +154,7 @@ func appendAttribute(b []byte, num protowire.Number, keyField []byte, v attribut
 // appendStringSlice appends the length and body of a KeyValue whose
 // key field is keyField and whose value is an ArrayValue of vals.
 func appendStringSlice(b, keyField []byte, vals []string) []byte {
-	arr := 0
-	for _, s := range vals {
-		arr += 1 + sizeBytes(1+sizeBytes(len(validUTF8(s))))
-	}
+	arr := sizeStringArray(vals)
 	av := 1 + sizeBytes(arr)
 	b = protowire.AppendVarint(b, uint64(len(keyField)+1+sizeBytes(av)))
 	b = append(b, keyField...)
@@ -165,13 +162,22 @@ func appendStringSlice(b, keyField []byte, vals []string) []byte {
 	b = protowire.AppendVarint(b, uint64(av))
 	b = append(b, avArray<<3|2)
 	b = protowire.AppendVarint(b, uint64(arr))
+	return appendStringArray(b, vals)
+}
+
+// sizeStringArray is the size of the ArrayValue body of vals.
+func sizeStringArray(vals []string) int {
+	n := 0
 	for _, s := range vals {
-		s = validUTF8(s)
-		b = append(b, listValues<<3|2)
-		b = protowire.AppendVarint(b, uint64(1+sizeBytes(len(s))))
-		b = append(b, avString<<3|2)
-		b = protowire.AppendVarint(b, uint64(len(s)))
-		b = append(b, s...)
+		n += 1 + sizeBytes(1+sizeBytes(len(validUTF8(s))))
+	}
+	return n
+}
+
+// appendStringArray appends the ArrayValue body of vals.
+func appendStringArray(b []byte, vals []string) []byte {
+	for _, x := range vals {
+		b = appendAnyValueField(b, listValues, attribute.StringValue(x))
 	}
 	return b
 }
@@ -254,9 +260,7 @@ func sizeArray(v attribute.Value) int {
 	case attribute.FLOAT64SLICE:
 		n = len(v.AsFloat64Slice()) * (2 + 9)
 	case attribute.STRINGSLICE:
-		for _, s := range v.AsStringSlice() {
-			n += 1 + sizeBytes(1+sizeBytes(len(validUTF8(s))))
-		}
+		n = sizeStringArray(v.AsStringSlice())
 	case attribute.SLICE:
 		for _, e := range v.AsSlice() {
 			n += 1 + sizeBytes(sizeAnyValue(e))
@@ -324,9 +328,7 @@ func appendArray(b []byte, v attribute.Value) []byte {
 			b = appendAnyValueField(b, listValues, attribute.Float64Value(x))
 		}
 	case attribute.STRINGSLICE:
-		for _, x := range v.AsStringSlice() {
-			b = appendAnyValueField(b, listValues, attribute.StringValue(x))
-		}
+		b = appendStringArray(b, v.AsStringSlice())
 	case attribute.SLICE:
 		for _, x := range v.AsSlice() {
 			b = appendAnyValueField(b, listValues, x)

@@ -55,8 +55,8 @@ type Builder struct {
 	security    config.Security
 	serviceName string
 	toWall      func(uint64) time.Time
-	addrs       *strcache.Cache[netip.Addr] // client and peer addresses repeat
-	statusMsgs  *strcache.Cache[statusKey]
+	addrs       *strcache.Cache[netip.Addr, string] // client and peer addresses repeat
+	statusMsgs  *strcache.Cache[statusKey, string]
 	mems        sync.Pool // of *spanMem, given back by Release
 
 	matched, unmatched, joined, badTraceparent, droppedTracestate atomic.Uint64
@@ -205,12 +205,12 @@ func (b *Builder) Build(ex *decoder.Exchange, p Process) (Span, bool) {
 		attrs = append(attrs, attribute.String(attrFailureReason, wireString(oc.reason)))
 	}
 	if client.IsValid() {
-		c := b.addrs.String(client)
+		c := b.addrs.Get(client)
 		attrs = append(attrs, attribute.String(attrNetPeerIP, c), attribute.String(attrClientAddress, c))
 	}
 	if peer.IsValid() {
 		attrs = append(attrs,
-			attribute.String(attrPeerAddress, b.addrs.String(peer)),
+			attribute.String(attrPeerAddress, b.addrs.Get(peer)),
 			attribute.Int(attrPeerPort, int(ex.Conn.Peer.Port())))
 	}
 	if ua := headerGet(req.Header, "User-Agent"); ua != "" {
@@ -347,7 +347,7 @@ func (b *Builder) status(kind string, oc outcome, resp *decoder.Response) (codes
 	if b.security.StatusUnsetOn4xx && resp != nil && resp.StatusCode >= 400 && resp.StatusCode < 500 {
 		return codes.Unset, ""
 	}
-	return codes.Error, b.statusMsgs.String(statusKey{authorize: kind == config.KindAuthorize, oc: oc})
+	return codes.Error, b.statusMsgs.Get(statusKey{authorize: kind == config.KindAuthorize, oc: oc})
 }
 
 // statusKey is what a span's error status message says; a few messages

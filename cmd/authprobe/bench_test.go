@@ -94,12 +94,8 @@ func newWholePathTo(tb testing.TB, kind string, out io.Writer) *wholePath {
 	return newWholePathOf(tb, kind, out, false)
 }
 
-// newWholePathBearer is the whole path of the bearer workload.
-func newWholePathBearer(tb testing.TB, kind string) *wholePath {
-	tb.Helper()
-	return newWholePathOf(tb, kind, io.Discard, true)
-}
-
+// newWholePathOf is the whole path of the login workload, or with bearer
+// set of the bearer workload, writing its JSON lines (stdout) to out.
 func newWholePathOf(tb testing.TB, kind string, out io.Writer, bearer bool) *wholePath {
 	tb.Helper()
 	clock, err := bpf.NewKernelClock()

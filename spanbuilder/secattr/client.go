@@ -205,5 +205,5 @@ func (e *Extractor) subnetOf(a netip.Addr) string {
 	if err != nil {
 		return ""
 	}
-	return e.subnets.String(p)
+	return e.subnets.Get(p)
 }

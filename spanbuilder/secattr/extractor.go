@@ -36,7 +36,7 @@ type Extractor struct {
 	macs           sync.Pool // of hash.Hash: HMAC-SHA256 keyed with key
 	scratches      *scratchPool
 	lists          *listCache
-	subnets        *strcache.Cache[netip.Prefix]
+	subnets        *strcache.Cache[netip.Prefix, string]
 	bodyFields     []string
 	userHeader     string
 	apiHeaders     []string

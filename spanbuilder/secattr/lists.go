@@ -1,32 +1,34 @@
 package secattr
 
 import (
-	"hash/maphash"
 	"strings"
-	"sync"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/attribute"
-)
 
-// listSlots is the size of a listCache: direct-mapped, a miss replaces
-// the slot.
-const listSlots = 64
+	"github.com/authprobe/authprobe/spanbuilder/internal/strcache"
+)
 
 // listCache remembers the attribute values of the string lists tokens
 // repeat from one request to the next (roles, audiences), so a span does
 // not allocate them again: a string slice value is an array of its own.
-// It is safe for concurrent use.
+// Its keys are the cleaned values, each ended by a NUL (clean drops
+// NULs). It is safe for concurrent use.
 type listCache struct {
-	seed maphash.Seed
-	mu   sync.Mutex
-	slot [listSlots]struct {
-		key string // the cleaned values, each ended by a NUL (clean drops NULs)
-		v   attribute.Value
-		ok  bool
-	}
+	values *strcache.Cache[string, attribute.Value]
 }
 
-func newListCache() *listCache { return &listCache{seed: maphash.MakeSeed()} }
+func newListCache() *listCache {
+	return &listCache{values: strcache.NewOwning(listValue, strings.Clone)}
+}
+
+// listValue is the string slice value of key's NUL-ended values.
+func listValue(key string) attribute.Value {
+	if key == "" {
+		return attribute.StringSliceValue(nil)
+	}
+	return attribute.StringSliceValue(strings.Split(strings.TrimSuffix(key, "\x00"), "\x00"))
+}
 
 // of reads the strings of node n as a claim list: a string (split on
 // white space with split, as an OAuth2 scope), or an array's string
@@ -68,22 +70,6 @@ func (c *listCache) of(sc *scratch, n int32, split bool, max, most int) (v attri
 	if found == 0 {
 		return attribute.Value{}, 0, 0
 	}
-	return c.value(key), found, kept
-}
-
-// value returns the string slice value of key's NUL-ended values.
-func (c *listCache) value(key []byte) attribute.Value {
-	i := maphash.Bytes(c.seed, key) % listSlots
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := &c.slot[i]
-	if !e.ok || e.key != string(key) {
-		e.key = string(key)
-		vals := strings.Split(strings.TrimSuffix(e.key, "\x00"), "\x00")
-		if e.key == "" {
-			vals = nil
-		}
-		e.v, e.ok = attribute.StringSliceValue(vals), true
-	}
-	return e.v
+	// The key aliases the scratch: the cache copies it on a miss only.
+	return c.values.Get(unsafe.String(unsafe.SliceData(key), len(key))), found, kept
 }

@@ -1,5 +1,6 @@
-// Package strcache remembers the strings of values that repeat from one
-// exchange to the next (client addresses, their subnets), so a span does
+// Package strcache remembers what is made of values that repeat from one
+// exchange to the next (the strings of client addresses and their
+// subnets, the attribute values of a token's role lists), so a span does
 // not allocate them again.
 package strcache
 
@@ -11,10 +12,10 @@ import (
 // slots is the cache's size: direct-mapped, a miss replaces the slot.
 const slots = 256
 
-// Cache maps values to their strings. The zero value is not ready: use
-// New. It is safe for concurrent use.
-type Cache[T comparable] struct {
-	str func(T) string
+// Cache maps values to what build makes of them (strings, mostly). The
+// zero value is not ready: use New. It is safe for concurrent use.
+type Cache[T comparable, V any] struct {
+	build func(T) V
 	// own copies what a value points to before the cache keeps it; nil
 	// when values point to nothing that changes.
 	own  func(T) T
@@ -22,25 +23,25 @@ type Cache[T comparable] struct {
 	mu   sync.Mutex
 	slot [slots]struct {
 		v  T
-		s  string
+		s  V
 		ok bool
 	}
 }
 
-// New returns a cache of str's results.
-func New[T comparable](str func(T) string) *Cache[T] {
-	return &Cache[T]{str: str, seed: maphash.MakeSeed()}
+// New returns a cache of build's results.
+func New[T comparable, V any](build func(T) V) *Cache[T, V] {
+	return &Cache[T, V]{build: build, seed: maphash.MakeSeed()}
 }
 
-// NewOwning returns a cache of str's results for values that point into
+// NewOwning returns a cache of build's results for values that point into
 // memory that is reused (strings cut from a recycled buffer): a value is
 // kept as own copies it, on a miss only.
-func NewOwning[T comparable](str func(T) string, own func(T) T) *Cache[T] {
-	return &Cache[T]{str: str, own: own, seed: maphash.MakeSeed()}
+func NewOwning[T comparable, V any](build func(T) V, own func(T) T) *Cache[T, V] {
+	return &Cache[T, V]{build: build, own: own, seed: maphash.MakeSeed()}
 }
 
-// String returns str(v), from the cache when v was seen last in its slot.
-func (c *Cache[T]) String(v T) string {
+// Get returns build(v), from the cache when v was seen last in its slot.
+func (c *Cache[T, V]) Get(v T) V {
 	i := maphash.Comparable(c.seed, v) % slots
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -49,7 +50,7 @@ func (c *Cache[T]) String(v T) string {
 		if c.own != nil {
 			v = c.own(v)
 		}
-		e.v, e.s, e.ok = v, c.str(v), true
+		e.v, e.s, e.ok = v, c.build(v), true
 	}
 	return e.s
 }

@@ -15,25 +15,25 @@ func TestString(t *testing.T) {
 	c := New(func(a netip.Addr) string { calls++; return a.String() })
 	for i := range 1000 {
 		a := netip.AddrFrom4([4]byte{10, 0, byte(i / 256), byte(i)})
-		if got := c.String(a); got != a.String() {
+		if got := c.Get(a); got != a.String() {
 			t.Fatalf("%v: %q", a, got)
 		}
 	}
 	calls = 0
 	a := netip.MustParseAddr("127.0.0.2")
 	for range 10 {
-		if got := c.String(a); got != "127.0.0.2" {
+		if got := c.Get(a); got != "127.0.0.2" {
 			t.Fatalf("got %q", got)
 		}
 	}
 	if calls != 1 {
 		t.Errorf("%d calls for one repeated value, want 1", calls)
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = c.String(a) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = c.Get(a) }); n != 0 {
 		t.Errorf("%v allocs per hit", n)
 	}
 	ints := New(strconv.Itoa)
-	if ints.String(7) != "7" || ints.String(263) != "263" {
+	if ints.Get(7) != "7" || ints.Get(263) != "263" {
 		t.Error("ints")
 	}
 }
@@ -52,11 +52,11 @@ func TestOwning(t *testing.T) {
 		}
 	}
 	buf := []byte(first)
-	if got := c.String(unsafe.String(&buf[0], len(buf))); got != "msg: "+first {
+	if got := c.Get(unsafe.String(&buf[0], len(buf))); got != "msg: "+first {
 		t.Fatalf("got %q", got)
 	}
 	copy(buf, other) // the buffer is reused
-	if got := c.String(other); got != "msg: "+other {
+	if got := c.Get(other); got != "msg: "+other {
 		t.Errorf("after the buffer was reused: %q", got)
 	}
 }
