@@ -376,12 +376,13 @@ func (e *Exporter) sealLocked() {
 	e.timer.Stop()
 	n := e.open.n
 	data := e.open.seal(e.buffer())
-	if e.q.len() > 1 && cap(data)-len(data) > len(data)/4 {
-		// A backlog (one batch sent, another waiting already): this one
+	if e.q.memBytes.Load() >= e.cfg.BufferBytes/8 && cap(data)-len(data) > len(data)/4 {
+		// A backlog (an eighth of the bound waiting already): this one
 		// is held at its size, not at the capacity of a full batch (a
 		// batch of 512 login spans fills a third of it), so BufferBytes
-		// bounds what memory holds. The usual one-behind-another of a
-		// steady stream keeps its buffers.
+		// bounds what memory holds, give or take the few batches before
+		// it. A stream the sender keeps up with, whose queue holds a
+		// batch or two, keeps its buffers and copies nothing.
 		data = e.compact(data)
 	}
 	e.q.push(data, n)
