@@ -18,10 +18,13 @@ import (
 // and across a connection whose two ends are both watched, the backend's
 // auth span under the gateway's call (a linked hop).
 //
-// Ids are chosen when a request begins (Opened), not when it ends: a
-// call's span can then name its parent while the parent is still being
-// served, and a backend's span the gateway's call while that call waits
-// for it. So no span waits for its children: a call is exported when it
+// Ids are chosen while a request is served, not when it ends: at its
+// beginning (Opened) when it is a linked hop, else at their first use (a
+// call of its own, or its end), since the kernel may report a backend's
+// read of a request before the gateway's write of it returns. A call's
+// span can then name its parent while the parent is still being served,
+// and a backend's span the gateway's call while that call waits for it.
+// So no span waits for its children: a call is exported when it
 // completes, an auth span when its exchange does, carrying the decision
 // layer its children completed so far showed (calls complete before the
 // response that depends on them). What is held is one small record per
@@ -97,8 +100,13 @@ type request struct {
 	sc         trace.SpanContext // its own ids (auth requests, attributed calls)
 	parent     trace.SpanContext
 	linked     bool
-	tuple      connTuple // calls: their connection
-	owner      *request  // calls: the request they belong to
+	// auth requests: ids not chosen yet (see ids), and the caller's
+	// traceparent for then.
+	unnamed bool
+	caller  trace.SpanContext
+	// calls: their connection; auth requests: theirs as the caller sees it.
+	tuple connTuple
+	owner *request // calls: the request they belong to
 	// what its calls showed (auth requests)
 	called   bool   // it made an HTTP call
 	sqlstate string // the first authorization SQLSTATE of its queries
@@ -207,29 +215,51 @@ func (c *Chain) Opened(o *decoder.Opened) {
 			return
 		}
 		r.auth = true
+		r.tuple = connTuple{from: o.Conn.Peer, to: o.Conn.Local}
 		c.open[r.id] = r
-		c.identify(r, o)
+		if !c.link(r) {
+			// The caller's call may not be known yet: the kernel can
+			// report the backend's read before the gateway's write
+			// returns. The ids wait for their first use.
+			r.unnamed = true
+			r.caller = extractTraceContext(o.Request.Header).parent
+		}
 	}
 	c.add(key, r)
 }
 
-// identify gives an auth request its ids: under the watched caller's call
-// on this connection (a linked hop), else under the caller's traceparent,
-// else in a new trace.
-func (c *Chain) identify(r *request, o *decoder.Opened) {
-	id := c.newSpanID()
-	if call := c.calls[connTuple{from: o.Conn.Peer, to: o.Conn.Local}]; call != nil {
-		r.parent, r.linked = call.sc, true
-		r.sc = child(call.sc, id)
-		c.stats.Linked++
-		return
+// link puts an auth request under the watched caller's call on its
+// connection (a linked hop), if there is one in flight.
+func (c *Chain) link(r *request) bool {
+	call := c.calls[r.tuple]
+	if call == nil {
+		return false
 	}
-	if tc := extractTraceContext(o.Request.Header); tc.parent.IsValid() {
-		r.parent = tc.parent
-		r.sc = child(tc.parent, id)
-		return
+	r.parent, r.linked = call.sc, true
+	r.sc = child(call.sc, c.newSpanID())
+	c.stats.Linked++
+	return true
+}
+
+// ids gives an auth request its ids when they are first needed (its
+// first call, or its span): under the watched caller's call (looked for
+// again: it may have been reported since the request opened), else under
+// the caller's traceparent, else in a new trace.
+func (c *Chain) ids(r *request) trace.SpanContext {
+	if !r.unnamed {
+		return r.sc
 	}
-	r.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.newTraceID(), SpanID: id, TraceFlags: trace.FlagsSampled})
+	r.unnamed = false
+	switch {
+	case c.link(r):
+	case r.caller.IsValid():
+		r.parent = r.caller
+		r.sc = child(r.caller, c.newSpanID())
+	default:
+		r.sc = trace.NewSpanContext(trace.SpanContextConfig{TraceID: c.newTraceID(), SpanID: c.newSpanID(), TraceFlags: trace.FlagsSampled})
+	}
+	r.caller = trace.SpanContext{}
+	return r.sc
 }
 
 // openCall attributes an HTTP call when it begins: the callee's side may
@@ -245,8 +275,8 @@ func (c *Chain) openCall(r *request, o *decoder.Opened) bool {
 	parent.called = true
 	parent.calls++
 	r.owner = parent
-	r.parent = parent.sc
-	r.sc = child(parent.sc, c.newSpanID())
+	r.parent = c.ids(parent)
+	r.sc = child(r.parent, c.newSpanID())
 	r.tuple = connTuple{from: o.Conn.Local, to: o.Conn.Peer}
 	c.open[r.id] = r
 	c.calls[r.tuple] = r
@@ -330,7 +360,8 @@ func (c *Chain) Exchange(ex *decoder.Exchange, p Process, out []Span) []Span {
 		return out
 	}
 	if r != nil {
-		s.TraceID, s.SpanID, s.Parent = r.sc.TraceID(), r.sc.SpanID(), r.parent
+		sc := c.ids(r)
+		s.TraceID, s.SpanID, s.Parent = sc.TraceID(), sc.SpanID(), r.parent
 		c.decide(&s, r, p)
 	}
 	return append(out, s)
@@ -345,7 +376,7 @@ func (c *Chain) call(ex *decoder.Exchange, p Process, out []Span) []Span {
 		if owner == nil {
 			return out
 		}
-		parent = owner.sc
+		parent = c.ids(owner)
 		if e := ex.Database.Error; e != nil && owner.sqlstate == "" && postgres.AuthorizationFailure(e.Code) {
 			owner.sqlstate = e.Code
 		}

@@ -185,3 +185,90 @@ func TestChainRecycle(t *testing.T) {
 	}
 	t.Logf("%d request records reused", reused)
 }
+
+// TestChainCallerReportedLate: the kernel may report the backend's read
+// of a request before the gateway's write of it returns, so the backend's
+// request opens before the gateway's call does. The hop is linked all the
+// same: the backend's ids wait for their first use (here its query), by
+// which time the call is known; and with no watched caller at all, the
+// backend's span goes under the traceparent it was sent.
+func TestChainCallerReportedLate(t *testing.T) {
+	const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	gwAddr, callAddr, backendAddr := netip.MustParseAddrPort("127.0.0.1:8080"), netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:9090")
+	login := func(h decoder.Header) *decoder.Request {
+		return &decoder.Request{Method: "POST", Target: "/login", Proto: "HTTP/1.1", Header: h}
+	}
+	server := func(id uint64, pid uint32, task uint64, peer, local netip.AddrPort, req *decoder.Request, start uint64) decoder.Opened {
+		return decoder.Opened{Conn: decoder.ConnInfo{Key: decoder.ConnKey{Sock: id, Gen: 1}, Peer: peer, Local: local},
+			ID: id, PID: pid, Task: task, Start: start, Request: req}
+	}
+	end := func(o decoder.Opened, t uint64) *decoder.Exchange {
+		return &decoder.Exchange{Conn: o.Conn, ID: o.ID, PID: o.PID, Task: o.Task, Request: o.Request,
+			RequestStart: o.Start, RequestEnd: o.Start + 1, ResponseStart: t, ResponseEnd: t,
+			Response: &decoder.Response{Proto: "HTTP/1.1", StatusCode: 401}}
+	}
+	query := func(pid uint32, task uint64, t uint64) *decoder.Exchange {
+		return &decoder.Exchange{Conn: decoder.ConnInfo{Key: decoder.ConnKey{Sock: 99, Gen: 1}, Role: decoder.RoleClient,
+			Peer: netip.MustParseAddrPort("127.0.0.1:5432")}, PID: pid, Task: task,
+			Database: &postgres.Operation{Kind: postgres.KindQuery, Status: postgres.StatusOK}, RequestStart: t, RequestEnd: t + 1, ResponseEnd: t + 2}
+	}
+	one := func(t *testing.T, spans []Span) Span {
+		t.Helper()
+		if len(spans) != 1 {
+			t.Fatalf("%d spans, want 1", len(spans))
+		}
+		return spans[0]
+	}
+
+	t.Run("linked", func(t *testing.T) {
+		c := NewChain(mustBuilder(t, nil), ChainConfig{})
+		gw := server(1, 1, 10, netip.MustParseAddrPort("192.0.2.7:5555"), gwAddr, login(hdr("traceparent", traceparent)), 100)
+		c.Opened(&gw)
+		// The backend's read, reported first; it carries the traceparent
+		// the gateway forwarded.
+		be := server(2, 2, 20, callAddr, backendAddr, login(hdr("traceparent", traceparent)), 110)
+		c.Opened(&be)
+		call := decoder.Opened{Conn: decoder.ConnInfo{Key: decoder.ConnKey{Sock: 3, Gen: 1}, Role: decoder.RoleClient, Local: callAddr, Peer: backendAddr},
+			ID: 3, PID: 1, Task: 10, Start: 105, Request: login(hdr("Host", "backend"))}
+		c.Opened(&call)
+		q := one(t, c.Exchange(query(2, 20, 120), Process{PID: 2}, nil))
+		bs := one(t, c.Exchange(end(be, 130), Process{PID: 2}, nil))
+		cs := one(t, c.Exchange(end(call, 140), Process{PID: 1}, nil))
+		gs := one(t, c.Exchange(end(gw, 150), Process{PID: 1}, nil))
+
+		if cs.Parent.SpanID() != gs.SpanID {
+			t.Errorf("gateway call's parent %s, want the gateway's span %s", cs.Parent.SpanID(), gs.SpanID)
+		}
+		if bs.Parent.SpanID() != cs.SpanID {
+			t.Errorf("backend span's parent %s, want the gateway's call %s", bs.Parent.SpanID(), cs.SpanID)
+		}
+		if q.Parent.SpanID() != bs.SpanID {
+			t.Errorf("query's parent %s, want the backend's span %s", q.Parent.SpanID(), bs.SpanID)
+		}
+		for _, s := range []Span{q, bs, cs} {
+			if s.TraceID != gs.TraceID {
+				t.Errorf("%s in trace %s, want %s", s.Name, s.TraceID, gs.TraceID)
+			}
+		}
+		if st := c.Stats(); st.Linked != 1 || st.Attributed != 2 {
+			t.Errorf("stats %+v, want 1 linked and 2 attributed", st)
+		}
+	})
+
+	t.Run("traceparent", func(t *testing.T) {
+		c := NewChain(mustBuilder(t, nil), ChainConfig{})
+		be := server(2, 2, 20, callAddr, backendAddr, login(hdr("traceparent", traceparent)), 110)
+		c.Opened(&be)
+		q := one(t, c.Exchange(query(2, 20, 120), Process{PID: 2}, nil))
+		bs := one(t, c.Exchange(end(be, 130), Process{PID: 2}, nil))
+		if bs.Parent.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" || bs.Parent.SpanID().String() != "b7ad6b7169203331" {
+			t.Errorf("backend span's parent %s/%s, want the traceparent's", bs.Parent.TraceID(), bs.Parent.SpanID())
+		}
+		if q.Parent.SpanID() != bs.SpanID || q.TraceID != bs.TraceID {
+			t.Errorf("query under %s/%s, want the backend's span %s/%s", q.TraceID, q.Parent.SpanID(), bs.TraceID, bs.SpanID)
+		}
+		if st := c.Stats(); st.Linked != 0 {
+			t.Errorf("stats %+v, want nothing linked", st)
+		}
+	})
+}
