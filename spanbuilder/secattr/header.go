@@ -62,16 +62,28 @@ func mediaType(h decoder.Header) (mt, boundary string) {
 	return mt, params["boundary"]
 }
 
+// trimOWS cuts the spaces and tabs around s (strings.Trim with a cutset
+// builds its set on every call).
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
 // simpleMediaType reads "type/subtype", optionally followed by
 // "; charset=utf-8", in lower case ASCII with token characters only: what
 // mime.ParseMediaType gives for it is the type itself. Anything else is
 // not simple.
 func simpleMediaType(ct string) (string, bool) {
 	base, param, hasParam := strings.Cut(ct, ";")
-	if hasParam && !strings.EqualFold(strings.Trim(param, " \t"), "charset=utf-8") {
+	if hasParam && !strings.EqualFold(trimOWS(param), "charset=utf-8") {
 		return "", false
 	}
-	base = strings.Trim(base, " \t")
+	base = trimOWS(base)
 	slash := -1
 	for i := 0; i < len(base); i++ {
 		c := base[i]

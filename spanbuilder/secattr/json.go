@@ -222,7 +222,11 @@ func (l *jsonLexer) scalar(sc *scratch) (jsonToken, int32, int32, bool) {
 func (l *jsonLexer) str(sc *scratch) (from, to int32, ok bool) {
 	b := l.b
 	i := l.p + 1
+	plain := true // no escape and no byte outside ASCII: copied as is
 	for {
+		for i < len(b) && isPlainJSON(b[i]) {
+			i++
+		}
 		if i >= len(b) {
 			return 0, 0, false
 		}
@@ -233,6 +237,7 @@ func (l *jsonLexer) str(sc *scratch) (from, to int32, ok bool) {
 		if c < 0x20 {
 			return 0, 0, false
 		}
+		plain = false
 		if c != '\\' {
 			i++
 			continue
@@ -256,6 +261,10 @@ func (l *jsonLexer) str(sc *scratch) (from, to int32, ok bool) {
 	s := b[l.p+1 : i]
 	l.p = i + 1
 	from = int32(len(sc.buf))
+	if plain {
+		sc.buf = append(sc.buf, s...)
+		return from, int32(len(sc.buf)), true
+	}
 	for r := 0; r < len(s); {
 		switch c := s[r]; {
 		case c == '\\':
@@ -313,6 +322,10 @@ func getu4(s []byte) rune {
 	}
 	return r
 }
+
+// isPlainJSON: c stands for itself in a JSON string (printable ASCII but
+// the quote and the backslash).
+func isPlainJSON(c byte) bool { return c >= 0x20 && c < utf8.RuneSelf && c != '"' && c != '\\' }
 
 func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
