@@ -140,8 +140,60 @@ func (c *Chain) recycle(r *request) {
 	c.free = append(c.free, r)
 }
 
+// taskRequests are a task's requests in start order, in a ring: the
+// oldest goes without moving the others (a keep-alive connection's task
+// holds MaxPerTask requests for as long as they are retained).
 type taskRequests struct {
-	reqs []*request // in start order
+	ring    []*request
+	head, n int
+}
+
+func (t *taskRequests) slot(i int) int {
+	if i += t.head; i >= len(t.ring) {
+		i -= len(t.ring)
+	}
+	return i
+}
+
+func (t *taskRequests) at(i int) *request { return t.ring[t.slot(i)] }
+
+// filter keeps, in order, the requests keep says yes to, and gives the
+// others to drop.
+func (t *taskRequests) filter(keep func(*request) bool, drop func(*request)) {
+	kept := 0
+	for i := range t.n {
+		if r := t.at(i); keep(r) {
+			t.ring[t.slot(kept)] = r
+			kept++
+		} else {
+			drop(r)
+		}
+	}
+	for i := kept; i < t.n; i++ {
+		t.ring[t.slot(i)] = nil
+	}
+	t.n = kept
+}
+
+// push appends r, first taking out and returning the oldest when limit
+// requests are held.
+func (t *taskRequests) push(r *request, limit int) (old *request) {
+	if t.n >= limit {
+		old = t.ring[t.head]
+		t.ring[t.head] = nil
+		t.head = t.slot(1)
+		t.n--
+	}
+	if t.n == len(t.ring) {
+		grown := make([]*request, min(max(2*len(t.ring), 4), max(limit, 1)))
+		for i := range t.n {
+			grown[i] = t.at(i)
+		}
+		t.ring, t.head = grown, 0
+	}
+	t.ring[t.slot(t.n)] = r
+	t.n++
+	return old
 }
 
 // NewChain returns a Chain that builds spans with b.
@@ -286,8 +338,8 @@ func (c *Chain) openCall(r *request, o *decoder.Opened) bool {
 // Closed takes the end of an untracked request (decoder.Closed).
 func (c *Chain) Closed(cl *decoder.Closed) {
 	if tr := c.tasks[taskKey{cl.PID, cl.Task}]; tr != nil {
-		for _, r := range tr.reqs {
-			if !r.auth && r.end == 0 {
+		for i := range tr.n {
+			if r := tr.at(i); !r.auth && r.end == 0 {
 				r.end = max(cl.T, r.start)
 				return
 			}
@@ -301,15 +353,11 @@ func (c *Chain) add(key taskKey, r *request) {
 		tr = &taskRequests{}
 		c.tasks[key] = tr
 	}
-	if len(tr.reqs) >= c.cfg.MaxPerTask {
-		// The oldest goes; in flight, its calls will not be attributed.
-		old := tr.reqs[0]
-		n := copy(tr.reqs, tr.reqs[1:])
-		tr.reqs[n] = nil
-		tr.reqs = tr.reqs[:n]
+	// Past MaxPerTask the oldest goes; in flight, its calls will not be
+	// attributed.
+	if old := tr.push(r, c.cfg.MaxPerTask); old != nil {
 		c.recycle(old)
 	}
-	tr.reqs = append(tr.reqs, r)
 }
 
 // attribute finds the one request that task key had in flight at t, or
@@ -318,8 +366,8 @@ func (c *Chain) attribute(key taskKey, t uint64, busy uint32) *request {
 	var found *request
 	n := 0
 	if tr := c.tasks[key]; tr != nil {
-		for _, r := range tr.reqs {
-			if r.start <= t && (r.end == 0 || r.end >= t) {
+		for i := range tr.n {
+			if r := tr.at(i); r.start <= t && (r.end == 0 || r.end >= t) {
 				found = r
 				n++
 			}
@@ -442,17 +490,10 @@ func (c *Chain) decide(s *Span, r *request, p Process) {
 // and tasks left with none.
 func (c *Chain) Expire(now uint64) {
 	for key, tr := range c.tasks {
-		keep := tr.reqs[:0]
-		for _, r := range tr.reqs {
-			if r.end == 0 || now < r.end || now-r.end <= c.cfg.Retain {
-				keep = append(keep, r)
-			} else {
-				c.recycle(r)
-			}
-		}
-		clear(tr.reqs[len(keep):])
-		tr.reqs = keep
-		if len(keep) == 0 {
+		tr.filter(func(r *request) bool {
+			return r.end == 0 || now < r.end || now-r.end <= c.cfg.Retain
+		}, c.recycle)
+		if tr.n == 0 {
 			delete(c.tasks, key)
 		}
 	}

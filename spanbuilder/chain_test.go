@@ -272,3 +272,52 @@ func TestChainCallerReportedLate(t *testing.T) {
 		}
 	})
 }
+
+// TestTaskRequestsRing: a task's ring holds what a slice that drops its
+// first element past the limit would, in the same order, whatever the
+// pushes and the expiries between them.
+func TestTaskRequestsRing(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 7))
+	for _, limit := range []int{1, 2, 3, 5, 64} {
+		var ring taskRequests
+		var model []*request
+		for step := range 5000 {
+			if rnd.IntN(6) == 0 {
+				// An expiry: keep the requests with an even id.
+				ring.filter(func(r *request) bool { return r.id%2 == 0 }, func(*request) {})
+				model = slicesFilter(model, func(r *request) bool { return r.id%2 == 0 })
+			} else {
+				r := &request{id: uint64(rnd.IntN(1000))}
+				var wantOld *request
+				if len(model) >= limit {
+					wantOld, model = model[0], model[1:]
+				}
+				model = append(model, r)
+				if old := ring.push(r, limit); old != wantOld {
+					t.Fatalf("limit %d step %d: push gave back %p, want %p", limit, step, old, wantOld)
+				}
+			}
+			if ring.n != len(model) {
+				t.Fatalf("limit %d step %d: %d held, want %d", limit, step, ring.n, len(model))
+			}
+			for i, r := range model {
+				if ring.at(i) != r {
+					t.Fatalf("limit %d step %d: request %d differs", limit, step, i)
+				}
+			}
+			if len(ring.ring) > limit {
+				t.Fatalf("limit %d: ring of %d", limit, len(ring.ring))
+			}
+		}
+	}
+}
+
+func slicesFilter(rs []*request, keep func(*request) bool) []*request {
+	var out []*request
+	for _, r := range rs {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
