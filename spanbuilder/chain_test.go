@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/authprobe/authprobe/decoder"
@@ -285,7 +286,7 @@ func TestTaskRequestsRing(t *testing.T) {
 			if rnd.IntN(6) == 0 {
 				// An expiry: keep the requests with an even id.
 				ring.filter(func(r *request) bool { return r.id%2 == 0 }, func(*request) {})
-				model = slicesFilter(model, func(r *request) bool { return r.id%2 == 0 })
+				model = slices.DeleteFunc(model, func(r *request) bool { return r.id%2 != 0 })
 			} else {
 				r := &request{id: uint64(rnd.IntN(1000))}
 				var wantOld *request
@@ -310,14 +311,4 @@ func TestTaskRequestsRing(t *testing.T) {
 			}
 		}
 	}
-}
-
-func slicesFilter(rs []*request, keep func(*request) bool) []*request {
-	var out []*request
-	for _, r := range rs {
-		if keep(r) {
-			out = append(out, r)
-		}
-	}
-	return out
 }
