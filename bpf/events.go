@@ -109,6 +109,10 @@ type Handler interface {
 	Fork(ev ProcEvent)
 	Exit(ev ProcEvent)
 	Listen(ev ProcEvent)
+	// Drained: the events ready so far were all handed over (after each
+	// batch Run reads, before it waits for more): what a handler gathers
+	// over a batch, it can act on now.
+	Drained()
 }
 
 var (

@@ -22,6 +22,7 @@ func (h *countingHandler) Exec(ev ProcEvent)   { h.execs++; h.lastProc = ev }
 func (h *countingHandler) Fork(ev ProcEvent)   { h.forks++; h.lastProc = ev }
 func (h *countingHandler) Exit(ev ProcEvent)   { h.exits++; h.lastProc = ev }
 func (h *countingHandler) Listen(ev ProcEvent) { h.listens++; h.lastProc = ev }
+func (h *countingHandler) Drained()            {}
 
 // dataSample builds a ring buffer sample the way the kernel side lays it
 // out.

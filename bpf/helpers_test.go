@@ -131,6 +131,7 @@ func (r *recorder) Listen(ev ProcEvent) {
 	r.listens = append(r.listens, ev)
 	r.mu.Unlock()
 }
+func (r *recorder) Drained() {}
 
 // events returns the data events matching keep, in arrival order.
 func (r *recorder) events(keep func(ConnEvent) bool) []ConnEvent {

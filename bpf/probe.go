@@ -457,7 +457,10 @@ func (p *Probe) Run(ctx context.Context, h Handler, tickEvery time.Duration, tic
 	}
 	next := time.Now().Add(tickEvery)
 	for {
-		_, err := rd.Read(next, readBatch, handle)
+		n, err := rd.Read(next, readBatch, handle)
+		if n > 0 {
+			h.Drained()
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):

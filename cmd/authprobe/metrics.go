@@ -117,6 +117,7 @@ func (m *selfMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.drops, ps.WatchFailures, "watch_failed")
 	counter(m.verdicts, ps.VerdictsSent, "sent")
 	counter(m.verdicts, ps.VerdictsFailed, "failed")
+	counter(m.verdicts, ps.VerdictsMerged, "merged")
 	counter(m.verdicts, ps.Decoder.ResumesHeld, "held")
 	counter(m.drops, ps.Panics, "internal_error")
 	counter(m.decoderExchanges, ps.Decoder.Exchanges)

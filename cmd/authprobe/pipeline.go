@@ -39,6 +39,8 @@ type pipeline struct {
 	builder *spanbuilder.Builder
 	chain   *spanbuilder.Chain
 	spans   []spanbuilder.Span // reused by deliver
+	// pending are the verdicts of the batch of events being read.
+	pending *verdictBatch
 	sinks   []sink
 	clock   bpf.KernelClock
 	matcher *targets.Matcher
@@ -76,6 +78,9 @@ type pipelineStats struct {
 	WatchRaces     uint64
 	VerdictsSent   uint64
 	VerdictsFailed uint64
+	// VerdictsMerged were folded into a later verdict of their socket in
+	// the same batch of events (verdictBatch): never written on their own.
+	VerdictsMerged uint64
 	Rescans        uint64
 	Panics         uint64
 }
@@ -95,6 +100,7 @@ func newPipeline(log *slog.Logger, w watcher, dec *decoder.Decoder, b *spanbuild
 		startTicks: bpf.ProcStartTicks,
 		lostEvents: lostEvents,
 		procs:      map[uint32]targets.Process{},
+		pending:    newVerdictBatch(),
 	}
 }
 
@@ -141,7 +147,7 @@ func (p *pipeline) Data(ev bpf.ConnEvent) {
 		Skipped:    ev.Skipped,
 		Unanswered: ev.Unanswered,
 	}))
-	p.sendVerdicts()
+	p.queueVerdicts()
 }
 
 func (p *pipeline) Close(ev bpf.ConnEvent) {
@@ -160,12 +166,29 @@ func connInfo(ev bpf.ConnEvent) decoder.ConnInfo {
 	}
 }
 
-// sendVerdicts hands the decoder's decisions to the kernel at once: a
-// RESUME only applies while the connection has not moved since, so it is
-// worth most when it is fresh.
+// queueVerdicts takes the decoder's decisions into the batch the kernel
+// gets when the events read so far are handled (Drained).
+func (p *pipeline) queueVerdicts() {
+	for _, v := range p.dec.Verdicts() {
+		p.pending.add(v)
+	}
+}
+
+// Drained: every event ready so far was handled. The batch's verdicts go
+// to the kernel now: a RESUME only applies while the connection has not
+// moved since, so it is worth most when it is fresh, and one computed
+// before later events of its connection in the same batch is stale.
+func (p *pipeline) Drained() {
+	defer p.survive("verdicts")
+	p.sendVerdicts()
+}
+
+// sendVerdicts hands the batch's verdicts to the kernel.
 func (p *pipeline) sendVerdicts() {
-	vs := p.dec.Verdicts()
-	if len(vs) == 0 {
+	merged := p.pending.merged
+	p.pending.merged = 0
+	vs := p.pending.take()
+	if len(vs) == 0 && merged == 0 {
 		return
 	}
 	var sent, failed uint64
@@ -182,7 +205,11 @@ func (p *pipeline) sendVerdicts() {
 		}
 		sent++
 	}
-	p.counting(func(s *pipelineStats) { s.VerdictsSent += sent; s.VerdictsFailed += failed })
+	p.counting(func(s *pipelineStats) {
+		s.VerdictsSent += sent
+		s.VerdictsFailed += failed
+		s.VerdictsMerged += merged
+	})
 }
 
 func kernelVerdict(k decoder.VerdictKind) bpf.VerdictKind {
@@ -422,6 +449,7 @@ func (p *pipeline) tick() {
 	now0 := p.clock.Now()
 	p.deliver(p.dec.Expire(now0))
 	p.chain.Expire(now0)
+	p.queueVerdicts()
 	p.sendVerdicts()
 	now := time.Now()
 	if !now.Before(p.nextRescan) {
