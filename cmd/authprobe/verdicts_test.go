@@ -77,7 +77,8 @@ func TestPipelineVerdictPerBatch(t *testing.T) {
 	log := &verdictLog{}
 	w.pipe.watcher = log
 	const health, ok = "GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-	w.login(t, 0)
+	w.sample(t, bpf.Ingress, w.exchanges[0][0]) // a failed login
+	w.sample(t, bpf.Egress, w.exchanges[0][1])
 	for range 5 {
 		w.sample(t, bpf.Ingress, []byte(health))
 		w.sample(t, bpf.Egress, []byte(ok))
