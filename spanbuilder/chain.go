@@ -100,10 +100,9 @@ type request struct {
 	sc         trace.SpanContext // its own ids (auth requests, attributed calls)
 	parent     trace.SpanContext
 	linked     bool
-	// auth requests: ids not chosen yet (see ids), and the caller's
-	// traceparent for then.
-	unnamed bool
-	caller  trace.SpanContext
+	// auth requests whose ids are not chosen yet (sc zero, see ids): the
+	// caller's traceparent for then.
+	caller trace.SpanContext
 	// calls: their connection; auth requests: theirs as the caller sees it.
 	tuple connTuple
 	owner *request // calls: the request they belong to
@@ -273,7 +272,6 @@ func (c *Chain) Opened(o *decoder.Opened) {
 			// The caller's call may not be known yet: the kernel can
 			// report the backend's read before the gateway's write
 			// returns. The ids wait for their first use.
-			r.unnamed = true
 			r.caller = extractTraceContext(o.Request.Header).parent
 		}
 	}
@@ -298,10 +296,9 @@ func (c *Chain) link(r *request) bool {
 // again: it may have been reported since the request opened), else under
 // the caller's traceparent, else in a new trace.
 func (c *Chain) ids(r *request) trace.SpanContext {
-	if !r.unnamed {
+	if r.sc.IsValid() {
 		return r.sc
 	}
-	r.unnamed = false
 	switch {
 	case c.link(r):
 	case r.caller.IsValid():

@@ -185,10 +185,8 @@ func (p *pipeline) Drained() {
 
 // sendVerdicts hands the batch's verdicts to the kernel.
 func (p *pipeline) sendVerdicts() {
-	merged := p.pending.merged
-	p.pending.merged = 0
-	vs := p.pending.take()
-	if len(vs) == 0 && merged == 0 {
+	vs, merged := p.pending.take()
+	if len(vs) == 0 {
 		return
 	}
 	var sent, failed uint64

@@ -54,10 +54,14 @@ func mergeVerdicts(a, b decoder.Verdict) decoder.Verdict {
 }
 
 // take returns the batch's verdicts, in the order their sockets first
-// had one, and starts a new batch; the slice is valid until the next add.
-func (b *verdictBatch) take() []decoder.Verdict {
-	out := b.list
-	b.list = b.list[:0]
+// had one, and how many were merged into them, and starts a new batch;
+// the slice is valid until the next add.
+func (b *verdictBatch) take() (vs []decoder.Verdict, merged uint64) {
+	if len(b.list) == 0 {
+		return nil, 0
+	}
+	vs, merged = b.list, b.merged
+	b.list, b.merged = b.list[:0], 0
 	clear(b.index)
-	return out
+	return vs, merged
 }

@@ -46,9 +46,12 @@ func TestVerdictBatchMerge(t *testing.T) {
 			for _, v := range tc.in {
 				vb.add(v)
 			}
-			require.Equal(t, tc.merged, vb.merged)
-			require.Equal(t, tc.want, vb.take())
-			require.Empty(t, vb.take(), "take starts a new batch")
+			vs, merged := vb.take()
+			require.Equal(t, tc.merged, merged)
+			require.Equal(t, tc.want, vs)
+			vs, merged = vb.take()
+			require.Empty(t, vs, "take starts a new batch")
+			require.Zero(t, merged)
 		})
 	}
 }
@@ -68,8 +71,7 @@ func (w *verdictLog) SetVerdict(sock, _ uint64, v bpf.Verdict) error {
 
 // TestPipelineVerdictPerBatch: a login and the requests after it on a
 // keep-alive connection each leave it quiescent, and the decoder resumes
-// after each; read
-// in one batch, the kernel gets one resume, at the end of the batch, at
+// after each; read in one batch, the kernel gets one resume, at the end of the batch, at
 // the last offsets (the earlier ones would have been overwritten unread),
 // and the saved map updates are counted.
 func TestPipelineVerdictPerBatch(t *testing.T) {
