@@ -92,6 +92,7 @@ type captureFentryCaptureScratch struct {
 		Got   uint32
 		Fault uint32
 	}
+	LastWake uint64
 }
 
 type captureFentryConnState struct {
@@ -118,7 +119,8 @@ type captureFentryConnState struct {
 	CarryLen   uint8
 	H2         uint8
 	TlsStart   uint8
-	Pad        [7]uint8
+	Wake       uint8
+	Pad        [6]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -221,6 +223,7 @@ const (
 	captureFentryProgAuthprobeFexitTcpSendpage = "authprobe_fexit_tcp_sendpage"
 	captureFentryVarAgentTgid                  = "agent_tgid"
 	captureFentryVarBurstBytes                 = "burst_bytes"
+	captureFentryVarPromptWakeNs               = "prompt_wake_ns"
 	captureFentryVarResponseBytes              = "response_bytes"
 	captureFentryVarServingNs                  = "serving_ns"
 	captureFentryVarWakeupBytes                = "wakeup_bytes"
@@ -298,6 +301,7 @@ type captureFentryMapSpecs struct {
 type captureFentryVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.VariableSpec `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
 	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -362,6 +366,7 @@ func (m *captureFentryMaps) Close() error {
 type captureFentryVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.Variable `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
 	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -92,6 +92,7 @@ type captureSockCaptureScratch struct {
 		Got   uint32
 		Fault uint32
 	}
+	LastWake uint64
 }
 
 type captureSockConnState struct {
@@ -118,7 +119,8 @@ type captureSockConnState struct {
 	CarryLen   uint8
 	H2         uint8
 	TlsStart   uint8
-	Pad        [7]uint8
+	Wake       uint8
+	Pad        [6]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -220,6 +222,7 @@ const (
 	captureSockProgAuthprobeSockSendLength = "authprobe_sock_send_length"
 	captureSockVarAgentTgid                = "agent_tgid"
 	captureSockVarBurstBytes               = "burst_bytes"
+	captureSockVarPromptWakeNs             = "prompt_wake_ns"
 	captureSockVarResponseBytes            = "response_bytes"
 	captureSockVarServingNs                = "serving_ns"
 	captureSockVarWakeupBytes              = "wakeup_bytes"
@@ -296,6 +299,7 @@ type captureSockMapSpecs struct {
 type captureSockVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.VariableSpec `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
 	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -360,6 +364,7 @@ func (m *captureSockMaps) Close() error {
 type captureSockVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.Variable `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
 	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -92,6 +92,7 @@ type captureSyscallsCaptureScratch struct {
 		Got   uint32
 		Fault uint32
 	}
+	LastWake uint64
 }
 
 type captureSyscallsConnState struct {
@@ -118,7 +119,8 @@ type captureSyscallsConnState struct {
 	CarryLen   uint8
 	H2         uint8
 	TlsStart   uint8
-	Pad        [7]uint8
+	Wake       uint8
+	Pad        [6]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -226,6 +228,7 @@ const (
 	captureSyscallsProgAuthprobeSysExitWritev   = "authprobe_sys_exit_writev"
 	captureSyscallsVarAgentTgid                 = "agent_tgid"
 	captureSyscallsVarBurstBytes                = "burst_bytes"
+	captureSyscallsVarPromptWakeNs              = "prompt_wake_ns"
 	captureSyscallsVarResponseBytes             = "response_bytes"
 	captureSyscallsVarServingNs                 = "serving_ns"
 	captureSyscallsVarWakeupBytes               = "wakeup_bytes"
@@ -308,6 +311,7 @@ type captureSyscallsMapSpecs struct {
 type captureSyscallsVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.VariableSpec `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
 	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -372,6 +376,7 @@ func (m *captureSyscallsMaps) Close() error {
 type captureSyscallsVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.Variable `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
 	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -92,6 +92,7 @@ type captureTLSCaptureScratch struct {
 		Got   uint32
 		Fault uint32
 	}
+	LastWake uint64
 }
 
 type captureTLSConnState struct {
@@ -118,7 +119,8 @@ type captureTLSConnState struct {
 	CarryLen   uint8
 	H2         uint8
 	TlsStart   uint8
-	Pad        [7]uint8
+	Wake       uint8
+	Pad        [6]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -256,6 +258,7 @@ const (
 	captureTLSProgAuthprobeSslWriteEx     = "authprobe_ssl_write_ex"
 	captureTLSVarAgentTgid                = "agent_tgid"
 	captureTLSVarBurstBytes               = "burst_bytes"
+	captureTLSVarPromptWakeNs             = "prompt_wake_ns"
 	captureTLSVarResponseBytes            = "response_bytes"
 	captureTLSVarServingNs                = "serving_ns"
 	captureTLSVarWakeupBytes              = "wakeup_bytes"
@@ -343,6 +346,7 @@ type captureTLSMapSpecs struct {
 type captureTLSVariableSpecs struct {
 	AgentTgid     *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.VariableSpec `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.VariableSpec `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.VariableSpec `ebpf:"response_bytes"`
 	ServingNs     *ebpf.VariableSpec `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -411,6 +415,7 @@ func (m *captureTLSMaps) Close() error {
 type captureTLSVariables struct {
 	AgentTgid     *ebpf.Variable `ebpf:"agent_tgid"`
 	BurstBytes    *ebpf.Variable `ebpf:"burst_bytes"`
+	PromptWakeNs  *ebpf.Variable `ebpf:"prompt_wake_ns"`
 	ResponseBytes *ebpf.Variable `ebpf:"response_bytes"`
 	ServingNs     *ebpf.Variable `ebpf:"serving_ns"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -96,6 +96,7 @@ type goRuntimeCaptureScratch struct {
 		Got   uint32
 		Fault uint32
 	}
+	LastWake uint64
 }
 
 type goRuntimeGoSpawn struct {

@@ -194,10 +194,17 @@ func (r *recorder) waitEventsSince(tb testing.TB, mark, n int, keep func(ConnEve
 
 func mustRun(tb testing.TB, p *Probe) *recorder {
 	tb.Helper()
+	return mustRunEvery(tb, p, 20*time.Millisecond)
+}
+
+// mustRunEvery runs p into a recorder, draining the ring every tick
+// besides when the kernel wakes the reader.
+func mustRunEvery(tb testing.TB, p *Probe, tick time.Duration) *recorder {
+	tb.Helper()
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, rec, 20*time.Millisecond, func() {}) }()
+	go func() { done <- p.Run(ctx, rec, tick, func() {}) }()
 	tb.Cleanup(func() {
 		cancel()
 		require.NoError(tb, <-done)

@@ -73,7 +73,8 @@ type lifecycleConnState struct {
 	CarryLen   uint8
 	H2         uint8
 	TlsStart   uint8
-	Pad        [7]uint8
+	Wake       uint8
+	Pad        [6]uint8
 	Peer       struct {
 		_      structs.HostLayout
 		Addr   [16]uint8
@@ -91,35 +92,37 @@ type lifecycleConnState struct {
 type lifecycleCounter uint32
 
 const (
-	lifecycleCounterCNT_EVENTS_DATA         lifecycleCounter = 0
-	lifecycleCounterCNT_EVENTS_CLOSE        lifecycleCounter = 1
-	lifecycleCounterCNT_EVENTS_PROC         lifecycleCounter = 2
-	lifecycleCounterCNT_REQUESTS_SKIPPED    lifecycleCounter = 3
-	lifecycleCounterCNT_EPISODES            lifecycleCounter = 4
-	lifecycleCounterCNT_DROP_RINGBUF_FULL   lifecycleCounter = 5
-	lifecycleCounterCNT_DROP_READ_FAULT     lifecycleCounter = 6
-	lifecycleCounterCNT_DROP_IOV_TRUNCATED  lifecycleCounter = 7
-	lifecycleCounterCNT_TRUNC_BUDGET        lifecycleCounter = 8
-	lifecycleCounterCNT_TRUNC_RESPONSE      lifecycleCounter = 9
-	lifecycleCounterCNT_DROP_CONN_STATE     lifecycleCounter = 10
-	lifecycleCounterCNT_UNSUPPORTED_SYSCALL lifecycleCounter = 11
-	lifecycleCounterCNT_PEEK                lifecycleCounter = 12
-	lifecycleCounterCNT_STALE_WATCH         lifecycleCounter = 13
-	lifecycleCounterCNT_TLS_SKIPPED         lifecycleCounter = 14
-	lifecycleCounterCNT_VERDICTS_APPLIED    lifecycleCounter = 15
-	lifecycleCounterCNT_VERDICTS_STALE      lifecycleCounter = 16
-	lifecycleCounterCNT_TRUNC_SLICES        lifecycleCounter = 17
-	lifecycleCounterCNT_DROP_WATCH_FULL     lifecycleCounter = 18
-	lifecycleCounterCNT_CLIENT_CAPTURED     lifecycleCounter = 19
-	lifecycleCounterCNT_CLIENT_OUTSIDE      lifecycleCounter = 20
-	lifecycleCounterCNT_DROP_TASK_STATE     lifecycleCounter = 21
-	lifecycleCounterCNT_GO_SPAWNED          lifecycleCounter = 22
-	lifecycleCounterCNT_CLIENT_SPAWNED      lifecycleCounter = 23
-	lifecycleCounterCNT_TLS_CONNS           lifecycleCounter = 24
-	lifecycleCounterCNT_TLS_IO              lifecycleCounter = 25
-	lifecycleCounterCNT_TLS_UNATTRIBUTED    lifecycleCounter = 26
-	lifecycleCounterCNT_TLS_AFTER_CLOSE     lifecycleCounter = 27
-	lifecycleCounterCNT_MAX                 lifecycleCounter = 28
+	lifecycleCounterCNT_EVENTS_DATA          lifecycleCounter = 0
+	lifecycleCounterCNT_EVENTS_CLOSE         lifecycleCounter = 1
+	lifecycleCounterCNT_EVENTS_PROC          lifecycleCounter = 2
+	lifecycleCounterCNT_REQUESTS_SKIPPED     lifecycleCounter = 3
+	lifecycleCounterCNT_EPISODES             lifecycleCounter = 4
+	lifecycleCounterCNT_DROP_RINGBUF_FULL    lifecycleCounter = 5
+	lifecycleCounterCNT_DROP_READ_FAULT      lifecycleCounter = 6
+	lifecycleCounterCNT_DROP_IOV_TRUNCATED   lifecycleCounter = 7
+	lifecycleCounterCNT_TRUNC_BUDGET         lifecycleCounter = 8
+	lifecycleCounterCNT_TRUNC_RESPONSE       lifecycleCounter = 9
+	lifecycleCounterCNT_DROP_CONN_STATE      lifecycleCounter = 10
+	lifecycleCounterCNT_UNSUPPORTED_SYSCALL  lifecycleCounter = 11
+	lifecycleCounterCNT_PEEK                 lifecycleCounter = 12
+	lifecycleCounterCNT_STALE_WATCH          lifecycleCounter = 13
+	lifecycleCounterCNT_TLS_SKIPPED          lifecycleCounter = 14
+	lifecycleCounterCNT_VERDICTS_APPLIED     lifecycleCounter = 15
+	lifecycleCounterCNT_VERDICTS_STALE       lifecycleCounter = 16
+	lifecycleCounterCNT_TRUNC_SLICES         lifecycleCounter = 17
+	lifecycleCounterCNT_DROP_WATCH_FULL      lifecycleCounter = 18
+	lifecycleCounterCNT_CLIENT_CAPTURED      lifecycleCounter = 19
+	lifecycleCounterCNT_CLIENT_OUTSIDE       lifecycleCounter = 20
+	lifecycleCounterCNT_DROP_TASK_STATE      lifecycleCounter = 21
+	lifecycleCounterCNT_GO_SPAWNED           lifecycleCounter = 22
+	lifecycleCounterCNT_CLIENT_SPAWNED       lifecycleCounter = 23
+	lifecycleCounterCNT_TLS_CONNS            lifecycleCounter = 24
+	lifecycleCounterCNT_TLS_IO               lifecycleCounter = 25
+	lifecycleCounterCNT_TLS_UNATTRIBUTED     lifecycleCounter = 26
+	lifecycleCounterCNT_TLS_AFTER_CLOSE      lifecycleCounter = 27
+	lifecycleCounterCNT_PROMPT_WAKES         lifecycleCounter = 28
+	lifecycleCounterCNT_PROMPT_WAKES_LIMITED lifecycleCounter = 29
+	lifecycleCounterCNT_MAX                  lifecycleCounter = 30
 )
 
 type lifecycleDataEvent struct {

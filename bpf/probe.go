@@ -49,6 +49,13 @@ type Config struct {
 	// WakeupBytes is how much data waits in the ring buffer before the
 	// reader is woken (it also reads every tick). Default 64 KiB.
 	WakeupBytes uint64
+	// PromptWake is the least time between two wakeups one CPU forces
+	// for a response that may let user space end a capture episode (the
+	// first final response head of an episode, or the first after a
+	// stale resume): the verdict comes back before the connection's next
+	// request instead of after the next batch. Default 200µs; negative:
+	// never forced.
+	PromptWake time.Duration
 	// MaxConnections is how many connections of watched processes the
 	// kernel tracks at once (default 65536); MaxWatched how many
 	// processes it watches (default 8192). Beyond them, drop_ counters.
@@ -88,6 +95,9 @@ func (cfg *Config) defaults() error {
 	}
 	if cfg.WakeupBytes == 0 {
 		cfg.WakeupBytes = 64 << 10
+	}
+	if cfg.PromptWake == 0 {
+		cfg.PromptWake = 200 * time.Microsecond
 	}
 	if cfg.MaxConnections == 0 {
 		cfg.MaxConnections = 65536
@@ -260,6 +270,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"response_bytes": cfg.ResponseBytes,
 		"agent_tgid":     uint32(os.Getpid()),
 		"wakeup_bytes":   cfg.WakeupBytes,
+		"prompt_wake_ns": uint64(max(cfg.PromptWake, 0)), // 0: never forced
 	}
 	for name, v := range vars {
 		if vs, ok := spec.Variables[name]; ok {

@@ -197,7 +197,7 @@ func TestNewDefaults(t *testing.T) {
 	want := Config{MaxRequestBody: 4096, MaxResponseBody: 1024, MaxConnections: 65536,
 		MaxHeadBytes: 16384, ResponseTimeout: 30_000_000_000, MaxPending: 1024,
 		MaxPendingBytes: 4 << 20, MaxTotalPendingBytes: 32 << 20, ReorderWindow: 8, ReorderBytes: 64 << 10,
-		HoldIdle: 1_000_000_000}
+		HoldIdle: 1_000_000_000, HoldSkipped: 8}
 	if fmt.Sprint(cfg) != fmt.Sprint(want) {
 		t.Fatalf("defaults %+v, want %+v", cfg, want)
 	}

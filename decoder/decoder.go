@@ -68,9 +68,11 @@ type conn struct {
 	// resumed: a VerdictResume was sent for these offsets.
 	resumed               bool
 	resumedIn, resumedOut uint64
-	// episodeIn: the ingress offset the current capture episode began at.
-	episodeIn  uint64
-	prev, next *conn
+	// episodeIn: the ingress offset the current capture episode began
+	// at; episodeSkipped: the requests the kernel skipped right before it.
+	episodeIn      uint64
+	episodeSkipped uint32
+	prev, next     *conn
 }
 
 // New returns a Decoder; zero Config fields take the Default values.
@@ -105,6 +107,9 @@ func New(cfg Config) *Decoder {
 	}
 	if cfg.HoldIdle == 0 {
 		cfg.HoldIdle = DefaultHoldIdle
+	}
+	if cfg.HoldSkipped == 0 {
+		cfg.HoldSkipped = DefaultHoldSkipped
 	}
 	d := &Decoder{cfg: cfg, conns: make(map[uint64]*conn)}
 	d.sink.Limits = exchange.Limits{
@@ -158,7 +163,7 @@ func (d *Decoder) Feed(ch Chunk) []Exchange {
 		c.parser = newH2Parser(&d.sink, &c.info, d.cfg)
 	}
 	if ch.Dir == Ingress && ch.Flags&Episode != 0 {
-		c.episodeIn = ch.Offset
+		c.episodeIn, c.episodeSkipped = ch.Offset, ch.Skipped
 	}
 	d.sequence(c, &c.dirs[ch.Dir-1], &ch)
 	d.decide(c)
@@ -365,7 +370,7 @@ func (d *Decoder) decide(c *conn) {
 		held = c.resumedIn
 	}
 	if c.parser == streamParser(&c.h1) && !c.queue.LastUninteresting() &&
-		in.off >= held && in.off-held < d.cfg.HoldBytes &&
+		c.episodeSkipped <= d.cfg.HoldSkipped && in.off >= held && in.off-held < d.cfg.HoldBytes &&
 		(d.now < c.last || d.now-c.last < d.cfg.HoldIdle) {
 		st.ResumesHeld++
 		return // held: more auth requests are likely to follow

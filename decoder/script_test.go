@@ -287,6 +287,8 @@ func mustParseConfig(tb testing.TB, path string, attrs []string) (Config, bool) 
 			cfg.HoldBytes = uint64(n)
 		case "hold_idle":
 			cfg.HoldIdle = uint64(n)
+		case "hold_skipped":
+			cfg.HoldSkipped = uint32(n)
 		default:
 			tb.Fatalf("%s: unknown config %q", path, k)
 		}

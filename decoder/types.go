@@ -197,6 +197,15 @@ type Config struct {
 	// boundary.
 	HoldBytes uint64
 	HoldIdle  uint64
+	// HoldSkipped: an episode that began right after more than
+	// HoldSkipped requests the kernel proved non-auth and skipped (the
+	// Skipped of its first chunk) is not held: the connection mostly
+	// carries other traffic, and its next request is more likely one of
+	// those than another auth request. Resumed at once, it goes back to
+	// the kernel's filter before that request instead of after it (the
+	// kernel wakes the reader for the episode's first response). 0:
+	// DefaultHoldSkipped.
+	HoldSkipped uint32
 }
 
 // Defaults applied by New for zero Config fields.
@@ -212,4 +221,5 @@ const (
 	DefaultReorderWindow        = 8
 	DefaultReorderBytes         = 64 << 10
 	DefaultHoldIdle             = 1_000_000_000 // 1 s in ns
+	DefaultHoldSkipped          = 8
 )

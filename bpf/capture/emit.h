@@ -20,7 +20,8 @@ struct report {
 	__u32 seq;       /* seq of the first event */
 	__u32 nslices;
 	__u8 flags;      /* of the first event */
-	__u8 _pad[7];
+	__u8 wake;       /* wake the reader once its last event is in (prompt_wake) */
+	__u8 _pad[6];
 	__u64 other;     /* client I/O: the other direction's stream offset */
 	struct capture_io io;
 };
@@ -70,8 +71,8 @@ static long slice_step(__u32 k, void *data)
 		h->skipped = 0;
 		h->unanswered = 0;
 	}
-	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev.hdr) + clamp(want, MAX_CAPTURE),
-			       wakeup_flags())) {
+	__u64 wf = r->wake && k + 1 == r->nslices ? BPF_RB_FORCE_WAKEUP : wakeup_flags();
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev.hdr) + clamp(want, MAX_CAPTURE), wf)) {
 		count(CNT_DROP_RINGBUF_FULL);
 		return 0;
 	}
@@ -89,6 +90,27 @@ __noinline int capture_report(struct report *r)
 	struct slicing sl = {.s = s, .r = r};
 	bpf_loop(MAX_SLICES, slice_step, &sl, 0);
 	return 0;
+}
+
+/* The least time between two wakeups prompt_wake forces on one CPU (0:
+ * none is): an episode whose resumes keep coming too late costs at most
+ * one wakeup per this long per CPU, not one per response. */
+volatile const __u64 prompt_wake_ns = 200 * 1000;
+
+/* prompt_wake says whether a report that asks to wake the reader at once
+ * (at time now) may: not within prompt_wake_ns of the last one this CPU
+ * forced. */
+static __always_inline bool prompt_wake(struct capture_scratch *s, __u64 now)
+{
+	if (!prompt_wake_ns)
+		return false;
+	if (now - s->last_wake < prompt_wake_ns) {
+		count(CNT_PROMPT_WAKES_LIMITED);
+		return false;
+	}
+	s->last_wake = now;
+	count(CNT_PROMPT_WAKES);
+	return true;
 }
 
 /* report_send sends r's events for the connection st. */
@@ -111,6 +133,8 @@ static __always_inline void report_send(struct report *r, struct conn_state *st,
 	h->busy = r->busy;
 	h->other = r->other;
 	h->ts = bpf_ktime_get_ns();
+	if (r->wake)
+		r->wake = prompt_wake(s, h->ts);
 	h->skipped = skipped;
 	h->unanswered = unanswered;
 	h->peer = st->peer;

@@ -60,6 +60,9 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 		 * verdicts come back keeps being captured. */
 		if (v.in_off <= st->in_off && st->in_off - v.in_off < st->in_used)
 			st->in_used = st->in_off - v.in_off;
+		/* User space could end the episode as soon as it sees the next
+		 * response: wake it then, not when the batch fills. */
+		st->wake = 1;
 		count(CNT_VERDICTS_STALE);
 		return;
 	}
@@ -71,6 +74,7 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 	st->skip_to = 0;
 	st->carry_len = 0;
 	st->h2 = 0;
+	st->wake = 0;
 	count(CNT_VERDICTS_APPLIED);
 }
 
@@ -120,6 +124,11 @@ static __always_inline void episode_start(struct conn_state *st)
 	/* Egress is sent from the next response head on, once the skipped
 	 * requests' responses have gone by. */
 	st->egress_on = 0;
+	/* User space may end the episode once it has the response of the
+	 * request that began it: the reader is woken for that response, not
+	 * left to the next batch (a batch of a mostly filtered stream can be
+	 * tens of requests of this connection away, all of them captured). */
+	st->wake = 1;
 	count(CNT_EPISODES);
 }
 
@@ -340,6 +349,10 @@ static __always_inline void capture_egress(struct capture_io *io, struct conn_st
 		.flags = flags,
 		.io = *io,
 	};
+	if (head == HEAD_FINAL && st->wake) {
+		st->wake = 0;
+		r.wake = 1;
+	}
 	r.nslices = slices(io->len);
 	r.seq = __sync_fetch_and_add(&st->out_seq, r.nslices);
 	report_send(&r, st, 0, 0);

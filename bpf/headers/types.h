@@ -105,6 +105,8 @@ enum counter {
 	CNT_TLS_IO,               /* plaintext reads and writes of TLS libraries handled */
 	CNT_TLS_UNATTRIBUTED,     /* plaintext reads and writes whose socket was never learned: lost */
 	CNT_TLS_AFTER_CLOSE,      /* Go: plaintext of a call that returned after its conn's fd was closed */
+	CNT_PROMPT_WAKES,         /* reader woken at once for a response that may end an episode */
+	CNT_PROMPT_WAKES_LIMITED, /* such a wakeup left to the batch: one was just forced on that CPU */
 	CNT_MAX,
 };
 
@@ -159,7 +161,11 @@ struct conn_state {
 	 * library's plaintext is first seen on it, that starts at a request
 	 * boundary. */
 	__u8 tls_start;
-	__u8 _pad[7];
+	/* Wake the reader at once (rate limited, prompt_wake_ns) when the
+	 * next final response head is sent: user space can end the episode
+	 * then. Set at an episode's start and by a stale resume. */
+	__u8 wake;
+	__u8 _pad[6];
 	struct conn_addr peer;
 	struct conn_addr local;
 };

@@ -40,6 +40,8 @@ struct capture_scratch {
 	struct hdr_scan hdr;
 	__u32 _pad2;
 	struct gather gather;
+	/* When this CPU last forced a wakeup of the reader (emit.h). */
+	__u64 last_wake;
 };
 
 /* A plain array indexed by CPU, not a per-CPU array: a per-CPU value is

@@ -139,6 +139,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BurstBytes: uint32(cfg.BurstBytes),
 		// 0 keeps the probe's default.
 		RingBufferBytes: uint32(flags.ringBufferMiB) << 20,
+		PromptWake:      flags.promptWake,
 		ResponseBytes:   uint32(cfg.ResponseBytes),
 		Routes:          routePrefixes(cfg.Routes),
 		TLS:             flags.tls,

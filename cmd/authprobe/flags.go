@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/authprobe/authprobe/bpf"
 	"github.com/authprobe/authprobe/config"
@@ -55,6 +56,10 @@ type runFlags struct {
 	// probe's default). Its pages are mapped into the agent and count
 	// in its resident memory.
 	ringBufferMiB uint
+	// promptWake: the least time between two wakeups a CPU forces for a
+	// response that may end a capture episode (0: the probe's default;
+	// negative: none).
+	promptWake time.Duration
 }
 
 // errHelp: --help was asked for and printed; exit 0.
@@ -78,6 +83,8 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 		"follow the goroutines a Go service's handlers spawn (uprobes on runtime.newproc1), so their calls are captured; costs two uprobe traps per goroutine a watched Go process creates")
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
 		"kernel event ring buffer in MiB, a power of two (default 8); it counts once in the agent's resident memory")
+	fs.DurationVar(&f.promptWake, "prompt-wake", 0,
+		"least time between two wakeups of the agent one CPU forces for a response that may end a capture episode (default 200µs; negative: only the batch wakes it)")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}
