@@ -22,15 +22,22 @@ func streamEnd(evs []ConnEvent) uint64 {
 // episode runs one captured login exchange on a fresh connection and
 // returns the client, the server fd and the events of the exchange.
 func episode(t *testing.T, rec *recorder, h *helper, lfd, port int) (*connPair, ConnEvent) {
+	cp := loginExchange(t, h, lfd, port)
+	in := rec.waitEvents(t, 1, dirOf(Ingress, fromClient(cp.c)))
+	rec.waitEvents(t, 1, dirOf(Egress, fromClient(cp.c)))
+	return cp, in[0]
+}
+
+// loginExchange runs one login exchange on a fresh connection, without
+// waiting for its events.
+func loginExchange(t *testing.T, h *helper, lfd, port int) *connPair {
 	c := dial(t, port)
 	fd := h.int("accept", lfd)
 	go func() { _, _ = io.Copy(io.Discard, c) }()
 	mustWrite(t, c, []byte(loginReq))
 	h.read(fd)
 	h.do("write", fd, []byte(resp401))
-	in := rec.waitEvents(t, 1, dirOf(Ingress, fromClient(c)))
-	rec.waitEvents(t, 1, dirOf(Egress, fromClient(c)))
-	return &connPair{c: c, fd: fd}, in[0]
+	return &connPair{c: c, fd: fd}
 }
 
 // connPair is a connection's client end and the server's fd of it.

@@ -74,7 +74,6 @@ static __always_inline void apply_verdict(__u64 sk, struct conn_state *st)
 	st->skip_to = 0;
 	st->carry_len = 0;
 	st->h2 = 0;
-	st->wake = 0;
 	count(CNT_VERDICTS_APPLIED);
 }
 
