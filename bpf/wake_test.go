@@ -45,11 +45,11 @@ func TestPromptWake(t *testing.T) {
 	})
 }
 
-// A negative PromptWake forces no wakeup: the episode's events wait for
-// the batch.
+// By default (PromptWake 0) no wakeup is forced: the episode's events
+// wait for the batch.
 func TestPromptWakeOff(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, backend string) {
-		p := mustLoad(t, backend, Config{WakeupBytes: 1 << 20, PromptWake: -1})
+		p := mustLoad(t, backend, Config{WakeupBytes: 1 << 20})
 		rec := mustRunEvery(t, p, time.Hour)
 		h, lfd, port := serve(t, p)
 		delta := counterDelta(t, p)

@@ -95,7 +95,7 @@ __noinline int capture_report(struct report *r)
 /* The least time between two wakeups prompt_wake forces on one CPU (0:
  * none is): an episode whose resumes keep coming too late costs at most
  * one wakeup per this long per CPU, not one per response. */
-volatile const __u64 prompt_wake_ns = 200 * 1000;
+volatile const __u64 prompt_wake_ns = 0;
 
 /* prompt_wake says whether a report that asks to wake the reader at once
  * (at time now) may: not within prompt_wake_ns of the last one this CPU

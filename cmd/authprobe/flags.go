@@ -57,8 +57,7 @@ type runFlags struct {
 	// in its resident memory.
 	ringBufferMiB uint
 	// promptWake: the least time between two wakeups a CPU forces for a
-	// response that may end a capture episode (0: the probe's default;
-	// negative: none).
+	// response that may end a capture episode (0 or negative: none).
 	promptWake time.Duration
 }
 
@@ -84,7 +83,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (runFlags, error) {
 	fs.UintVar(&f.ringBufferMiB, "ring-buffer-mib", 0,
 		"kernel event ring buffer in MiB, a power of two (default 8); it counts once in the agent's resident memory")
 	fs.DurationVar(&f.promptWake, "prompt-wake", 0,
-		"least time between two wakeups of the agent one CPU forces for a response that may end a capture episode (default 200µs; negative: only the batch wakes it)")
+		"least time between two wakeups of the agent one CPU forces for a response that may end a capture episode (e.g. 200µs; default 0: only the batch wakes it)")
 	if err := parse(fs, args, stdout); err != nil {
 		return f, err
 	}
