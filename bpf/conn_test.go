@@ -57,7 +57,12 @@ func TestFDReuse(t *testing.T) {
 			require.Equal(t, uint64(0), ev.Off)
 			require.Equal(t, FlagEpisode|FlagBoundary, ev.Flags)
 		}
-		// The first connection's close is reported.
+		// The first connection's close is reported. The client closes its
+		// end too: a server socket whose FIN's ACK arrived while close()
+		// still held its lock waits in FIN_WAIT2 on the kernel's orphan
+		// timer (tcp_fin_timeout, 60 s) before TCP_CLOSE; the client's FIN
+		// ends it at once.
+		require.NoError(t, c1.Close())
 		require.Eventually(t, func() bool {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
