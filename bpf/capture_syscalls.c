@@ -60,6 +60,7 @@ static __always_inline int on_sys_exit(long ret, __u8 dir, __u8 kind, __u8 flags
 		.dir = dir,
 		.kind = flags & MSG_TRUNC ? IO_NONE : kind,
 		.source = SRC_SOCKET,
+		.ssl = !!(w->flags & WATCH_SSL_CALLS),
 	};
 	/* Go's register ABI keeps the running goroutine in a register. */
 	if (w->flags & WATCH_GO_REGABI)

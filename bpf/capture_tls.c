@@ -34,8 +34,13 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 done, __u8 op, __u8 ex)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!current_watch(id >> 32))
+	struct watch_info *w = current_watch(id >> 32);
+	if (!w)
 		return 0;
+	/* Before the call is recorded: this thread's socket I/O inside the
+	 * call reads the flag after it is set. */
+	if (!(w->flags & WATCH_SSL_CALLS))
+		__sync_fetch_and_or(&w->flags, WATCH_SSL_CALLS);
 	struct tls_call c = {.ssl = ssl, .buf = buf, .done = done, .op = op, .ex = ex};
 	struct tls_ssl_key k = {.tgid = id >> 32, .ssl = ssl};
 	__u64 *sk = bpf_map_lookup_elem(&tls_ssl, &k);

@@ -337,6 +337,14 @@ func watch(tb testing.TB, p *Probe, pid int) uint64 {
 	return start
 }
 
+// watchFlags are the kernel's watch flags of pid (enum watch_flags).
+func watchFlags(tb testing.TB, p *Probe, pid int) lifecycleWatchFlags {
+	tb.Helper()
+	var info lifecycleWatchInfo
+	require.NoError(tb, p.maps["watched"].Lookup(uint32(pid), &info))
+	return lifecycleWatchFlags(info.Flags)
+}
+
 // dial connects to port on 127.0.0.1 from 127.0.0.2.
 func dial(tb testing.TB, port int) *net.TCPConn {
 	tb.Helper()

@@ -175,6 +175,7 @@ type lifecycleWatchFlags uint32
 
 const (
 	lifecycleWatchFlagsWATCH_GO_REGABI lifecycleWatchFlags = 1
+	lifecycleWatchFlagsWATCH_SSL_CALLS lifecycleWatchFlags = 2
 )
 
 type lifecycleWatchInfo struct {

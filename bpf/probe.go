@@ -383,6 +383,13 @@ func (p *Probe) WatchWith(pid uint32, startTicks uint64, opts WatchOptions) erro
 	if opts.Goroutines {
 		info.Flags |= uint32(lifecycleWatchFlagsWATCH_GO_REGABI)
 	}
+	// The kernel marks a process at its first SSL call; watching it again
+	// keeps the mark. (Lost in the instant between the two calls, it is
+	// set again at the process's next SSL call.)
+	var old lifecycleWatchInfo
+	if err := p.maps["watched"].Lookup(pid, &old); err == nil && old.Start == startTicks {
+		info.Flags |= old.Flags & uint32(lifecycleWatchFlagsWATCH_SSL_CALLS)
+	}
 	if err := p.maps["watched"].Put(pid, info); err != nil {
 		return fmt.Errorf("watch pid %d: %w", pid, err)
 	}

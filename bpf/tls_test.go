@@ -113,6 +113,11 @@ func TestTLSOpenSSLShared(t *testing.T) {
 		require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
 		require.GreaterOrEqual(t, delta("tls_connections"), uint64(1))
 		require.Greater(t, delta("tls_io"), uint64(3))
+		// Its first SSL call marked the process: its socket I/O is now
+		// looked up among SSL calls in flight (none is before).
+		require.NotZero(t, watchFlags(t, p, pid)&lifecycleWatchFlagsWATCH_SSL_CALLS)
+		watch(t, p, pid) // watched again: the mark stays
+		require.NotZero(t, watchFlags(t, p, pid)&lifecycleWatchFlagsWATCH_SSL_CALLS)
 	})
 }
 
@@ -209,6 +214,9 @@ func TestTLSGo(t *testing.T) {
 			t.Logf("tls_after_close %d", delta("tls_after_close"))
 			require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
 			require.GreaterOrEqual(t, delta("tls_connections"), uint64(2))
+			// Go's crypto/tls makes no SSL_* call: its socket I/O costs no
+			// lookup among them.
+			require.Zero(t, watchFlags(t, p, pid)&lifecycleWatchFlagsWATCH_SSL_CALLS)
 		})
 	}
 }

@@ -28,7 +28,7 @@ struct capture_io {
 	__u8 dir;     /* enum direction */
 	__u8 kind;    /* enum io_kind */
 	__u8 source;  /* enum byte_source */
-	__u8 _pad;
+	__u8 ssl;     /* the process makes SSL_* calls (WATCH_SSL_CALLS) */
 	/* Set by io_resolve: how many iovecs are in the scratch, and how many
 	 * of the I/O's bytes they hold (less than len when there were more
 	 * than MAX_IOV). */

@@ -84,6 +84,7 @@ static __always_inline int on_sock_io(struct sock *sk, int ret, int flags, __u8 
 		.tid = (__u32)id,
 		.dir = dir,
 		.source = SRC_SOCKET,
+		.ssl = !!(w->flags & WATCH_SSL_CALLS),
 	};
 	if (w->flags & WATCH_GO_REGABI)
 		io.task = go_task();

@@ -57,6 +57,8 @@ __noinline int tls_adopt(__u64 sk, int boundary)
  * learned for the SSL* and the I/O goes no further (true). */
 static __always_inline bool tls_socket_io(struct capture_io *io)
 {
+	if (!io->ssl)
+		return false; /* no SSL call yet in this process */
 	__u64 id = ((__u64)io->pid << 32) | io->tid;
 	struct tls_call *c = bpf_map_lookup_elem(&tls_calls, &id);
 	if (!c)

@@ -252,6 +252,11 @@ enum watch_flags {
 	 * register of the syscall's saved user registers (R14 on amd64, x28
 	 * on arm64), and tasks are goroutines, not threads. */
 	WATCH_GO_REGABI = 1 << 0,
+	/* Set by the kernel at the process's first SSL_* call (capture_tls.c):
+	 * from then on its socket I/O may be an SSL call's ciphertext, which
+	 * tls_socket_io looks up. A process that never made one (a plaintext
+	 * server, or one whose TLS is Go's crypto/tls) costs no lookup. */
+	WATCH_SSL_CALLS = 1 << 1,
 };
 
 /* What the Go crypto/tls probes need to know of one executable
