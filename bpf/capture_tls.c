@@ -28,6 +28,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* tls_sock_free says whether sk may be guessed for ssl of process tgid:
+ * no other SSL* is known to do its I/O on it. */
+static __always_inline bool tls_sock_free(__u64 sk, __u32 tgid, __u64 ssl)
+{
+	struct tls_owner *o = bpf_map_lookup_elem(&tls_sock_owner, &sk);
+	if (!o || (o->ssl == ssl && o->tgid == tgid))
+		return true;
+	count(CNT_TLS_GUESS_REFUSED);
+	return false;
+}
+
 /* tls_enter records the SSL call the current thread of a watched process
  * enters. ssl, buf and done are its arguments (done: the size_t* of an
  * _ex call). */
@@ -47,11 +58,16 @@ static __always_inline int tls_enter(__u64 ssl, __u64 buf, __u64 done, __u8 op, 
 	if (sk) {
 		c.sk = *sk;
 	} else if (op == TLS_OP_READ) {
-		/* A memory BIO: the ciphertext this thread read last. */
-		sk = bpf_map_lookup_elem(&tls_last_read, &id);
-		if (sk) {
-			c.sk = *sk;
-			c.guessed = 1;
+		/* A memory BIO: the ciphertext this thread read last, unless
+		 * another SSL* owns that socket; then the read before it. */
+		struct tls_reads *r = bpf_map_lookup_elem(&tls_last_read, &id);
+		if (r) {
+			__u64 s0 = r->sk[0], s1 = r->sk[1];
+			if (s0 && tls_sock_free(s0, id >> 32, ssl))
+				c.sk = s0;
+			else if (s1 && tls_sock_free(s1, id >> 32, ssl))
+				c.sk = s1;
+			c.guessed = c.sk != 0;
 		}
 	}
 	bpf_map_update_elem(&tls_calls, &id, &c, BPF_ANY);
@@ -103,6 +119,13 @@ int authprobe_ssl_free(struct pt_regs *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct tls_ssl_key k = {.tgid = id >> 32, .ssl = PT_REGS_PARM1(ctx)};
+	__u64 *sk = bpf_map_lookup_elem(&tls_ssl, &k);
+	if (sk) {
+		__u64 s = *sk;
+		struct tls_owner *o = bpf_map_lookup_elem(&tls_sock_owner, &s);
+		if (o && o->ssl == k.ssl && o->tgid == k.tgid)
+			bpf_map_delete_elem(&tls_sock_owner, &s);
+	}
 	bpf_map_delete_elem(&tls_ssl, &k);
 	return 0;
 }
@@ -113,6 +136,7 @@ __noinline int tls_remember(__u32 tgid, __u64 ssl, __u64 sk)
 {
 	struct tls_ssl_key k = {.tgid = tgid, .ssl = ssl};
 	bpf_map_update_elem(&tls_ssl, &k, &sk, BPF_ANY);
+	tls_own(sk, tgid, ssl);
 	return 0;
 }
 

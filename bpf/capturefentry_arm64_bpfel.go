@@ -177,6 +177,18 @@ type captureFentryTlsCall struct {
 	Pad     [5]uint8
 }
 
+type captureFentryTlsOwner struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type captureFentryTlsReads struct {
+	_  structs.HostLayout
+	Sk [2]uint64
+}
+
 type captureFentryTlsSslKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -215,6 +227,7 @@ const (
 	captureFentryMapTasks                      = "tasks"
 	captureFentryMapTlsCalls                   = "tls_calls"
 	captureFentryMapTlsLastRead                = "tls_last_read"
+	captureFentryMapTlsSockOwner               = "tls_sock_owner"
 	captureFentryMapTlsSsl                     = "tls_ssl"
 	captureFentryMapVerdicts                   = "verdicts"
 	captureFentryMapWatched                    = "watched"
@@ -290,6 +303,7 @@ type captureFentryMapSpecs struct {
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.MapSpec `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -337,6 +351,7 @@ type captureFentryMaps struct {
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.Map `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -354,6 +369,7 @@ func (m *captureFentryMaps) Close() error {
 		m.Tasks,
 		m.TlsCalls,
 		m.TlsLastRead,
+		m.TlsSockOwner,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

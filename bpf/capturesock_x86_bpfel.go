@@ -177,6 +177,18 @@ type captureSockTlsCall struct {
 	Pad     [5]uint8
 }
 
+type captureSockTlsOwner struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type captureSockTlsReads struct {
+	_  structs.HostLayout
+	Sk [2]uint64
+}
+
 type captureSockTlsSslKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -215,6 +227,7 @@ const (
 	captureSockMapTasks                    = "tasks"
 	captureSockMapTlsCalls                 = "tls_calls"
 	captureSockMapTlsLastRead              = "tls_last_read"
+	captureSockMapTlsSockOwner             = "tls_sock_owner"
 	captureSockMapTlsSsl                   = "tls_ssl"
 	captureSockMapVerdicts                 = "verdicts"
 	captureSockMapWatched                  = "watched"
@@ -288,6 +301,7 @@ type captureSockMapSpecs struct {
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.MapSpec `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -335,6 +349,7 @@ type captureSockMaps struct {
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.Map `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -352,6 +367,7 @@ func (m *captureSockMaps) Close() error {
 		m.Tasks,
 		m.TlsCalls,
 		m.TlsLastRead,
+		m.TlsSockOwner,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

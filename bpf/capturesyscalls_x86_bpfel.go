@@ -177,6 +177,18 @@ type captureSyscallsTlsCall struct {
 	Pad     [5]uint8
 }
 
+type captureSyscallsTlsOwner struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type captureSyscallsTlsReads struct {
+	_  structs.HostLayout
+	Sk [2]uint64
+}
+
 type captureSyscallsTlsSslKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -215,6 +227,7 @@ const (
 	captureSyscallsMapTasks                     = "tasks"
 	captureSyscallsMapTlsCalls                  = "tls_calls"
 	captureSyscallsMapTlsLastRead               = "tls_last_read"
+	captureSyscallsMapTlsSockOwner              = "tls_sock_owner"
 	captureSyscallsMapTlsSsl                    = "tls_ssl"
 	captureSyscallsMapVerdicts                  = "verdicts"
 	captureSyscallsMapWatched                   = "watched"
@@ -300,6 +313,7 @@ type captureSyscallsMapSpecs struct {
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.MapSpec `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -347,6 +361,7 @@ type captureSyscallsMaps struct {
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.Map `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -364,6 +379,7 @@ func (m *captureSyscallsMaps) Close() error {
 		m.Tasks,
 		m.TlsCalls,
 		m.TlsLastRead,
+		m.TlsSockOwner,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

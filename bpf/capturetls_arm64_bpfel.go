@@ -202,6 +202,18 @@ type captureTLSTlsCall struct {
 	Pad     [5]uint8
 }
 
+type captureTLSTlsOwner struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type captureTLSTlsReads struct {
+	_  structs.HostLayout
+	Sk [2]uint64
+}
+
 type captureTLSTlsSslKey struct {
 	_    structs.HostLayout
 	Tgid uint32
@@ -242,6 +254,7 @@ const (
 	captureTLSMapTasks                    = "tasks"
 	captureTLSMapTlsCalls                 = "tls_calls"
 	captureTLSMapTlsLastRead              = "tls_last_read"
+	captureTLSMapTlsSockOwner             = "tls_sock_owner"
 	captureTLSMapTlsSsl                   = "tls_ssl"
 	captureTLSMapVerdicts                 = "verdicts"
 	captureTLSMapWatched                  = "watched"
@@ -335,6 +348,7 @@ type captureTLSMapSpecs struct {
 	Tasks          *ebpf.MapSpec `ebpf:"tasks"`
 	TlsCalls       *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.MapSpec `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.MapSpec `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.MapSpec `ebpf:"verdicts"`
 	Watched        *ebpf.MapSpec `ebpf:"watched"`
@@ -384,6 +398,7 @@ type captureTLSMaps struct {
 	Tasks          *ebpf.Map `ebpf:"tasks"`
 	TlsCalls       *ebpf.Map `ebpf:"tls_calls"`
 	TlsLastRead    *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSockOwner   *ebpf.Map `ebpf:"tls_sock_owner"`
 	TlsSsl         *ebpf.Map `ebpf:"tls_ssl"`
 	Verdicts       *ebpf.Map `ebpf:"verdicts"`
 	Watched        *ebpf.Map `ebpf:"watched"`
@@ -403,6 +418,7 @@ func (m *captureTLSMaps) Close() error {
 		m.Tasks,
 		m.TlsCalls,
 		m.TlsLastRead,
+		m.TlsSockOwner,
 		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,

@@ -36,6 +36,7 @@ func counterNames() [lifecycleCounterCNT_MAX]string {
 		lifecycleCounterCNT_CLIENT_SPAWNED:       "client_spawned",
 		lifecycleCounterCNT_PROMPT_WAKES:         "prompt_wakes",
 		lifecycleCounterCNT_PROMPT_WAKES_LIMITED: "prompt_wakes_limited",
+		lifecycleCounterCNT_TLS_GUESS_REFUSED:    "tls_guess_refused",
 	}
 }
 

@@ -308,6 +308,18 @@ func (h *helper) read(fd int) []byte {
 	return b
 }
 
+// read2 runs a command that answers "LEN HEX" and returns the bytes.
+func (h *helper) read2(tb testing.TB, args ...any) []byte {
+	tb.Helper()
+	f := h.do(args...)
+	if f[1] == "-" {
+		return nil
+	}
+	b, err := hex.DecodeString(f[1])
+	require.NoError(tb, err)
+	return b
+}
+
 // fork forks the helper; the child answers on FIFOs of its own.
 func (h *helper) fork() *helper {
 	h.tb.Helper()

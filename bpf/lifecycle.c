@@ -12,6 +12,7 @@
 #include "maps/events.h"
 #include "maps/verdicts.h"
 #include "maps/watched.h"
+#include "maps/tls.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -66,6 +67,8 @@ static __always_inline void conn_end(struct sock *sk)
 		emit_close(key, st);
 		bpf_map_delete_elem(&verdicts, &key);
 	}
+	if (st->source == SRC_TLS)
+		bpf_map_delete_elem(&tls_sock_owner, &key);
 	bpf_map_delete_elem(&conns, &key);
 }
 

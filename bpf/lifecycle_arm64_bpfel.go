@@ -122,7 +122,8 @@ const (
 	lifecycleCounterCNT_TLS_AFTER_CLOSE      lifecycleCounter = 27
 	lifecycleCounterCNT_PROMPT_WAKES         lifecycleCounter = 28
 	lifecycleCounterCNT_PROMPT_WAKES_LIMITED lifecycleCounter = 29
-	lifecycleCounterCNT_MAX                  lifecycleCounter = 30
+	lifecycleCounterCNT_TLS_GUESS_REFUSED    lifecycleCounter = 30
+	lifecycleCounterCNT_MAX                  lifecycleCounter = 31
 )
 
 type lifecycleDataEvent struct {
@@ -161,6 +162,37 @@ type lifecycleRouteKey struct {
 	Data      [64]uint8
 }
 
+type lifecycleTlsCall struct {
+	_       structs.HostLayout
+	Ssl     uint64
+	Buf     uint64
+	Done    uint64
+	Sk      uint64
+	Op      uint8
+	Ex      uint8
+	Guessed uint8
+	Pad     [5]uint8
+}
+
+type lifecycleTlsOwner struct {
+	_    structs.HostLayout
+	Ssl  uint64
+	Tgid uint32
+	Pad  uint32
+}
+
+type lifecycleTlsReads struct {
+	_  structs.HostLayout
+	Sk [2]uint64
+}
+
+type lifecycleTlsSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
 type lifecycleVerdict struct {
 	_      structs.HostLayout
 	Gen    uint64
@@ -193,6 +225,10 @@ const (
 	lifecycleMapCounters                   = "counters"
 	lifecycleMapEvents                     = "events"
 	lifecycleMapProcScratch                = "proc_scratch"
+	lifecycleMapTlsCalls                   = "tls_calls"
+	lifecycleMapTlsLastRead                = "tls_last_read"
+	lifecycleMapTlsSockOwner               = "tls_sock_owner"
+	lifecycleMapTlsSsl                     = "tls_ssl"
 	lifecycleMapVerdicts                   = "verdicts"
 	lifecycleMapWatched                    = "watched"
 	lifecycleProgAuthprobeInetSockSetState = "authprobe_inet_sock_set_state"
@@ -265,12 +301,16 @@ type lifecycleProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lifecycleMapSpecs struct {
-	Conns       *ebpf.MapSpec `ebpf:"conns"`
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ProcScratch *ebpf.MapSpec `ebpf:"proc_scratch"`
-	Verdicts    *ebpf.MapSpec `ebpf:"verdicts"`
-	Watched     *ebpf.MapSpec `ebpf:"watched"`
+	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ProcScratch  *ebpf.MapSpec `ebpf:"proc_scratch"`
+	TlsCalls     *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsLastRead  *ebpf.MapSpec `ebpf:"tls_last_read"`
+	TlsSockOwner *ebpf.MapSpec `ebpf:"tls_sock_owner"`
+	TlsSsl       *ebpf.MapSpec `ebpf:"tls_ssl"`
+	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
+	Watched      *ebpf.MapSpec `ebpf:"watched"`
 }
 
 // lifecycleVariableSpecs contains global variables before they are loaded into the kernel.
@@ -311,12 +351,16 @@ func (o *lifecycleObjects) Close() error {
 //
 // It can be passed to loadLifecycleObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lifecycleMaps struct {
-	Conns       *ebpf.Map `ebpf:"conns"`
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ProcScratch *ebpf.Map `ebpf:"proc_scratch"`
-	Verdicts    *ebpf.Map `ebpf:"verdicts"`
-	Watched     *ebpf.Map `ebpf:"watched"`
+	Conns        *ebpf.Map `ebpf:"conns"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ProcScratch  *ebpf.Map `ebpf:"proc_scratch"`
+	TlsCalls     *ebpf.Map `ebpf:"tls_calls"`
+	TlsLastRead  *ebpf.Map `ebpf:"tls_last_read"`
+	TlsSockOwner *ebpf.Map `ebpf:"tls_sock_owner"`
+	TlsSsl       *ebpf.Map `ebpf:"tls_ssl"`
+	Verdicts     *ebpf.Map `ebpf:"verdicts"`
+	Watched      *ebpf.Map `ebpf:"watched"`
 }
 
 func (m *lifecycleMaps) Close() error {
@@ -325,6 +369,10 @@ func (m *lifecycleMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ProcScratch,
+		m.TlsCalls,
+		m.TlsLastRead,
+		m.TlsSockOwner,
+		m.TlsSsl,
 		m.Verdicts,
 		m.Watched,
 	)

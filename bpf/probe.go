@@ -284,6 +284,7 @@ func prepare(spec *ebpf.CollectionSpec, cfg Config) error {
 		"watched":         cfg.MaxWatched,
 		"tasks":           cfg.MaxTasks,
 		"tls_ssl":         cfg.MaxConnections,
+		"tls_sock_owner":  cfg.MaxConnections,
 		"go_spawned":      cfg.MaxTasks,
 		"capture_scratch": uint32(cpus),
 	}

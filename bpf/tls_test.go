@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -389,4 +390,84 @@ func TestTLSBodyInRecords(t *testing.T) {
 	}
 	close(stop)
 	require.NoError(t, <-done)
+}
+
+// TestTLSMemoryBIOGuess: OpenSSL on memory BIOs with the socket read
+// outside any SSL call (Node's way), driven step by step. Connection A is
+// mapped by its first login; then the helper reads B's ciphertext, then
+// A's, and only then runs SSL_read on B, whose SSL* is not mapped yet:
+// the last socket its thread read is A's, which A's SSL* owns, so B's
+// takes the read before it. Each login stays on its own connection.
+func TestTLSMemoryBIOGuess(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, backend string) {
+		p := mustLoad(t, backend, Config{TLS: true})
+		rec := mustRun(t, p)
+		h, lfd, port := serve(t, p)
+		cert, key := testutil.SelfSignedCert(t)
+		h.do("tls-init", cert, key)
+		require.Equal(t, 1, attachTLS(t, p, h.pid), "libssl files")
+		delta := counterDelta(t, p)
+
+		clientFrom := func(ip string) (*tls.Conn, int) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+			raw, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			require.NoError(t, err)
+			c := tls.Client(raw, &tls.Config{InsecureSkipVerify: true})
+			t.Cleanup(func() { c.Close() })
+			fd := h.int("accept", lfd)
+			h.do("tls-wrap", fd)
+			done := make(chan error, 1)
+			go func() { done <- c.Handshake() }()
+			h.do("tls-handshake", fd)
+			require.NoError(t, <-done)
+			return c, fd
+		}
+		login := func(user string) []byte {
+			body := "username=" + user + "&password=wrong"
+			return fmt.Appendf(nil, "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}
+		answer := func(c *tls.Conn, fd int) {
+			h.do("tls-write", fd, []byte(resp401))
+			require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+			buf := make([]byte, len(resp401))
+			_, err := io.ReadFull(c, buf)
+			require.NoError(t, err)
+		}
+		a, afd := clientFrom("127.0.0.2")
+		b, bfd := clientFrom("127.0.0.3")
+
+		// A's first login maps A's SSL* to A's socket.
+		_, err := a.Write(login("userA"))
+		require.NoError(t, err)
+		h.do("tls-recv", afd)
+		require.Contains(t, string(h.read2(t, "tls-read", afd)), "username=userA")
+		answer(a, afd)
+
+		// B's ciphertext is read, then A's, then B's SSL_read runs.
+		_, err = b.Write(login("userB"))
+		require.NoError(t, err)
+		_, err = a.Write(login("userA"))
+		require.NoError(t, err)
+		time.Sleep(50 * time.Millisecond) // both records on their sockets
+		h.do("tls-recv", bfd)
+		h.do("tls-recv", afd)
+		require.Contains(t, string(h.read2(t, "tls-read", bfd)), "username=userB")
+		require.Contains(t, string(h.read2(t, "tls-read", afd)), "username=userA")
+		answer(b, bfd)
+		answer(a, afd)
+
+		mine := func(ev ConnEvent) bool {
+			return ev.PID == uint32(h.pid) && ev.Dir == Ingress && strings.Contains(string(ev.Data), "username=")
+		}
+		evs := rec.waitEvents(t, 3, mine)
+		want := map[string]string{"127.0.0.2": "username=userA", "127.0.0.3": "username=userB"}
+		for _, ev := range rec.events(mine) {
+			require.Equal(t, SourceTLS, ev.Source)
+			require.Contains(t, string(ev.Data), want[ev.Peer.Addr().String()],
+				"a login on the connection from %s", ev.Peer.Addr())
+		}
+		require.Len(t, evs, 3)
+		require.GreaterOrEqual(t, delta("tls_guess_refused"), uint64(1), "A's socket refused for B's SSL*")
+		require.Equal(t, uint64(0), delta("drop_tls_unattributed"))
+	})
 }

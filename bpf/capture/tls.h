@@ -69,6 +69,7 @@ static __always_inline bool tls_socket_io(struct capture_io *io)
 		/* &c->sk, a map value: 6.1 takes no pointer into io (PTR_TO_MEM in
 		 * a global function) as a map value. */
 		bpf_map_update_elem(&tls_ssl, &k, &c->sk, BPF_ANY);
+		tls_own(io->sk, io->pid, c->ssl);
 	}
 	tls_adopt(io->sk, c->op == TLS_OP_HANDSHAKE);
 	return true;
@@ -78,7 +79,16 @@ static __always_inline bool tls_socket_io(struct capture_io *io)
  * global function: its frame is not on the state machine's stack. */
 __noinline int tls_last_read_set(__u64 id, __u64 sk)
 {
-	bpf_map_update_elem(&tls_last_read, &id, &sk, BPF_ANY);
+	struct tls_reads *r = bpf_map_lookup_elem(&tls_last_read, &id);
+	if (!r) {
+		struct tls_reads fresh = {.sk = {sk, 0}};
+		bpf_map_update_elem(&tls_last_read, &id, &fresh, BPF_ANY);
+		return 0;
+	}
+	if (r->sk[0] != sk) {
+		r->sk[1] = r->sk[0];
+		r->sk[0] = sk;
+	}
 	return 0;
 }
 

@@ -107,6 +107,7 @@ enum counter {
 	CNT_TLS_AFTER_CLOSE,      /* Go: plaintext of a call that returned after its conn's fd was closed */
 	CNT_PROMPT_WAKES,         /* reader woken at once for a response that may end an episode */
 	CNT_PROMPT_WAKES_LIMITED, /* such a wakeup left to the batch: one was just forced on that CPU */
+	CNT_TLS_GUESS_REFUSED,    /* memory BIO: a socket not taken for an SSL*: another SSL* is its own */
 	CNT_MAX,
 };
 

@@ -52,14 +52,44 @@ struct {
 	__type(value, __u64);
 } tls_ssl SEC(".maps");
 
-/* The socket of each thread's last read of TLS ciphertext outside any SSL
- * call: a library on memory BIOs (Node.js) reads the socket itself and
- * then runs SSL_read on what it read, on the same thread. */
+/* The sockets of each thread's last two reads of TLS ciphertext outside
+ * any SSL call, on different sockets, the newest first: a library on
+ * memory BIOs (Node.js) reads the socket itself and then runs SSL_read on
+ * what it read, on the same thread; an event loop may read another
+ * socket in between. */
+struct tls_reads {
+	__u64 sk[2];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct tls_reads);
 } tls_last_read SEC(".maps");
+
+/* The SSL* each socket was learned for (the reverse of tls_ssl): one TLS
+ * session per TCP connection, so a socket another SSL* owns is never
+ * guessed for a new one. Removed at SSL_free and at the socket's end. An
+ * LRU: an entry lost only makes a guess less careful. */
+struct tls_owner {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* resized from Go */
+	__type(key, __u64);
+	__type(value, struct tls_owner);
+} tls_sock_owner SEC(".maps");
+
+/* tls_own records that ssl of process tgid does its I/O on sk. */
+static __always_inline void tls_own(__u64 sk, __u32 tgid, __u64 ssl)
+{
+	struct tls_owner o = {.ssl = ssl, .tgid = tgid};
+	bpf_map_update_elem(&tls_sock_owner, &sk, &o, BPF_ANY);
+}
 
 #endif

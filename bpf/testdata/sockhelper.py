@@ -26,6 +26,16 @@ def forget(fd):
         s.detach()
 
 
+tls = {}  # fd -> (SSLObject, incoming BIO, outgoing BIO)
+tls_ctx = None
+
+
+def tls_flush(fd):
+    out = tls[fd][2]
+    while out.pending:
+        os.write(fd, out.read())
+
+
 def hexed(b):
     return binascii.hexlify(b).decode() or "-"
 
@@ -124,6 +134,52 @@ def run(cmd, args, channel):
         ctypes.CDLL(None).syscall(sys_exit, 0)
     if cmd == "pid":
         return "%d %d" % (os.getpid(), threading.get_native_id())
+    if cmd == "tls-init":
+        # OpenSSL on memory BIOs, the way Node.js uses it: the helper reads
+        # and writes the socket itself, outside any SSL call. Imported
+        # here: the other tests map no libssl.
+        import ssl
+
+        global tls_ctx
+        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls_ctx.load_cert_chain(args[0], args[1])
+        return ""
+    if cmd == "tls-wrap":
+        import ssl
+
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls[int(args[0])] = (tls_ctx.wrap_bio(inc, out, server_side=True), inc, out)
+        return ""
+    if cmd == "tls-handshake":
+        import ssl
+
+        fd = int(args[0])
+        obj, inc, out = tls[fd]
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                tls_flush(fd)
+                b = os.read(fd, 65536)
+                if not b:
+                    raise ValueError("eof in handshake")
+                inc.write(b)
+        tls_flush(fd)
+        return ""
+    if cmd == "tls-recv":
+        # Ciphertext from the socket into the connection's BIO.
+        b = os.read(int(args[0]), 65536)
+        tls[int(args[0])][1].write(b)
+        return str(len(b))
+    if cmd == "tls-read":
+        b = tls[int(args[0])][0].read(65536)
+        return "%d %s" % (len(b), hexed(b))
+    if cmd == "tls-write":
+        fd = int(args[0])
+        tls[fd][0].write(unhex(args[1]))
+        tls_flush(fd)
+        return ""
     if cmd == "exit":
         sys.stdout.flush()
         os._exit(0)
