@@ -203,10 +203,26 @@ func startServerEnv(tb testing.TB, lang string, env []string) (*Server, error) {
 	}
 	srv.PID = cmd.Process.Pid
 	exited := make(chan struct{})
+	// What the server printed besides "listening": a JVM prints the
+	// summary of a fatal error on stdout.
+	others := &testutil.SyncBuffer{}
 	tb.Cleanup(func() {
+		// A server gone before the end of its test died on its own.
+		var died bool
+		select {
+		case <-exited:
+			died = true
+		default:
+		}
 		_ = syscall.Kill(-srv.PID, syscall.SIGKILL)
 		<-exited
 		if tb.Failed() {
+			if died {
+				tb.Logf("%s server (pid %d) had exited on its own: %v%s", lang, srv.PID, cmd.ProcessState, crashReport(lang, srv.PID))
+			}
+			if s := others.String(); s != "" {
+				tb.Logf("%s server stdout:\n%s", lang, testutil.Tail(s, 4000))
+			}
 			if s := srv.Stderr(); s != "" {
 				tb.Logf("%s server stderr:\n%s", lang, testutil.Tail(s, 4000))
 			}
@@ -217,12 +233,15 @@ func startServerEnv(tb testing.TB, lang string, env []string) (*Server, error) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if p, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
-					select {
-					case port <- n:
-					default:
-					}
+			p, ok := strings.CutPrefix(sc.Text(), "listening ")
+			if !ok {
+				_, _ = others.Write([]byte(sc.Text() + "\n"))
+				continue
+			}
+			if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil {
+				select {
+				case port <- n:
+				default:
 				}
 			}
 		}
