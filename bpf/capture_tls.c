@@ -28,12 +28,17 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+static __always_inline bool tls_owner_is(struct tls_owner *o, __u32 tgid, __u64 ssl)
+{
+	return o->ssl == ssl && o->tgid == tgid;
+}
+
 /* tls_sock_free says whether sk may be guessed for ssl of process tgid:
  * no other SSL* is known to do its I/O on it. */
 static __always_inline bool tls_sock_free(__u64 sk, __u32 tgid, __u64 ssl)
 {
 	struct tls_owner *o = bpf_map_lookup_elem(&tls_sock_owner, &sk);
-	if (!o || (o->ssl == ssl && o->tgid == tgid))
+	if (!o || tls_owner_is(o, tgid, ssl))
 		return true;
 	count(CNT_TLS_GUESS_REFUSED);
 	return false;
@@ -123,7 +128,7 @@ int authprobe_ssl_free(struct pt_regs *ctx)
 	if (sk) {
 		__u64 s = *sk;
 		struct tls_owner *o = bpf_map_lookup_elem(&tls_sock_owner, &s);
-		if (o && o->ssl == k.ssl && o->tgid == k.tgid)
+		if (o && tls_owner_is(o, k.tgid, k.ssl))
 			bpf_map_delete_elem(&tls_sock_owner, &s);
 	}
 	bpf_map_delete_elem(&tls_ssl, &k);

@@ -299,24 +299,18 @@ func (h *helper) listen() (int, int) {
 // read does one read(2) and returns what it got.
 func (h *helper) read(fd int) []byte {
 	h.tb.Helper()
-	f := h.do("read", fd)
-	if f[1] == "-" {
-		return nil
-	}
-	b, err := hex.DecodeString(f[1])
-	require.NoError(h.tb, err)
-	return b
+	return h.bytes("read", fd)
 }
 
-// read2 runs a command that answers "LEN HEX" and returns the bytes.
-func (h *helper) read2(tb testing.TB, args ...any) []byte {
-	tb.Helper()
+// bytes runs a command that answers "LEN HEX" and returns the bytes.
+func (h *helper) bytes(args ...any) []byte {
+	h.tb.Helper()
 	f := h.do(args...)
 	if f[1] == "-" {
 		return nil
 	}
 	b, err := hex.DecodeString(f[1])
-	require.NoError(tb, err)
+	require.NoError(h.tb, err)
 	return b
 }
 
